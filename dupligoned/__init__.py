@@ -1,0 +1,3 @@
+"""DupliGone: a self-hosted photo de-duplication daemon."""
+
+__version__ = "0.1.0"

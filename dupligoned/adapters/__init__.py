@@ -1,0 +1,1 @@
+"""Adapters: the code that touches files, images, databases and configuration."""

@@ -1,0 +1,248 @@
+"""The one module that opens image files.
+
+``decode_photo`` reads a file once, hashes its bytes, decodes it at the smallest scale the
+caller needs (JPEG DCT scaling through ``Image.draft``), applies the EXIF orientation, and returns
+the small arrays the core measures. It never writes to the file. Every way a file can fail is a
+typed ``PhotoError`` with a short reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from dupligoned.core.hashing import DHASH_SHAPE, PHASH_SIZE
+from dupligoned.errors import CorruptImage, EmptyFile, NotAnImage, TooManyPixels, UnreadableFile
+
+try:  # HEIC/HEIF (and AVIF on older Pillow) through libheif
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    HAVE_HEIF = True
+except ImportError:  # pragma: no cover - pillow-heif is a hard dependency; kept for clarity
+    HAVE_HEIF = False
+
+# Extensions DupliGone looks at. Everything else in a folder is not a photo and is not reported.
+PHOTO_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".tif", ".tiff", ".mpo",
+     ".heic", ".heif", ".avif"}
+)
+_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "HEIF", "AVIF")  # JPEG also opens MPO
+_LOSSLESS_FORMATS = frozenset({"PNG", "TIFF", "BMP", "GIF"})
+
+DEFAULT_MAX_PIXELS = 200_000_000  # ~ a 16k×12k panorama; far above any camera, far below a bomb
+DEFAULT_WORK_PX = 512
+
+# A truncated file must be an error, never silently padded with grey.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+# Our own limit is checked from the header before any pixel is decoded; Pillow's global guard
+# would otherwise warn (or raise at 2×) with a message that names no file.
+Image.MAX_IMAGE_PIXELS = None
+
+_EXIF_IFD = 0x8769
+_GPS_IFD = 0x8825
+_TAG_MAKE, _TAG_MODEL, _TAG_DATETIME = 0x010F, 0x0110, 0x0132
+_TAG_DATETIME_ORIGINAL = 0x9003
+_TAG_ORIENTATION = 0x0112
+
+
+@dataclass(frozen=True)
+class DecodedPhoto:
+    """What one decode yields. Sizes are after EXIF orientation, at full resolution."""
+
+    width: int
+    height: int
+    format: str
+    lossless: bool
+    jpeg_quality: int | None
+    size_bytes: int
+    content_hash: str
+    grey32: npt.NDArray[np.uint8]  # imagehash's pHash input
+    grey9x8: npt.NDArray[np.uint8]  # imagehash's dHash input
+    work: npt.NDArray[np.uint8]  # greyscale, long edge ``work_px`` (the fixed working size)
+    colour: Image.Image | None  # RGB at reduced size, when asked for (thumbnails)
+    taken_at: str | None
+    camera: str | None
+    has_gps: bool
+
+
+def is_photo_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in PHOTO_EXTENSIONS
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _estimate_jpeg_quality(im: Image.Image) -> int | None:
+    """libjpeg quality (1–100) from the luminance quantisation table, as ImageMagick estimates it."""
+    tables = getattr(im, "quantization", None)
+    if not tables or 0 not in tables:
+        return None
+    std = (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40,
+           57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35,
+           55, 64, 81, 104, 113, 92, 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100,
+           103, 99)
+    q = list(tables[0])
+    # Order does not matter for a sum; Pillow gives the table in zig-zag order.
+    scale = 100.0 * sum(q) / sum(std)
+    if scale <= 0:
+        return 100
+    quality = (200.0 - scale) / 2.0 if scale <= 100 else 5000.0 / scale
+    return int(round(min(100.0, max(1.0, quality))))
+
+
+def _is_lossless(im: Image.Image, fmt: str, data: bytes) -> bool:
+    if fmt in _LOSSLESS_FORMATS:
+        return not (fmt == "TIFF" and im.info.get("compression") in ("jpeg", "tiff_jpeg"))
+    if fmt == "WEBP":
+        return b"VP8L" in data[12:40]
+    return False
+
+
+def _exif_facts(im: Image.Image) -> tuple[str | None, str | None, bool, int]:
+    try:
+        exif = im.getexif()
+    except Exception:  # a broken EXIF block is not a broken photo
+        return None, None, False, 1
+    sub: Any = {}
+    try:
+        sub = exif.get_ifd(_EXIF_IFD)
+    except Exception:
+        sub = {}
+    taken = sub.get(_TAG_DATETIME_ORIGINAL) or exif.get(_TAG_DATETIME)
+    make = str(exif.get(_TAG_MAKE) or "").strip("\x00 ")
+    model = str(exif.get(_TAG_MODEL) or "").strip("\x00 ")
+    camera = (model if make and model.lower().startswith(make.lower()) else f"{make} {model}").strip()
+    orientation = exif.get(_TAG_ORIENTATION, 1)
+    try:
+        orientation = int(orientation)
+    except (TypeError, ValueError):
+        orientation = 1
+    return (str(taken).strip("\x00 ") or None) if taken else None, camera or None, _GPS_IFD in exif, orientation
+
+
+def _resize_long_edge(im: Image.Image, long_edge: int) -> Image.Image:
+    w, h = im.size
+    scale = long_edge / max(w, h)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return im.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+
+
+def decode_photo(
+    path: str,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    work_px: int = DEFAULT_WORK_PX,
+    colour_px: int = 0,
+) -> DecodedPhoto:
+    """Decode ``path`` for analysis.
+
+    ``work_px`` is the long edge of the greyscale working image (the fixed size quality is
+    measured at); ``colour_px`` > 0 also returns an RGB image at least that large (for
+    thumbnails), decoded in the same pass.
+
+    Raises ``EmptyFile``, ``NotAnImage``, ``CorruptImage``, ``TooManyPixels`` or
+    ``UnreadableFile``; never modifies the file.
+    """
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except IsADirectoryError:
+        raise NotAnImage(path, "is a directory") from None
+    except OSError as exc:
+        raise UnreadableFile(path, f"cannot read: {exc.strerror or exc}") from None
+    if not data:
+        raise EmptyFile(path, "empty file (0 bytes)")
+    try:
+        return _decode_bytes(path, data, max_pixels=max_pixels, work_px=work_px, colour_px=colour_px)
+    except (EmptyFile, NotAnImage, CorruptImage, TooManyPixels):
+        raise
+    except UnidentifiedImageError:
+        raise NotAnImage(path, "not an image (format not recognised)") from None
+    except Image.DecompressionBombError as exc:
+        raise TooManyPixels(path, str(exc)) from None
+    except Exception as exc:  # any decoder failure is this file's problem, never the daemon's
+        msg = str(exc) or type(exc).__name__
+        if "truncated" in msg:
+            msg = "truncated file (image data ends early)"
+        raise CorruptImage(path, f"corrupt image: {msg}") from None
+
+
+def _decode_bytes(path: str, data: bytes, *, max_pixels: int, work_px: int, colour_px: int) -> DecodedPhoto:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow's EXIF/ICC chatter is not the person's problem
+        im = Image.open(io.BytesIO(data), formats=_FORMATS)
+        fmt = im.format or "?"
+        w0, h0 = im.size
+        if w0 <= 0 or h0 <= 0:
+            raise CorruptImage(path, f"corrupt image: size {w0}×{h0}")
+        if w0 * h0 > max_pixels:
+            raise TooManyPixels(
+                path, f"too many pixels: {w0}×{h0} = {w0 * h0:,} > limit {max_pixels:,}"
+            )
+        taken, camera, has_gps, orientation = _exif_facts(im)
+        jpeg_q = _estimate_jpeg_quality(im) if fmt in ("JPEG", "MPO") else None
+        lossless = _is_lossless(im, fmt, data)
+        if getattr(im, "n_frames", 1) > 1:
+            im.seek(0)  # MPO: the first frame is the photo; the rest are previews or depth maps
+        need = max(work_px, colour_px)
+        if fmt in ("JPEG", "MPO"):
+            # DCT scaling: decode at 1/2, 1/4 or 1/8 while the long edge stays ≥ what we need.
+            long0 = max(w0, h0)
+            scale = 1
+            while scale < 8 and long0 / (scale * 2) >= need:
+                scale *= 2
+            mode = "RGB" if colour_px else "L"
+            im.draft(mode, (max(1, w0 // scale), max(1, h0 // scale)))
+        im.load()
+        if orientation != 1:
+            im = ImageOps.exif_transpose(im)
+    width, height = (h0, w0) if orientation in (5, 6, 7, 8) else (w0, h0)
+
+    colour = None
+    if colour_px:
+        rgb = im.convert("RGB") if im.mode != "RGB" else im
+        colour = rgb
+        grey_img = rgb.convert("L")
+    else:
+        grey_img = _to_grey(im)
+    grey32 = np.asarray(grey_img.resize((PHASH_SIZE, PHASH_SIZE), Image.Resampling.LANCZOS))
+    grey9x8 = np.asarray(grey_img.resize((DHASH_SHAPE[1], DHASH_SHAPE[0]), Image.Resampling.LANCZOS))
+    work = np.asarray(_resize_long_edge(grey_img, work_px))
+    return DecodedPhoto(
+        width=width, height=height, format=fmt, lossless=lossless, jpeg_quality=jpeg_q,
+        size_bytes=len(data), content_hash=content_hash(data), grey32=grey32, grey9x8=grey9x8,
+        work=work, colour=colour, taken_at=taken, camera=camera, has_gps=has_gps,
+    )
+
+
+def _to_grey(im: Image.Image) -> Image.Image:
+    if im.mode == "L":
+        return im
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(im, dtype=np.float64)
+        top = float(arr.max()) or 1.0
+        return Image.fromarray((arr * (255.0 / max(top, 255.0))).astype(np.uint8), "L")
+    if im.mode in ("RGBA", "LA", "P", "PA"):
+        # Transparent areas count as white, as a viewer on a light page shows them.
+        rgba = im.convert("RGBA")
+        base = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(base, rgba).convert("L")
+    return im.convert("L")
+
+
+def decode_grey(path: str, *, long_edge: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> npt.NDArray[np.uint8]:
+    """A greyscale array of ``path`` at the given long edge (EXIF orientation applied).
+
+    Used to compare a group's members at one common size. Raises like ``decode_photo``.
+    """
+    return decode_photo(path, max_pixels=max_pixels, work_px=long_edge).work

@@ -1,0 +1,88 @@
+"""Finding photo files under library folders.
+
+Never leaves the given folders (a symlink pointing outside is skipped), never loops (each
+directory is entered once, by device and inode), and skips hidden files, partial downloads and
+the junk NAS boxes and desktops leave behind.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+
+from dupligoned.adapters.decode import is_photo_name
+
+JUNK_DIRS = frozenset(
+    {"@eaDir", "#recycle", "#snapshot", "@Recycle", "@Recently-Snapshot", ".@__thumb",
+     "$RECYCLE.BIN", "System Volume Information", "lost+found", ".stfolder", ".stversions",
+     ".Trash", ".Trashes", ".dtrash", ".thumbnails"}
+)
+JUNK_FILES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini", "ehthumbs.db"})
+PARTIAL_SUFFIXES = (".part", ".crdownload", ".tmp", ".partial", ".download", ".!qb", ".syncthing")
+
+
+def is_ignored_name(name: str) -> bool:
+    """Hidden files, NAS/OS junk and partial downloads are never photos to analyse."""
+    if name.startswith(".") or name.startswith("~$"):
+        return True
+    if name in JUNK_FILES or name in JUNK_DIRS:
+        return True
+    lower = name.lower()
+    return lower.endswith(PARTIAL_SUFFIXES) or lower.startswith(".syncthing.")
+
+
+def _inside(path: str, roots: tuple[str, ...]) -> bool:
+    return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
+def walk_photos(roots: Iterable[str], excluded: Iterable[str] = ()) -> Iterator[str]:
+    """Absolute paths of photo files under ``roots``, each at most once, in sorted order per folder.
+
+    ``excluded`` folders (DupliGone's own trash and state) are not entered.
+    """
+    real_roots = tuple(os.path.realpath(r) for r in roots)
+    skip = tuple(os.path.realpath(e) for e in excluded)
+    seen_dirs: set[tuple[int, int]] = set()
+    for root in roots:
+        yield from _walk(os.path.abspath(root), real_roots, skip, seen_dirs)
+
+
+def _walk(
+    folder: str,
+    roots: tuple[str, ...],
+    skip: tuple[str, ...],
+    seen_dirs: set[tuple[int, int]],
+) -> Iterator[str]:
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return
+    key = (st.st_dev, st.st_ino)
+    if key in seen_dirs:
+        return
+    seen_dirs.add(key)
+    real = os.path.realpath(folder)
+    if skip and _inside(real, skip):
+        return
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError:
+        return
+    subdirs = []
+    for entry in entries:
+        if is_ignored_name(entry.name):
+            continue
+        try:
+            if entry.is_symlink() and not _inside(os.path.realpath(entry.path), roots):
+                continue  # a link that leads out of the library
+            if entry.is_dir():
+                subdirs.append(entry.path)
+            elif entry.is_file() and is_photo_name(entry.name):
+                if entry.is_symlink():
+                    continue  # a link takes no space and is not a copy: never offer it
+                yield entry.path
+        except OSError:
+            continue
+    for sub in subdirs:
+        yield from _walk(sub, roots, skip, seen_dirs)

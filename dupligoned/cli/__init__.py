@@ -1,0 +1,1 @@
+"""Command-line shells. Each turns domain errors into one line and an exit code."""

@@ -1,0 +1,97 @@
+"""``dupligone``: the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from dupligoned import __version__
+from dupligoned.errors import DupliGoneError, UsageError
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from dupligoned.services.scan import scan
+
+    for p in list(args.paths) + list(args.protect):
+        if not os.path.isdir(p):
+            raise UsageError(f"not a folder: {p}")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=0, unit="photo", file=sys.stderr, desc="analysing", dynamic_ncols=True)
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+    roots = [os.path.abspath(p) for p in args.paths]
+    result = scan(roots, workers=args.workers, protect=args.protect, progress=progress)
+    if bar is not None:
+        bar.close()
+    if args.json:
+        out = result.to_json()
+        json.dump(out, sys.stdout, indent=None if args.compact else 1)
+        sys.stdout.write("\n")
+        return 0
+    by_path = {p.path: p for p in result.photos}
+    to_free = sum(by_path[d].size_bytes for g in result.groups for d in g.delete)
+    n_delete = sum(len(g.delete) for g in result.groups)
+    print(f"{len(result.photos)} photos analysed, {len(result.errors)} could not be read.")
+    print(f"{len(result.groups)} groups of duplicates; {n_delete} copies could go, freeing {_human_bytes(to_free)}.")
+    for g in result.groups:
+        print()
+        for v in g.verdicts:
+            mark = "keep  " if v.keep else "delete"
+            print(f"  {mark} {v.path}\n         {v.reason}")
+    if result.errors:
+        print("\nCould not read:")
+        for e in result.errors:
+            print(f"  {e.path}: {e.reason}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="dupligone", description="Find and remove duplicate photos.")
+    ap.add_argument("--version", action="version", version=f"dupligone {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True)
+    sp = sub.add_parser("scan", help="group the duplicates under folders once (changes no file)")
+    sp.add_argument("paths", nargs="+", metavar="PATH", help="folders to scan, recursively")
+    sp.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    sp.add_argument("--compact", action="store_true", help=argparse.SUPPRESS)
+    sp.add_argument("--workers", type=int, default=None, help="processes to use (default: every core)")
+    sp.add_argument("--protect", action="append", default=[], metavar="PATH",
+                    help="a folder whose photos are never recommended for deletion (repeatable)")
+    sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sp.set_defaults(func=cmd_scan)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except DupliGoneError as exc:
+        print(f"dupligone: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

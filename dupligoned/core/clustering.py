@@ -1,0 +1,192 @@
+"""Grouping photos: automatic eps, DBSCAN on a sparse graph, and no chains.
+
+1. ``choose_eps`` reads the elbow of the k-distance graph (kneed), scales it, clamps it to
+   [eps_min, eps_max], and falls back to stricter figures when there is no elbow.
+2. ``cluster`` runs DBSCAN on a sparse precomputed graph holding only pairs within eps, then splits
+   every cluster by complete linkage so that all members of a group are within ``max_diameter``
+   of each other: a long chain of slightly different frames never becomes one group.
+
+Every input is an array; the caller supplies a sort key per photo so that the result does not
+depend on input order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+from kneed import KneeLocator
+from scipy.cluster.hierarchy import fcluster, linkage
+from sklearn.cluster import DBSCAN
+
+from dupligoned.core.neighbours import Pairs
+
+
+@dataclass(frozen=True)
+class ClusterParams:
+    """Every knob of the grouping, with defaults chosen on principle.
+
+    Distances are the mean of the pHash and dHash Hamming distances (0–64). Unrelated photos sit
+    around 32; re-encodes and resizes of one photo within 0–3; light edits up to about 10.
+    """
+
+    eps_scale: float = 0.7  # applied to the elbow of the k-distance graph
+    eps_min: float = 3.0  # never stricter: re-encodes and resizes must always group
+    eps_max: float = 10.0  # never looser: beyond this, unrelated photos start to meet
+    min_samples: int = 2  # DBSCAN: a pair is already a group
+    k: int = 1  # the k of the k-distance graph (k = min_samples - 1)
+    kdist_sample: int = 5000  # photos sampled for the k-distance graph
+    fallback_percentile: float = 10.0  # eps when there is no elbow (then the median)
+    max_diameter_factor: float = 1.5  # all members within factor × eps of each other
+    large_cluster: int = 3000  # bigger clusters are split greedily (complete linkage is n²)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 0 < self.eps_scale <= 2:
+            problems.append("eps_scale must be in (0, 2]")
+        if not 0 <= self.eps_min <= self.eps_max <= 64:
+            problems.append("need 0 ≤ eps_min ≤ eps_max ≤ 64")
+        if self.min_samples < 2:
+            problems.append("min_samples must be ≥ 2")
+        if self.k < 1:
+            problems.append("k must be ≥ 1")
+        if not 0 < self.fallback_percentile < 100:
+            problems.append("fallback_percentile must be in (0, 100)")
+        if self.max_diameter_factor < 1:
+            problems.append("max_diameter_factor must be ≥ 1")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @property
+    def search_radius(self) -> float:
+        """The largest distance any step needs: the neighbour search radius."""
+        return self.eps_max * self.max_diameter_factor
+
+
+@dataclass(frozen=True)
+class EpsChoice:
+    eps: float
+    method: str  # "elbow", "percentile", "median", "default"
+    raw: float  # the figure before scaling and clamping
+
+
+def choose_eps(kdist: npt.NDArray[np.floating], params: ClusterParams) -> EpsChoice:
+    """eps from a sample of k-th neighbour distances (any order)."""
+    values = np.sort(np.asarray(kdist, dtype=np.float64))
+    if values.size < 3 or values[-1] == values[0]:
+        return EpsChoice(params.eps_max, "default", float("nan"))
+    raw = float("nan")
+    method = ""
+    x = np.arange(values.size, dtype=np.float64)
+    try:
+        knee = KneeLocator(x, values, curve="convex", direction="increasing", online=False)
+        if knee.knee_y is not None:
+            raw, method = float(knee.knee_y), "elbow"
+    except (ValueError, IndexError):
+        pass
+    if not method:
+        raw, method = float(np.percentile(values, params.fallback_percentile)), "percentile"
+        if raw <= 0:
+            raw, method = float(np.median(values)), "median"
+    eps = float(np.clip(raw * params.eps_scale, params.eps_min, params.eps_max))
+    return EpsChoice(eps, method, raw)
+
+
+def _pair_distance_matrix(codes: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64]:
+    """Condensed pairwise photo distances of a small set of packed codes."""
+    bits = np.unpackbits(codes, axis=1).astype(np.float64)
+    # Hamming = a·(1-b) + (1-a)·b, via one matrix product.
+    ones = bits.sum(axis=1)
+    ham = ones[:, None] + ones[None, :] - 2.0 * (bits @ bits.T)
+    n = codes.shape[0]
+    iu = np.triu_indices(n, 1)
+    return np.asarray(ham[iu] / 2.0)
+
+
+def _split_by_diameter(
+    members: npt.NDArray[np.int64],
+    codes: npt.NDArray[np.uint8],
+    max_diameter: float,
+    large: int,
+    links: set[tuple[int, int]],
+) -> list[npt.NDArray[np.int64]]:
+    if members.size <= 2:
+        return [members]
+    if members.size <= large:
+        cond = _pair_distance_matrix(codes[members])
+        if links:
+            n = members.size
+            for a in range(n):
+                for b in range(a + 1, n):
+                    if (int(members[a]), int(members[b])) in links:
+                        # condensed index of (a, b)
+                        cond[n * a - a * (a + 1) // 2 + (b - a - 1)] = 0.0
+        if cond.max() <= max_diameter:
+            return [members]
+        labels = fcluster(linkage(cond, method="complete"), t=max_diameter, criterion="distance")
+        return [members[labels == lab] for lab in np.unique(labels)]
+    # Greedy for degenerate giant components: take the first remaining photo as a centre and
+    # every photo within half the diameter of it, so any two members are within the diameter.
+    out = []
+    left = members
+    while left.size:
+        c = codes[left[0]]
+        ham = np.unpackbits(np.bitwise_xor(codes[left], c), axis=1).sum(axis=1) / 2.0
+        take = ham <= max_diameter / 2.0
+        out.append(left[take])
+        left = left[~take]
+    return out
+
+
+def cluster(
+    codes: npt.NDArray[np.uint8],
+    pairs: Pairs,
+    eps: float,
+    params: ClusterParams,
+    order: Sequence[int] | None = None,
+    verified: Pairs | None = None,
+) -> list[list[int]]:
+    """Groups of two or more photo indices; photos in no group are left out.
+
+    ``pairs`` must hold every pair within ``eps`` (more is fine). ``order`` is a permutation of
+    the indices in a canonical order (e.g. sorted by path) so that the result does not depend
+    on the order photos were given in. ``verified`` pairs (from a later matching stage, such as
+    crops) join the graph whatever their hash distance, and count as near in the diameter check.
+    Groups are returned sorted by their first member.
+    """
+    n = codes.shape[0]
+    if n == 0:
+        return []
+    perm = np.asarray(order if order is not None else np.arange(n), dtype=np.int64)
+    rank = np.empty(n, np.int64)
+    rank[perm] = np.arange(n)
+    keep = pairs.dist <= eps
+    i, j, d = rank[pairs.i[keep]], rank[pairs.j[keep]], pairs.dist[keep].astype(np.float64)
+    links: set[tuple[int, int]] = set()
+    if verified is not None and len(verified):
+        vi, vj = rank[verified.i], rank[verified.j]
+        i, j = np.concatenate([i, vi]), np.concatenate([j, vj])
+        d = np.concatenate([d, np.zeros(vi.size)])
+        links = {(int(min(a, b)), int(max(a, b))) for a, b in zip(vi, vj)}
+    # Sparse precomputed graph. A tiny offset keeps distance-0 pairs as explicit entries.
+    d = d + 1e-6
+    graph = sp.csr_matrix((np.concatenate([d, d]), (np.concatenate([i, j]), np.concatenate([j, i]))), shape=(n, n))
+    labels = DBSCAN(eps=eps + 2e-6, min_samples=params.min_samples, metric="precomputed").fit(graph).labels_
+    ranked_codes = codes[perm]
+    groups: list[list[int]] = []
+    max_diameter = eps * params.max_diameter_factor
+    order_lab = np.argsort(labels, kind="stable")
+    bounds = np.flatnonzero(np.diff(labels[order_lab])) + 1
+    for chunk in np.split(order_lab, bounds):
+        if chunk.size == 0 or labels[chunk[0]] < 0:
+            continue
+        for part in _split_by_diameter(
+            np.sort(chunk), ranked_codes, max_diameter, params.large_cluster, links
+        ):
+            if part.size >= 2:
+                groups.append([int(perm[r]) for r in part])  # part is sorted by rank
+    groups.sort(key=lambda g: int(rank[g[0]]))
+    return groups

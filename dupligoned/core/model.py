@@ -1,0 +1,61 @@
+"""Value objects shared by the core, the services and the shells."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dupligoned.core.quality import Quality
+
+
+@dataclass(frozen=True)
+class PhotoInfo:
+    """Everything the engine knows about one analysed photo. Sizes are after EXIF orientation."""
+
+    path: str
+    size_bytes: int
+    width: int
+    height: int
+    format: str
+    lossless: bool
+    jpeg_quality: int | None
+    content_hash: str
+    phash: int
+    dhash: int
+    quality: Quality
+    taken_at: str | None = None
+    camera: str | None = None
+    has_gps: bool = False
+    protected: bool = False
+    # Room for later stages (local features for crops): name -> opaque value.
+    extra: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+    @property
+    def dims(self) -> str:
+        return f"{self.width}×{self.height}"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One photo's fate inside a group, with a reason a person can read."""
+
+    path: str
+    keep: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class GroupDecision:
+    members: tuple[str, ...]
+    verdicts: tuple[Verdict, ...]
+
+    @property
+    def keep(self) -> list[str]:
+        return [v.path for v in self.verdicts if v.keep]
+
+    @property
+    def delete(self) -> list[str]:
+        return [v.path for v in self.verdicts if not v.keep]

@@ -1,0 +1,81 @@
+"""Image quality figures on the fixed working image, and the weighted overall score."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+
+@dataclass(frozen=True)
+class Quality:
+    sharpness: float  # variance of the 4-neighbour Laplacian
+    brightness: float  # mean grey level, 0–255
+    contrast: float  # standard deviation of grey levels
+    noise: float  # estimated sensor-noise sigma (Immerkær), grey levels
+    faces: int = 0  # filled in later, only for photos that land in groups
+
+
+@dataclass(frozen=True)
+class QualityWeights:
+    """Weights of the overall score; each part is first mapped to 0–1."""
+
+    sharpness: float = 0.45
+    brightness: float = 0.2
+    contrast: float = 0.2
+    faces: float = 0.15
+
+    def __post_init__(self) -> None:
+        for name in ("sharpness", "brightness", "contrast", "faces"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"weight {name} must be ≥ 0")
+        if self.sharpness + self.brightness + self.contrast + self.faces <= 0:
+            raise ValueError("at least one quality weight must be > 0")
+
+
+def laplacian(grey: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64]:
+    g = grey.astype(np.float64)
+    return g[1:-1, :-2] + g[1:-1, 2:] + g[:-2, 1:-1] + g[2:, 1:-1] - 4.0 * g[1:-1, 1:-1]
+
+
+def estimate_noise(grey: npt.NDArray[np.uint8]) -> float:
+    """Immerkær's fast noise-sigma estimate: a mask that cancels edges and keeps white noise."""
+    g = grey.astype(np.float64)
+    if g.shape[0] < 3 or g.shape[1] < 3:
+        return 0.0
+    m = (g[:-2, :-2] - 2 * g[:-2, 1:-1] + g[:-2, 2:]
+         - 2 * g[1:-1, :-2] + 4 * g[1:-1, 1:-1] - 2 * g[1:-1, 2:]
+         + g[2:, :-2] - 2 * g[2:, 1:-1] + g[2:, 2:])
+    h, w = g.shape
+    return float(math.sqrt(math.pi / 2) * np.abs(m).sum() / (6.0 * (w - 2) * (h - 2)))
+
+
+def measure(grey: npt.NDArray[np.uint8]) -> Quality:
+    """Quality figures of a greyscale working image (at least 3×3)."""
+    if grey.ndim != 2 or min(grey.shape) < 3:
+        raise ValueError(f"need a 2-D image of at least 3×3, got {grey.shape}")
+    g = grey.astype(np.float64)
+    return Quality(
+        sharpness=float(laplacian(grey).var()),
+        brightness=float(g.mean()),
+        contrast=float(g.std()),
+        noise=estimate_noise(grey),
+    )
+
+
+def score(q: Quality, weights: QualityWeights = QualityWeights()) -> float:
+    """Overall quality in 0–1: sharp, well exposed, contrasty, with faces."""
+    parts = {
+        # log scale: sharpness spans orders of magnitude between a blurred and a crisp photo
+        "sharpness": min(1.0, math.log1p(q.sharpness) / math.log1p(2000.0)),
+        "brightness": max(0.0, 1.0 - abs(q.brightness - 128.0) / 128.0),
+        "contrast": min(1.0, q.contrast / 64.0),
+        "faces": min(1.0, q.faces / 3.0),
+    }
+    total = weights.sharpness + weights.brightness + weights.contrast + weights.faces
+    return (
+        weights.sharpness * parts["sharpness"] + weights.brightness * parts["brightness"]
+        + weights.contrast * parts["contrast"] + weights.faces * parts["faces"]
+    ) / total

@@ -1,0 +1,52 @@
+"""The one exception tree of DupliGone.
+
+    DupliGoneError
+    ├── PhotoError            a photo that cannot be analysed; carries ``path`` and ``reason``
+    │   ├── EmptyFile
+    │   ├── NotAnImage
+    │   ├── CorruptImage      truncated or damaged data
+    │   ├── TooManyPixels     decompression-bomb guard
+    │   └── UnreadableFile    permission or I/O failure
+    └── UsageError            a bad path or option given by the person; shown as one line
+
+Deep code raises these; the CLI and daemon turn them into one line of text and an exit code.
+"""
+
+from __future__ import annotations
+
+
+class DupliGoneError(Exception):
+    """Base of every error DupliGone raises on purpose."""
+
+
+class PhotoError(DupliGoneError):
+    """A file that cannot be analysed. ``reason`` is short and readable by a person."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class EmptyFile(PhotoError):
+    pass
+
+
+class NotAnImage(PhotoError):
+    pass
+
+
+class CorruptImage(PhotoError):
+    pass
+
+
+class TooManyPixels(PhotoError):
+    pass
+
+
+class UnreadableFile(PhotoError):
+    pass
+
+
+class UsageError(DupliGoneError):
+    """A bad argument or path given by the person running DupliGone."""

@@ -1,0 +1,1 @@
+"""Services: ingest, grouping, decisions. They combine the core with adapters passed in."""

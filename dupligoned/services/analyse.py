@@ -1,0 +1,40 @@
+"""Analysing one photo: one decode, then hashes and quality. Runs in worker processes."""
+
+from __future__ import annotations
+
+from dupligoned.adapters.decode import DEFAULT_MAX_PIXELS, DEFAULT_WORK_PX, DecodedPhoto, decode_photo
+from dupligoned.core import hashing, quality
+from dupligoned.core.model import PhotoInfo
+
+
+def info_from_decoded(path: str, dec: DecodedPhoto, *, protected: bool = False) -> PhotoInfo:
+    """The engine's view of a decoded photo (hashes and quality on the decoded arrays)."""
+    return PhotoInfo(
+        path=path,
+        size_bytes=dec.size_bytes,
+        width=dec.width,
+        height=dec.height,
+        format=dec.format,
+        lossless=dec.lossless,
+        jpeg_quality=dec.jpeg_quality,
+        content_hash=dec.content_hash,
+        phash=hashing.phash(dec.grey32),
+        dhash=hashing.dhash(dec.grey9x8),
+        quality=quality.measure(dec.work),
+        taken_at=dec.taken_at,
+        camera=dec.camera,
+        has_gps=dec.has_gps,
+        protected=protected,
+    )
+
+
+def analyse_file(
+    path: str,
+    *,
+    protected: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    work_px: int = DEFAULT_WORK_PX,
+) -> PhotoInfo:
+    """Decode ``path`` once and measure it. Raises ``PhotoError`` subclasses for bad files."""
+    dec = decode_photo(path, max_pixels=max_pixels, work_px=work_px)
+    return info_from_decoded(path, dec, protected=protected)
