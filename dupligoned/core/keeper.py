@@ -1,16 +1,22 @@
 """Choosing the photo a person would keep in a group, and saying why the others can go.
 
-The order of questions, each with its reason:
+The questions, in order, each with the reason it gives:
 
-1. Protected photos are never recommended for deletion.
+1. Protected photos are never recommended for deletion; among same-size copies the protected
+   one is the keeper.
 2. Byte-identical files are one photo: keep the one whose name does not look like a copy.
 3. Resolution: a copy with clearly fewer pixels than the largest is a down-scaled or cropped copy.
-4. Among copies of (about) the same size, the *source* is the one the others were made from:
-   it is the medoid of the pixel differences (every derived copy differs from the source by its
-   own change, and from the other copies by two). Copies clearly further from the rest than the
-   source are degraded or re-encoded copies.
-5. Then lossless over lossy, more bytes per pixel in the same format (less compression), and the
-   weighted quality score (sharpness, brightness, contrast, faces).
+4. Among copies of (about) the largest size, drop the degraded ones:
+   - heavy JPEG compression (quality below 50: what messengers do, never a camera);
+   - an exposure outlier (far from the group's median brightness);
+   - blur: a structured (low-frequency) difference to a copy more than twice as sharp;
+   - added noise: a white (high-frequency) difference to a less sharp copy of the same
+     compression, with more measured noise. White noise has a Laplacian-to-variance ratio of
+     20; a blur or exposure difference is far lower, so the ratio tells the two apart.
+5. Of the rest: lossless over lossy, a camera-grade JPEG (quality ≥ 90) over re-saves, then the
+   medoid of the pixel differences (the source differs from each copy by one change, copies from
+   each other by two), higher JPEG quality, more bytes; for distinct shots (a burst) the
+   weighted quality score instead.
 6. Then a deterministic tie-break: not a copy-looking name, earliest capture date, shortest path.
 """
 
@@ -23,8 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from dupligoned.core import hashing
 from dupligoned.core.model import GroupDecision, PhotoInfo, Verdict
-from dupligoned.core.quality import QualityWeights, score
+from dupligoned.core.quality import QualityWeights, laplacian, score
 
 _COPY_NAME = re.compile(r"(\(\d+\)|\bcopy\b|\bkopie\b|\bcopie\b|-\d+$|_\d$)", re.IGNORECASE)
 
@@ -32,16 +39,47 @@ _COPY_NAME = re.compile(r"(\(\d+\)|\bcopy\b|\bkopie\b|\bcopie\b|-\d+$|_\d$)", re
 @dataclass(frozen=True)
 class KeeperParams:
     resolution_ratio: float = 0.8  # below this share of the largest pixel count: lower resolution
-    source_margin: float = 1.25  # a copy this much further from the rest than the source is derived
-    source_min_diff: float = 1.0  # grey levels; below this, copies are pixel-identical in practice
-    burst_diff: float = 12.0  # mean grey-level difference above which frames are distinct shots
+    heavy_jpeg_quality: int = 50  # below: a messenger-grade re-save
+    camera_jpeg_quality: int = 90  # at or above: camera-grade
+    exposure_outlier: float = 20.0  # grey levels from the group's median brightness
+    blur_sharpness_ratio: float = 2.0  # a copy this much sharper, with a structured difference
+    white_ratio: float = 12.0  # Laplacian/variance of a difference above this: white (noise-like)
+    noise_sharpness_ratio: float = 1.2  # a copy this much "sharper" by white noise is noisier
+    shot_distance: float = 5.0  # median hash distance above which photos are distinct shots
     weights: QualityWeights = QualityWeights()
 
     def __post_init__(self) -> None:
         if not 0 < self.resolution_ratio <= 1:
             raise ValueError("resolution_ratio must be in (0, 1]")
-        if self.source_margin < 1:
-            raise ValueError("source_margin must be ≥ 1")
+        if self.blur_sharpness_ratio < 1 or self.noise_sharpness_ratio < 1:
+            raise ValueError("sharpness ratios must be ≥ 1")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Pixel comparison of a group's members at one common size (square matrices)."""
+
+    diff: npt.NDArray[np.float64]  # mean absolute grey-level difference
+    white: npt.NDArray[np.float64]  # var(Laplacian(difference)) / var(difference); 20 = white noise
+
+
+def compare(images: Sequence[npt.NDArray[np.uint8] | None]) -> Comparison:
+    """Compare same-shape greyscale images pairwise; ``None`` (unreadable) is far from all."""
+    n = len(images)
+    diff = np.zeros((n, n))
+    white = np.zeros((n, n))
+    floats = [None if im is None else im.astype(np.float32) for im in images]
+    for a in range(n):
+        for b in range(a + 1, n):
+            fa, fb = floats[a], floats[b]
+            if fa is None or fb is None or fa.shape != fb.shape:
+                diff[a, b] = diff[b, a] = 255.0
+                continue
+            d = fa - fb
+            diff[a, b] = diff[b, a] = float(np.abs(d).mean())
+            var = float(d.var())
+            white[a, b] = white[b, a] = float(laplacian(d).var()) / var if var > 1e-9 else 0.0
+    return Comparison(diff, white)
 
 
 def looks_like_copy(path: str) -> bool:
@@ -49,47 +87,24 @@ def looks_like_copy(path: str) -> bool:
     return bool(_COPY_NAME.search(stem))
 
 
+def _name(p: PhotoInfo) -> str:
+    return p.path.rsplit("/", 1)[-1]
+
+
 def _tie_key(p: PhotoInfo) -> tuple[bool, str, int, str]:
     return (looks_like_copy(p.path), p.taken_at or "9999", len(p.path), p.path)
 
 
-def _bpp(p: PhotoInfo) -> float:
-    return p.size_bytes / max(1, p.pixels)
-
-
-def _why_worse(loser: PhotoInfo, keeper: PhotoInfo) -> str:
-    """A short, specific reason ``loser`` is the weaker copy of ``keeper``."""
-    lq, kq = loser.quality, keeper.quality
-    name = keeper.path.rsplit("/", 1)[-1]
-    if kq.sharpness > 1.5 * lq.sharpness + 1 and lq.noise <= kq.noise * 1.5 + 0.5:
-        return f"blurrier copy of {name} (sharpness {lq.sharpness:.0f} vs {kq.sharpness:.0f})"
-    if lq.noise > 1.5 * kq.noise + 1:
-        return f"noisier copy of {name} (noise {lq.noise:.1f} vs {kq.noise:.1f})"
-    if abs(lq.brightness - kq.brightness) > 12:
-        word = "darker" if lq.brightness < kq.brightness else "brighter"
-        return f"{word} copy of {name} (brightness {lq.brightness:.0f} vs {kq.brightness:.0f})"
-    if loser.jpeg_quality and keeper.jpeg_quality and loser.jpeg_quality + 5 < keeper.jpeg_quality:
-        return f"more compressed copy of {name} (JPEG quality {loser.jpeg_quality} vs {keeper.jpeg_quality})"
-    if keeper.lossless and not loser.lossless:
-        return f"lossy copy of lossless {name}"
-    return f"re-encoded copy of {name}"
-
-
 def decide(
     photos: Sequence[PhotoInfo],
-    diff: npt.NDArray[np.floating] | None = None,
+    comparison: Comparison | None = None,
     params: KeeperParams = KeeperParams(),
 ) -> GroupDecision:
-    """Keep/delete verdicts for one group.
-
-    ``diff`` is an optional square matrix of mean absolute grey-level differences between the
-    members (same order as ``photos``), measured at one common size; without it step 4 is skipped.
-    """
+    """Keep/delete verdicts for one group (``comparison`` in the order of ``photos``)."""
     n = len(photos)
     if n == 0:
         raise ValueError("empty group")
     order = sorted(range(n), key=lambda k: photos[k].path)
-    verdict: dict[int, Verdict] = {}
 
     # 2. identical files: one representative each.
     rep_of: dict[str, int] = {}
@@ -99,64 +114,107 @@ def decide(
 
     # 3. resolution.
     top = max(photos[k].pixels for k in reps)
-    biggest = max(reps, key=lambda k: (photos[k].pixels, -order.index(k)))
+    biggest = min((k for k in reps if photos[k].pixels == top), key=lambda k: _tie_key(photos[k]))
     contenders = [k for k in reps if photos[k].pixels >= params.resolution_ratio * top]
-    lower = {k: f"lower resolution {photos[k].dims} vs {photos[biggest].dims}"
-             for k in reps if k not in contenders}
+    reason: dict[int, str] = {
+        k: f"lower resolution {photos[k].dims} vs {photos[biggest].dims}"
+        for k in reps if k not in contenders
+    }
 
-    # 4. the source among same-size copies.
-    derived: dict[int, int] = {}  # loser -> the source it was judged against
-    distinct_shots = False
-    if diff is not None and len(contenders) >= 2:
-        sub = diff[np.ix_(contenders, contenders)]
-        off = sub[~np.eye(len(contenders), dtype=bool)]
-        distinct_shots = bool(np.median(off) > params.burst_diff)
-        if not distinct_shots and len(contenders) >= 3:
-            totals = sub.sum(axis=1)
-            src = int(np.argmin(totals))
-            floor = max(totals[src], params.source_min_diff * (len(contenders) - 1))
-            for c, k in enumerate(contenders):
-                if c != src and totals[c] > params.source_margin * floor:
-                    derived[k] = contenders[src]
-    finalists = [k for k in contenders if k not in derived or photos[k].protected]
+    # 4. degraded copies among the contenders.
+    left = list(contenders)
 
-    # 5 and 6. format, compression, quality score, tie-break.
+    def drop(why: dict[int, str]) -> None:
+        nonlocal left
+        if why and len(why) < len(left):  # never drop every contender
+            reason.update(why)
+            left = [k for k in left if k not in why]
+
+    def q(k: int) -> int | None:
+        return photos[k].jpeg_quality
+
+    hq = [k for k in left if (q(k) or 100) >= params.heavy_jpeg_quality]
+    drop({k: f"heavily compressed copy (JPEG quality {q(k)}) of {_name(photos[hq[0]])}"
+          for k in left if hq and (q(k) or 100) < params.heavy_jpeg_quality})
+    med = float(np.median([photos[k].quality.brightness for k in left]))
+    drop({
+        k: ("darker" if photos[k].quality.brightness < med else "brighter")
+        + f" copy (brightness {photos[k].quality.brightness:.0f} vs {med:.0f})"
+        for k in left if abs(photos[k].quality.brightness - med) > params.exposure_outlier
+    })
+    if comparison is not None:
+        sharp = {k: photos[k].quality.sharpness for k in left}
+        blurred: dict[int, str] = {}
+        for k in left:
+            for o in left:
+                if (o != k and comparison.white[k, o] < params.white_ratio
+                        and sharp[o] > params.blur_sharpness_ratio * sharp[k]):
+                    blurred[k] = f"blurrier copy of {_name(photos[o])} (sharpness {sharp[k]:.0f} vs {sharp[o]:.0f})"
+                    break
+        drop(blurred)
+        noisy: dict[int, str] = {}
+        for k in left:
+            for o in left:
+                qk, qo = q(k), q(o)
+                if o == k or (qk and qo and abs(qk - qo) >= 5):
+                    continue
+                if (comparison.white[k, o] >= params.white_ratio
+                        and photos[k].quality.sharpness > params.noise_sharpness_ratio * photos[o].quality.sharpness
+                        and photos[k].quality.noise > 1.2 * photos[o].quality.noise):
+                    noisy[k] = (f"noisier copy of {_name(photos[o])} "
+                                f"(noise {photos[k].quality.noise:.1f} vs {photos[o].quality.noise:.1f})")
+                    break
+        drop(noisy)
+
+    # 5. rank what is left.
+    hd = [hashing.distance(photos[a].phash, photos[a].dhash, photos[b].phash, photos[b].dhash)
+          for x, a in enumerate(left) for b in left[x + 1:]]
+    distinct_shots = bool(hd) and float(np.median(hd)) > params.shot_distance
+    totals = {k: (float(comparison.diff[k, left].sum()) if comparison is not None else 0.0) for k in left}
+    worst = max(totals.values()) or 1.0
+
     def rank(k: int) -> tuple[float, ...]:
         p = photos[k]
-        q = score(p.quality, params.weights)
-        protected_first = 0.0 if p.protected else 1.0  # of same-size copies, keep the protected
-        if distinct_shots:  # bursts: the best shot is the sharper, better-exposed frame
-            return (protected_first, -q, 0.0, 0.0)
-        same_fmt = [photos[o] for o in finalists if photos[o].format == p.format]
-        bpp_rank = -_bpp(p) / max(_bpp(o) for o in same_fmt)
-        return (protected_first, 0.0 if p.lossless else 1.0, round(bpp_rank, 2), -q)
+        protected_first = 0.0 if p.protected else 1.0
+        quality_score = round(score(p.quality, params.weights), 3)
+        if distinct_shots:
+            return (protected_first, -quality_score)
+        return (
+            protected_first,
+            0.0 if p.lossless else 1.0,
+            0.0 if (q(k) or 0) >= params.camera_jpeg_quality else 1.0,
+            round(totals[k] / worst, 2),
+            -float(q(k) or 0),
+            -float(p.size_bytes),
+            -quality_score,
+        )
 
-    best = min(finalists, key=lambda k: (rank(k), _tie_key(photos[k])))
+    best = min(left, key=lambda k: (rank(k), _tie_key(photos[k])))
     keeper = photos[best]
+    verdicts: dict[int, Verdict] = {}
     for k in range(n):
         p = photos[k]
         if k == best:
-            verdict[k] = Verdict(p.path, True, "best copy")
+            verdicts[k] = Verdict(p.path, True, "best copy")
         elif p.protected:
-            verdict[k] = Verdict(p.path, True, "in a protected folder")
-        elif p.content_hash == keeper.content_hash:
-            verdict[k] = Verdict(p.path, False, f"identical copy of {keeper.path.rsplit('/', 1)[-1]}")
+            verdicts[k] = Verdict(p.path, True, "in a protected folder")
         elif rep_of[p.content_hash] != k:
-            twin = photos[rep_of[p.content_hash]]
-            verdict[k] = Verdict(p.path, False, f"identical copy of {twin.path.rsplit('/', 1)[-1]}")
-        elif k in lower:
-            verdict[k] = Verdict(p.path, False, lower[k])
+            verdicts[k] = Verdict(p.path, False, f"identical copy of {_name(photos[rep_of[p.content_hash]])}")
+        elif k in reason:
+            verdicts[k] = Verdict(p.path, False, reason[k])
         elif distinct_shots:
-            verdict[k] = Verdict(
+            verdicts[k] = Verdict(
                 p.path, False,
-                f"weaker shot than {keeper.path.rsplit('/', 1)[-1]} "
-                f"(score {score(p.quality, params.weights):.2f} vs {score(keeper.quality, params.weights):.2f})",
+                f"weaker shot than {_name(keeper)} (quality score "
+                f"{score(p.quality, params.weights):.2f} vs {score(keeper.quality, params.weights):.2f})",
             )
+        elif keeper.lossless and not p.lossless:
+            verdicts[k] = Verdict(p.path, False, f"lossy copy of lossless {_name(keeper)}")
+        elif (qb := q(best)) and (qk := q(k)) and qk < qb:
+            verdicts[k] = Verdict(p.path, False, f"re-saved copy of {_name(keeper)} (JPEG quality {qk} vs {qb})")
         else:
-            verdict[k] = Verdict(p.path, False, _why_worse(p, keeper))
-    # 1. a group whose best copy is not protected but which holds protected photos keeps those
-    # (above) and still deletes only unprotected copies: protection never deletes anything.
+            verdicts[k] = Verdict(p.path, False, f"re-encoded copy of {_name(keeper)}")
     return GroupDecision(
         members=tuple(photos[k].path for k in order),
-        verdicts=tuple(verdict[k] for k in order),
+        verdicts=tuple(verdicts[k] for k in order),
     )

@@ -1,7 +1,7 @@
 """Deciding each group's keeper: a closer look at the members, then the core's keeper rules.
 
 Faces and the pixel comparison of same-size copies only matter inside groups, so they are
-measured here, for grouped photos only, on one more decode at the working size.
+measured here, for grouped photos only, on one more decode.
 """
 
 from __future__ import annotations
@@ -17,44 +17,51 @@ from dupligoned.adapters.decode import decode_photo
 from dupligoned.adapters.faces import count_faces
 from dupligoned.core import keeper
 from dupligoned.core.model import GroupDecision, PhotoInfo
+from dupligoned.core.quality import measure
 from dupligoned.errors import PhotoError
 
-COMPARE_PX = 256  # long edge at which same-size copies are compared pixel by pixel
+COMPARE_PX = 1024  # largest long edge at which same-size copies are compared pixel by pixel
+FACES_PX = 512  # long edge for face detection
 
 
-def look_closer(photos: Sequence[PhotoInfo], work_px: int = 512) -> tuple[list[PhotoInfo], npt.NDArray[np.float64] | None]:
-    """Faces for each member, and the members' mean grey-level differences at one common size.
+def _resize(img: npt.NDArray[np.uint8], w: int, h: int) -> npt.NDArray[np.uint8]:
+    if img.shape == (h, w):
+        return img
+    return np.asarray(cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA))
 
-    A member that can no longer be decoded (changed since) keeps its figures and gets the
-    largest difference, so it never looks like the source.
+
+def look_closer(photos: Sequence[PhotoInfo], params: keeper.KeeperParams = keeper.KeeperParams()) -> tuple[list[PhotoInfo], keeper.Comparison]:
+    """Members re-measured at one common size near full resolution (blur, noise and compression
+    show there, not at the working size), their faces, and their pixel comparison.
+
+    The common size is that of the smallest member among those of about the largest size. A
+    member that can no longer be decoded keeps its figures and compares as far from all.
     """
     ref = max(photos, key=lambda p: p.pixels)
-    long_edge = min(COMPARE_PX, max(ref.width, ref.height))
-    w = max(8, round(long_edge * ref.width / max(ref.width, ref.height)))
-    h = max(8, round(long_edge * ref.height / max(ref.width, ref.height)))
-    smalls: list[npt.NDArray[np.float32] | None] = []
+    peers = [p for p in photos if p.pixels >= params.resolution_ratio * ref.pixels]
+    long_edge = min(COMPARE_PX, min(max(p.width, p.height) for p in peers))
+    scale = long_edge / max(ref.width, ref.height)
+    w, h = max(8, round(ref.width * scale)), max(8, round(ref.height * scale))
+    images: list[npt.NDArray[np.uint8] | None] = []
     out: list[PhotoInfo] = []
     for p in photos:
         try:
-            dec = decode_photo(p.path, work_px=work_px)
+            work = decode_photo(p.path, work_px=long_edge).work
         except PhotoError:
-            smalls.append(None)
+            images.append(None)
             out.append(p)
             continue
-        out.append(replace(p, quality=replace(p.quality, faces=count_faces(dec.work))))
-        smalls.append(cv2.resize(dec.work, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32))
-    n = len(photos)
-    diff = np.zeros((n, n))
-    for a in range(n):
-        for b in range(a + 1, n):
-            sa, sb = smalls[a], smalls[b]
-            d = 255.0 if sa is None or sb is None else float(np.abs(sa - sb).mean())
-            diff[a, b] = diff[b, a] = d
-    return out, diff
+        img = _resize(work, w, h)
+        f = min(1.0, FACES_PX / max(work.shape))
+        faces = count_faces(_resize(work, round(work.shape[1] * f), round(work.shape[0] * f)))
+        # Figures at the common size, so that copies of one size compare like for like.
+        out.append(replace(p, quality=replace(measure(img), faces=faces)))
+        images.append(img)
+    return out, keeper.compare(images)
 
 
 def decide_group(photos: Sequence[PhotoInfo], params: keeper.KeeperParams = keeper.KeeperParams()) -> GroupDecision:
     if len({p.content_hash for p in photos}) == 1:
         return keeper.decide(photos, None, params)
-    closer, diff = look_closer(photos)
-    return keeper.decide(closer, diff, params)
+    closer, comparison = look_closer(photos, params)
+    return keeper.decide(closer, comparison, params)
