@@ -24,6 +24,6 @@ def count_faces(grey: npt.NDArray[np.uint8]) -> int:
         return 0
     min_side = max(20, min(grey.shape) // 20)
     faces = _cascade().detectMultiScale(
-        np.ascontiguousarray(grey), scaleFactor=1.15, minNeighbors=5, minSize=(min_side, min_side)
+        np.ascontiguousarray(grey), scaleFactor=1.2, minNeighbors=5, minSize=(min_side, min_side)
     )
     return int(len(faces))

@@ -21,7 +21,7 @@ from dupligoned.core.quality import measure
 from dupligoned.errors import PhotoError
 
 COMPARE_PX = 1024  # largest long edge at which same-size copies are compared pixel by pixel
-FACES_PX = 512  # long edge for face detection
+FACES_PX = 384  # long edge for face detection: faces that matter to a keeper choice are large
 
 
 def _resize(img: npt.NDArray[np.uint8], w: int, h: int) -> npt.NDArray[np.uint8]:

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+from dupligoned.core.quality import Quality, QualityWeights, estimate_noise, measure, score
+
+from .conftest import dev_photo
+
+
+def _grey(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("L"))
+
+
+def test_blur_lowers_sharpness_and_darkening_lowers_brightness() -> None:
+    im = Image.open(dev_photo("2017/Hiking/IMG_4161.JPG")).convert("L")
+    sharp = measure(np.asarray(im))
+    blurred = measure(np.asarray(im.filter(ImageFilter.GaussianBlur(2.5))))
+    dark = measure((np.asarray(im) * 0.4).astype(np.uint8))
+    assert blurred.sharpness < sharp.sharpness / 3
+    assert dark.brightness < sharp.brightness * 0.5
+    assert dark.contrast < sharp.contrast
+
+
+def test_figures_of_a_known_image() -> None:
+    flat = np.full((50, 60), 100, np.uint8)
+    q = measure(flat)
+    assert q == Quality(sharpness=0.0, brightness=100.0, contrast=0.0, noise=0.0)
+    half = np.zeros((50, 60), np.uint8)
+    half[:, 30:] = 200
+    assert measure(half).contrast == pytest.approx(100.0)
+
+
+def test_noise_estimate_recovers_white_noise_sigma() -> None:
+    rng = np.random.default_rng(1)
+    img = np.clip(128 + rng.normal(0, 8, (400, 400)), 0, 255).astype(np.uint8)
+    assert estimate_noise(img) == pytest.approx(8.0, rel=0.1)
+
+
+def test_score_rewards_sharpness_exposure_and_faces() -> None:
+    base = Quality(sharpness=500, brightness=128, contrast=60, noise=1)
+    assert score(base) > score(Quality(sharpness=5, brightness=128, contrast=60, noise=1))
+    assert score(base) > score(Quality(sharpness=500, brightness=30, contrast=60, noise=1))
+    assert score(Quality(500, 128, 60, 1, faces=2)) > score(base)
+    only_faces = QualityWeights(sharpness=0, brightness=0, contrast=0, faces=1)
+    assert score(base, only_faces) == 0.0
+
+
+def test_bad_weights_and_images_are_refused() -> None:
+    with pytest.raises(ValueError):
+        QualityWeights(sharpness=-1)
+    with pytest.raises(ValueError):
+        QualityWeights(0, 0, 0, 0)
+    with pytest.raises(ValueError):
+        measure(np.zeros((2, 2), np.uint8))
