@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from dupligoned.adapters.decode import DEFAULT_MAX_PIXELS, DEFAULT_WORK_PX, DecodedPhoto, decode_photo
 from dupligoned.core import hashing, quality
 from dupligoned.core.model import PhotoInfo
+from dupligoned.errors import PhotoError
 
 
 def info_from_decoded(path: str, dec: DecodedPhoto, *, protected: bool = False) -> PhotoInfo:
@@ -38,3 +41,25 @@ def analyse_file(
     """Decode ``path`` once and measure it. Raises ``PhotoError`` subclasses for bad files."""
     dec = decode_photo(path, max_pixels=max_pixels, work_px=work_px)
     return info_from_decoded(path, dec, protected=protected)
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A photo that could not be analysed (a ``PhotoError``, in a form that crosses processes)."""
+
+    path: str
+    reason: str
+
+
+def analyse_job(job: tuple[str, bool]) -> PhotoInfo | Failed:
+    """``analyse_file`` for a process pool: ``(path, protected)`` in, never raises a PhotoError.
+
+    It lives here, beside the light imports the analysis needs, so that a worker process
+    imports the decoder and the measurements only — not the grouping stack (scikit-learn,
+    scipy, kneed, faiss: about a second of start-up).
+    """
+    path, protected = job
+    try:
+        return analyse_file(path, protected=protected)
+    except PhotoError as exc:
+        return Failed(path, exc.reason)

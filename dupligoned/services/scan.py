@@ -7,13 +7,13 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 from dupligoned.adapters.walk import walk_photos
 from dupligoned.core.clustering import ClusterParams, EpsChoice
 from dupligoned.core.keeper import KeeperParams
 from dupligoned.core.model import GroupDecision, PhotoInfo
-from dupligoned.errors import PhotoError
-from dupligoned.services.analyse import analyse_file
+from dupligoned.services.analyse import Failed, analyse_job
 from dupligoned.services.decide import decide_group
 from dupligoned.services.grouping import group_photos
 
@@ -48,22 +48,35 @@ def _is_under(path: str, folders: Sequence[str]) -> bool:
     return any(path == f or path.startswith(f.rstrip(os.sep) + os.sep) for f in folders)
 
 
-def _analyse_one(args: tuple[str, bool]) -> PhotoInfo | ScanError:
-    path, protected = args
-    try:
-        return analyse_file(path, protected=protected)
-    except PhotoError as exc:
-        return ScanError(path, exc.reason)
-
-
-def _decide_one(photos: list[PhotoInfo]) -> GroupDecision:
-    return decide_group(photos)
+def _decide_one(photos: list[PhotoInfo], params: KeeperParams) -> GroupDecision:
+    return decide_group(photos, params)
 
 
 def _init_worker() -> None:
     import cv2
 
     cv2.setNumThreads(1)  # one process per core already; OpenCV's own threads only contend
+
+
+# Workers come from a fork server: it starts once as a fresh interpreter (nothing of the caller's
+# threads or OpenMP state, unlike a plain fork from a daemon), imports the analysis modules once,
+# and forks each worker from that, so N workers cost one interpreter start-up and one import of
+# Pillow/numpy/OpenCV instead of N (spawn). Measured in bench/README.md.
+_START_METHOD = "forkserver"
+_PRELOAD = ["dupligoned.services.analyse", "dupligoned.services.decide"]
+
+
+def _make_pool(workers: int) -> ProcessPoolExecutor:
+    ctx = mp.get_context(_START_METHOD)
+    if _START_METHOD == "forkserver":
+        ctx.set_forkserver_preload(_PRELOAD)
+    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker)
+
+
+def _chunksize(jobs: int, workers: int) -> int:
+    # A few chunks per worker so the last ones finish together; at most 16 photos (a 12-MP
+    # JPEG takes ~40 ms) so the progress bar moves and a slow file does not hold a whole chunk.
+    return max(1, min(16, jobs // (workers * 4)))
 
 
 def scan(
@@ -90,15 +103,18 @@ def scan(
     photos: list[PhotoInfo] = []
     errors: list[ScanError] = []
     t1 = time.perf_counter()
-    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker) if workers > 1 else None
+    pool = _make_pool(workers) if workers > 1 and len(jobs) > 1 else None
     try:
-        results: Iterable[PhotoInfo | ScanError]
+        results: Iterable[PhotoInfo | Failed]
         if pool is None:
-            results = map(_analyse_one, jobs)
+            results = map(analyse_job, jobs)
         else:
-            results = pool.map(_analyse_one, jobs, chunksize=max(1, min(16, len(jobs) // (workers * 8) or 1)))
+            results = pool.map(analyse_job, jobs, chunksize=_chunksize(len(jobs), workers))
         for done, r in enumerate(results, 1):
-            (errors if isinstance(r, ScanError) else photos).append(r)  # type: ignore[arg-type]
+            if isinstance(r, Failed):
+                errors.append(ScanError(r.path, r.reason))
+            else:
+                photos.append(r)
             if progress:
                 progress(done, len(jobs))
         t2 = time.perf_counter()
@@ -108,7 +124,7 @@ def scan(
         if pool is None:
             decisions = [decide_group(m, keeper_params) for m in members]
         else:
-            decisions = list(pool.map(_decide_one, members, chunksize=4))
+            decisions = list(pool.map(partial(_decide_one, params=keeper_params), members, chunksize=4))
         t4 = time.perf_counter()
     finally:
         if pool is not None:
