@@ -23,13 +23,14 @@ The questions, in order, each with the reason it gives:
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from dupligoned.core import hashing
+from dupligoned.core.crops import crop_reasons
 from dupligoned.core.model import GroupDecision, PhotoInfo, Verdict
 from dupligoned.core.quality import QualityWeights, laplacian, score
 
@@ -99,8 +100,13 @@ def decide(
     photos: Sequence[PhotoInfo],
     comparison: Comparison | None = None,
     params: KeeperParams = KeeperParams(),
+    crops: Mapping[str, str] | None = None,
 ) -> GroupDecision:
-    """Keep/delete verdicts for one group (``comparison`` in the order of ``photos``)."""
+    """Keep/delete verdicts for one group (``comparison`` in the order of ``photos``).
+
+    ``crops`` maps a heavy crop's path to its original's (default: what the crop stage noted
+    in each photo's ``extra``); a crop is never the keeper while its original is in the group.
+    """
     n = len(photos)
     if n == 0:
         raise ValueError("empty group")
@@ -111,6 +117,9 @@ def decide(
     for k in sorted(order, key=lambda k: _tie_key(photos[k])):
         rep_of.setdefault(photos[k].content_hash, k)
     reps = sorted(set(rep_of.values()))
+    # 2b. heavy crops (issue 4, core/crops.py): cut from another member, never the keeper.
+    cut = crop_reasons(photos, crops)
+    reps = [k for k in reps if k not in cut]
 
     # 3. resolution.
     top = max(photos[k].pixels for k in reps)
@@ -120,6 +129,7 @@ def decide(
         k: f"lower resolution {photos[k].dims} vs {photos[biggest].dims}"
         for k in reps if k not in contenders
     }
+    reason.update(cut)  # 2b.
 
     # 4. degraded copies among the contenders.
     left = list(contenders)

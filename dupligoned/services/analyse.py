@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dupligoned.adapters import orb
 from dupligoned.adapters.decode import DEFAULT_MAX_PIXELS, DEFAULT_WORK_PX, DecodedPhoto, decode_photo
 from dupligoned.core import hashing, quality
 from dupligoned.core.model import PhotoInfo
@@ -28,6 +29,7 @@ def info_from_decoded(path: str, dec: DecodedPhoto, *, protected: bool = False) 
         camera=dec.camera,
         has_gps=dec.has_gps,
         protected=protected,
+        extra=orb.photo_extra(dec.work),  # crop-stage features, from the same working image
     )
 
 

@@ -9,11 +9,13 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 
+from dupligoned.adapters import orb
 from dupligoned.adapters.walk import walk_photos
 from dupligoned.core.clustering import ClusterParams, EpsChoice
 from dupligoned.core.keeper import KeeperParams
 from dupligoned.core.model import GroupDecision, PhotoInfo
 from dupligoned.services.analyse import Failed, analyse_job
+from dupligoned.services.crops import find_crops, mark_crops
 from dupligoned.services.decide import decide_group
 from dupligoned.services.grouping import group_photos
 
@@ -50,6 +52,13 @@ def _is_under(path: str, folders: Sequence[str]) -> bool:
 
 def _decide_one(photos: list[PhotoInfo], params: KeeperParams) -> GroupDecision:
     return decide_group(photos, params)
+
+
+def _crop_map(pool: ProcessPoolExecutor | None) -> Callable[..., Iterable[object]] | None:
+    """Verification of crop candidates, on the pool when there is one."""
+    if pool is None:
+        return None
+    return lambda fn, jobs: pool.map(fn, jobs, chunksize=64)
 
 
 def _init_worker() -> None:
@@ -118,7 +127,11 @@ def scan(
             if progress:
                 progress(done, len(jobs))
         t2 = time.perf_counter()
-        grouping = group_photos(photos, cluster_params)
+        # Heavy crops (issue 4): verified pairs join the grouping; crops are noted for the keeper.
+        crops = find_crops(photos, map_fn=_crop_map(pool)) if orb.crops_enabled() else None
+        if crops is not None:
+            photos = mark_crops(photos, crops.crop_of)
+        grouping = group_photos(photos, cluster_params, verified=crops.verified if crops else None)
         t3 = time.perf_counter()
         members = [[photos[k] for k in g] for g in grouping.groups]
         if pool is None:

@@ -1,0 +1,121 @@
+"""OpenCV's part of the crop stage: ORB features from the working image, and pair matching.
+
+``extract`` runs on the greyscale working image the decode adapter already made (no second
+decode), in the analysing worker. ``match`` does the ratio test, the mutual check and the RANSAC
+similarity fit, then hands the geometry to ``core.crops.check_crop``, which decides.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from dupligoned.core.crops import CropMatch, CropParams, LocalFeatures, check_crop, quantise
+
+FEATURES_KEY = "crop_features"  # the key in ``PhotoInfo.extra``
+DISABLE_ENV = "DUPLIGONE_NO_CROPS"  # set to 1 to turn the crop stage off (features and matching)
+
+GRID = 4  # cells a side for spreading the kept keypoints
+_orb_cache: dict[int, cv2.ORB] = {}
+_matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+
+
+def crops_enabled() -> bool:
+    return os.environ.get(DISABLE_ENV, "").strip().lower() not in ("1", "true", "yes", "on")
+
+
+def _orb(n: int) -> cv2.ORB:
+    orb = _orb_cache.get(n)
+    if orb is None:
+        # edgeThreshold 15 (not 31) lets keypoints sit nearer the border: a crop's border is
+        # in the middle of its original, where both must have features.
+        orb = _orb_cache[n] = cv2.ORB_create(  # type: ignore[attr-defined]
+            nfeatures=n, scaleFactor=1.2, nlevels=8, edgeThreshold=15, patchSize=31, fastThreshold=10
+        )
+    return orb
+
+
+def extract(work: npt.NDArray[np.uint8], params: CropParams = CropParams()) -> LocalFeatures:
+    """The strongest ``max_keypoints`` ORB keypoints of a greyscale working image."""
+    h, w = work.shape[:2]
+    kps, desc = _orb(params.detect_keypoints).detectAndCompute(work, None)
+    if desc is None or not kps:
+        return quantise(np.empty((0, 2)), np.zeros((0, 32), np.uint8), w, h)
+    resp = np.array([k.response for k in kps], np.float64)
+    xy = np.array([k.pt for k in kps], np.float64)
+    # Strongest first (ties by position, so the choice is deterministic), at most twice its even
+    # share in each cell of a 4×4 grid: the strongest responses cluster on one textured patch,
+    # and a crop of another part of the photo would find nothing to match.
+    order = np.lexsort((xy[:, 1], xy[:, 0], -resp))
+    g = GRID
+    cell = (np.minimum(xy[:, 0] * g // w, g - 1) * g + np.minimum(xy[:, 1] * g // h, g - 1)).astype(np.int64)
+    per_cell = max(1, math.ceil(params.cell_share * params.max_keypoints / (g * g)))
+    ranked = cell[order]
+    seen = np.zeros(order.size, np.int64)
+    counts: dict[int, int] = {}
+    for r, c in enumerate(ranked.tolist()):
+        seen[r] = counts.get(c, 0)
+        counts[c] = seen[r] + 1
+    chosen = order[seen < per_cell][: params.max_keypoints]
+    return quantise(xy[chosen], np.asarray(desc[chosen], np.uint8), w, h)
+
+
+def photo_extra(work: npt.NDArray[np.uint8], params: CropParams = CropParams()) -> dict[str, object]:
+    """What the crop stage keeps in ``PhotoInfo.extra`` (nothing when the stage is off)."""
+    if not crops_enabled():
+        return {}
+    return {FEATURES_KEY: extract(work, params)}
+
+
+def _good_matches(da: npt.NDArray[np.uint8], db: npt.NDArray[np.uint8], ratio: float) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for m in _matcher.knnMatch(da, db, k=2):
+        if len(m) == 2 and m[0].distance < ratio * m[1].distance:
+            out[m[0].queryIdx] = m[0].trainIdx
+    return out
+
+
+def match(a: LocalFeatures, b: LocalFeatures, params: CropParams = CropParams()) -> CropMatch | None:
+    """Is one of ``a``, ``b`` a crop of the other? ``CropMatch.inner`` is 0 for a, 1 for b."""
+    if len(a) < params.min_inliers or len(b) < params.min_inliers:
+        return None
+    ab = _good_matches(a.desc, b.desc, params.ratio)
+    ba = _good_matches(b.desc, a.desc, params.ratio)
+    pairs = sorted((i, j) for i, j in ab.items() if ba.get(j) == i)
+    if len(pairs) < params.min_inliers:
+        return None
+    ia = np.array([p[0] for p in pairs])
+    ib = np.array([p[1] for p in pairs])
+    pa, pb = a.points()[ia], b.points()[ib]
+    m, mask = cv2.estimateAffinePartial2D(
+        pb, pa, method=cv2.RANSAC, ransacReprojThreshold=params.ransac_px, maxIters=2000, confidence=0.999
+    )
+    if m is None or mask is None:
+        return None
+    inl = mask.ravel().astype(bool)
+    if inl.sum() < params.min_inliers:
+        return None
+    m = _least_squares_similarity(pb[inl], pa[inl])
+    return check_crop(
+        m, pa[inl], pb[inl], (a.width, a.height), (b.width, b.height), params, a.points(), b.points()
+    )
+
+
+def _least_squares_similarity(src: npt.NDArray[np.float32], dst: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+    """The similarity (2×3) mapping ``src`` onto ``dst`` best in least squares: RANSAC's fit
+    uses a minimal sample; the refit on every inlier gives the residuals the check reads."""
+    x, y = src[:, 0].astype(np.float64), src[:, 1].astype(np.float64)
+    one, zero = np.ones_like(x), np.zeros_like(x)
+    design = np.concatenate([np.stack([x, -y, one, zero], 1), np.stack([y, x, zero, one], 1)])
+    target = np.concatenate([dst[:, 0], dst[:, 1]]).astype(np.float64)
+    (a, b, tx, ty), *_ = np.linalg.lstsq(design, target, rcond=None)
+    return np.array([[a, -b, tx], [b, a, ty]])
+
+
+def features_of(extra: dict[str, object]) -> LocalFeatures | None:
+    f = extra.get(FEATURES_KEY)
+    return f if isinstance(f, LocalFeatures) else None

@@ -1,0 +1,306 @@
+"""Heavy crops: compact local features, a candidate index, and the exact geometric check.
+
+A heavy crop (16:9, square, a quarter off each side) is as far from its original in hash distance
+as an unrelated photo, so a second stage finds it from local features:
+
+1. ``LocalFeatures``: per photo, a capped set of binary keypoint descriptors (the first 128 bits
+   of ORB, which are its most discriminative tests) with positions quantised to 1/255 of the
+   working image: 18 bytes a keypoint, 112 keypoints ≈ 2 KB. The adapter computes them.
+2. ``CropIndex`` (``core/crop_index.py``): every descriptor in a multi-hash table (faiss ``IndexBinaryMultiHash``: exact
+   buckets on several bit slices, one flipped bit probed), no training, so it is the same
+   whatever the library holds and grows by ``add``. A photo votes for the photos whose
+   descriptors fall within ``match_bits`` of its own; each photo keeps its ``candidates_per_photo``
+   best-voted others. New photos are queried against the library through the same code.
+3. ``check_crop``: given the similarity transform RANSAC fitted on ratio-tested, mutual matches,
+   decide whether one photo is a crop of the other, exactly: enough inliers, no rotation, a
+   scale that makes it a real crop, the crop's frame inside the original, the inliers spread
+   over the crop (not one logo or a line of text) and fitting tightly.
+
+Pure: arrays in, value objects out. OpenCV matching lives in ``adapters/orb.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from dupligoned.core.model import PhotoInfo
+
+DESC_BYTES = 16  # 128 bits of each ORB descriptor
+POS_LEVELS = 255  # positions quantised to 1/255 of the working image's width and height
+CROP_OF_KEY = "crop_of"  # PhotoInfo.extra: the path of the photo this one was cropped from
+
+
+@dataclass(frozen=True)
+class CropParams:
+    """Every threshold of the crop stage, with the principle behind each default.
+
+    Sizes and distances are in working-image pixels (long edge 512) unless named otherwise.
+    """
+
+    # Features.
+    max_keypoints: int = 112  # strongest ORB keypoints kept: 112 × 18 B ≈ 2 KB a photo
+    detect_keypoints: int = 1500  # detected before the cap, so the cap keeps the strongest
+    cell_share: float = 2.0  # no cell of a 4×4 grid keeps more than twice its even share
+    # Candidates.
+    match_bits: int = 32  # of 128: unrelated ORB descriptors sit near 64 ± 8, so 32 is 4σ away
+    min_votes: int = 3  # descriptors that must find a partner before a pair is worth checking
+    candidates_per_photo: int = 8  # bounds the verification work to ≤ 8 pairs a photo
+    hash_bits: int = 16  # bits of each hash-table slice; 2 slices
+    hash_tables: int = 2
+    # Verification.
+    ratio: float = 0.85  # Lowe's ratio test on the two nearest descriptors
+    ransac_px: float = 3.0  # reprojection threshold: quantisation (≤1 px) plus keypoint jitter
+    min_inliers: int = 8  # mutual ratio-tested matches on one similarity (random pairs: ≤ 5)
+    max_rotation_deg: float = 3.0  # people crop, they do not rotate (EXIF turns are undone first)
+    max_area_ratio: float = 0.9  # a crop keeps at most 90% of the frame (less: the hashes see it)
+    min_scale: float = 0.25  # a crop keeps at least a quarter of each side: below, too little to tell
+    frame_tolerance: float = 0.04  # the crop's frame may stick out this share of the original's side
+    min_inlier_area: float = 0.01  # inliers' hull covers ≥ 1% of the crop: not one point
+    min_inlier_cover: float = 0.2  # ... and ≥ 20% of the hull of the keypoints each side has there
+    max_median_residual_px: float = 1.5  # one image resampled, not another shot with parallax
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.max_keypoints < 8 or self.detect_keypoints < self.max_keypoints:
+            problems.append("need 8 ≤ max_keypoints ≤ detect_keypoints")
+        if not 0 < self.match_bits < DESC_BYTES * 8:
+            problems.append("match_bits must be in (0, 128)")
+        if self.min_votes < 1 or self.candidates_per_photo < 1:
+            problems.append("min_votes and candidates_per_photo must be ≥ 1")
+        if not 0 < self.ratio <= 1:
+            problems.append("ratio must be in (0, 1]")
+        if self.min_inliers < 4:
+            problems.append("min_inliers must be ≥ 4 (a similarity needs 2 points; RANSAC more)")
+        if not 0 < self.min_scale < 1 or not 0 < self.max_area_ratio < 1:
+            problems.append("min_scale and max_area_ratio must be in (0, 1)")
+        if not 0 <= self.min_inlier_cover <= 1 or not 0 <= self.min_inlier_area <= 1:
+            problems.append("min_inlier_cover and min_inlier_area must be in [0, 1]")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+@dataclass(frozen=True, eq=False)
+class LocalFeatures:
+    """A photo's capped keypoints: quantised positions and 128-bit descriptors.
+
+    ``pos`` is (K, 2) uint8, x and y as fractions of the working image's width and height in
+    1/255 steps; ``desc`` is (K, 16) uint8; ``width``/``height`` are the working image's size.
+    """
+
+    width: int
+    height: int
+    pos: npt.NDArray[np.uint8]
+    desc: npt.NDArray[np.uint8]
+
+    def __len__(self) -> int:
+        return int(self.desc.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        """Stored size: the arrays plus the two 16-bit sizes."""
+        return int(self.pos.nbytes + self.desc.nbytes + 4)
+
+    def points(self) -> npt.NDArray[np.float32]:
+        """(K, 2) float positions in working-image pixels."""
+        scale = np.array([self.width - 1, self.height - 1], np.float32) / POS_LEVELS
+        return np.asarray(self.pos.astype(np.float32) * scale, np.float32)
+
+    def to_bytes(self) -> bytes:
+        head = np.array([self.width, self.height, len(self)], dtype="<u2").tobytes()
+        return head + self.pos.tobytes() + self.desc.tobytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> LocalFeatures:
+        w, h, k = (int(v) for v in np.frombuffer(data[:6], dtype="<u2"))
+        pos = np.frombuffer(data[6 : 6 + 2 * k], np.uint8).reshape(k, 2).copy()
+        desc = np.frombuffer(data[6 + 2 * k : 6 + 2 * k + DESC_BYTES * k], np.uint8).reshape(k, DESC_BYTES).copy()
+        return cls(w, h, pos, desc)
+
+
+def quantise(
+    xy: npt.NDArray[np.floating], desc: npt.NDArray[np.uint8], width: int, height: int
+) -> LocalFeatures:
+    """Features from float keypoint positions (working-image pixels) and ≥16-byte descriptors."""
+    scale = np.array([max(1, width - 1), max(1, height - 1)], np.float64)
+    q = np.clip(np.rint(np.asarray(xy, np.float64) / scale * POS_LEVELS), 0, POS_LEVELS).astype(np.uint8)
+    d = np.ascontiguousarray(np.asarray(desc, np.uint8)[:, :DESC_BYTES])
+    return LocalFeatures(int(width), int(height), q.reshape(-1, 2), d.reshape(-1, DESC_BYTES))
+
+
+# --- the geometric check -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CropMatch:
+    """``inner`` (index 0 or 1 of the pair checked) is a crop of the other photo.
+
+    ``rect`` is the crop's frame in the original as fractions (x0, y0, x1, y1).
+    """
+
+    inner: int
+    inliers: int
+    scale: float  # inner pixel → outer pixel, in working-image units (< 1)
+    rect: tuple[float, float, float, float]
+
+
+def _hull_area(pts: npt.NDArray[np.float64]) -> float:
+    """Area of the convex hull of 2-D points (monotone chain)."""
+    p = np.unique(pts, axis=0)
+    if p.shape[0] < 3:
+        return 0.0
+    order = np.lexsort((p[:, 1], p[:, 0]))
+    p = p[order]
+
+    def half(seq: npt.NDArray[np.float64]) -> list[npt.NDArray[np.float64]]:
+        out: list[npt.NDArray[np.float64]] = []
+        for q in seq:
+            while len(out) >= 2:
+                (ax, ay), (bx, by) = out[-2], out[-1]
+                if (bx - ax) * (q[1] - ay) - (by - ay) * (q[0] - ax) <= 0:
+                    out.pop()
+                else:
+                    break
+            out.append(q)
+        return out
+
+    hull = np.array(half(p)[:-1] + half(p[::-1])[:-1])
+    x, y = hull[:, 0], hull[:, 1]
+    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2.0)
+
+
+def check_crop(
+    transform: npt.NDArray[np.floating],
+    pts_a: npt.NDArray[np.floating],
+    pts_b: npt.NDArray[np.floating],
+    size_a: tuple[int, int],
+    size_b: tuple[int, int],
+    params: CropParams,
+    all_a: npt.NDArray[np.floating] | None = None,
+    all_b: npt.NDArray[np.floating] | None = None,
+) -> CropMatch | None:
+    """Is one photo a crop of the other?
+
+    ``transform`` is the 2×3 similarity mapping b's working-image pixels onto a's; ``pts_a`` and
+    ``pts_b`` are its inlier correspondences (N×2 each); sizes are (width, height) of the working
+    images; ``all_a``/``all_b`` are every keypoint of each photo (for the coverage check, which
+    is skipped without them). Returns the match with the inner (cropped) photo, or None when any check fails.
+    """
+    m = np.asarray(transform, np.float64)
+    pa = np.asarray(pts_a, np.float64).reshape(-1, 2)
+    pb = np.asarray(pts_b, np.float64).reshape(-1, 2)
+    n = pa.shape[0]
+    if n < params.min_inliers or not np.all(np.isfinite(m)):
+        return None
+    s = math.hypot(m[0, 0], m[1, 0])
+    angle = math.degrees(math.atan2(m[1, 0], m[0, 0]))
+    if abs(angle) > params.max_rotation_deg or s <= 0:
+        return None
+    # Make the transform map the inner photo onto the outer one (scale < 1 in area terms).
+    (wa, ha), (wb, hb) = size_a, size_b
+    area_ratio_b_in_a = (s * s * wb * hb) / (wa * ha)  # b's frame mapped into a, as a share of a
+    if area_ratio_b_in_a <= 1.0:
+        inner, (wi, hi), (wo, ho), pi_, po = 1, (wb, hb), (wa, ha), pb, pa
+        t = m
+        area = area_ratio_b_in_a
+    else:
+        inner, (wi, hi), (wo, ho), pi_, po = 0, (wa, ha), (wb, hb), pa, pb
+        rot_inv = np.array([[m[0, 0], m[1, 0]], [m[0, 1], m[1, 1]]]) / (s * s)
+        t = np.hstack([rot_inv, -(rot_inv @ m[:, 2]).reshape(2, 1)])
+        area = 1.0 / area_ratio_b_in_a
+    if area > params.max_area_ratio:
+        return None  # about the whole frame: a copy or another shot, for the hashes to judge
+    # Side ratios: the crop keeps a share of the original's width and of its height.
+    scale = math.hypot(t[0, 0], t[1, 0])
+    keep_w, keep_h = scale * wi / wo, scale * hi / ho
+    if min(keep_w, keep_h) < params.min_scale:
+        return None
+    # The crop's frame must lie inside the original (a shifted view sticks out).
+    corners = np.array([[0, 0], [wi - 1, 0], [0, hi - 1], [wi - 1, hi - 1]], np.float64)
+    mapped = corners @ t[:, :2].T + t[:, 2]
+    tol_x, tol_y = params.frame_tolerance * wo, params.frame_tolerance * ho
+    if (mapped[:, 0].min() < -tol_x or mapped[:, 0].max() > wo - 1 + tol_x
+            or mapped[:, 1].min() < -tol_y or mapped[:, 1].max() > ho - 1 + tol_y):
+        return None
+    # The inliers must span the part of each picture that has features: a shared logo or line
+    # of text matches in one place while the rest of both pictures finds no partner.
+    if _hull_area(pi_) < params.min_inlier_area * wi * hi:
+        return None
+    if all_a is not None and all_b is not None:
+        ki, ko = (np.asarray(all_b, np.float64), np.asarray(all_a, np.float64)) if inner == 1 else (
+            np.asarray(all_a, np.float64), np.asarray(all_b, np.float64))
+        x0, x1 = mapped[:, 0].min(), mapped[:, 0].max()
+        y0, y1 = mapped[:, 1].min(), mapped[:, 1].max()
+        ko = ko[(ko[:, 0] >= x0) & (ko[:, 0] <= x1) & (ko[:, 1] >= y0) & (ko[:, 1] <= y1)]
+        cover = min(_hull_area(pi_) / max(_hull_area(ki), 1.0), _hull_area(po) / max(_hull_area(ko), 1.0))
+        if cover < params.min_inlier_cover:
+            return None
+    # A resampled crop fits to about a pixel; another shot of the scene leaves parallax.
+    resid = np.hypot(*(pi_ @ t[:, :2].T + t[:, 2] - po).T)
+    if float(np.median(resid)) > params.max_median_residual_px:
+        return None
+    x0, y0 = mapped[:, 0].min() / wo, mapped[:, 1].min() / ho
+    x1, y1 = mapped[:, 0].max() / wo, mapped[:, 1].max() / ho
+    return CropMatch(inner, n, scale, (float(x0), float(y0), float(x1), float(y1)))
+
+
+# --- from verified crops to groups and keepers ---------------------------------------------
+
+
+def crop_links(
+    crops: Sequence[tuple[int, int]],
+) -> list[tuple[int, int]]:
+    """Pairs to join the grouping: each (crop, original), and the crops of one original together.
+
+    Two crops of one photo rarely contain each other, and their hashes are far apart; both lie in
+    the same original, so they belong in its group. Returns sorted unique (lo, hi) pairs.
+    """
+    by_orig: dict[int, set[int]] = {}
+    out: set[tuple[int, int]] = set()
+    for c, o in crops:
+        by_orig.setdefault(o, set()).add(c)
+        out.add((min(c, o), max(c, o)))
+    for cs in by_orig.values():
+        lst = sorted(cs)
+        for x, a in enumerate(lst):
+            for b in lst[x + 1 :]:
+                out.add((a, b))
+    return sorted(out)
+
+
+def originals_of(crops: Mapping[str, str], members: Sequence[str]) -> dict[str, str]:
+    """For each member that is a crop of another member, the uncropped photo it comes from.
+
+    Follows chains (a crop of a crop) to the outermost member; ignores originals outside
+    ``members`` and cycles.
+    """
+    inside = set(members)
+    out: dict[str, str] = {}
+    for m in members:
+        seen = {m}
+        cur = m
+        while crops.get(cur) in inside and crops[cur] not in seen:
+            cur = crops[cur]
+            seen.add(cur)
+        if cur != m:
+            out[m] = cur
+    return out
+
+
+def crop_reasons(photos: Sequence[PhotoInfo], crops: Mapping[str, str] | None = None) -> dict[int, str]:
+    """For the keeper: index → "cropped copy of NAME" for each member cut from another member.
+
+    ``crops`` maps a crop's path to its original's; without it, each photo's
+    ``extra[CROP_OF_KEY]`` (set by the crop stage) is read.
+    """
+    if crops is None:
+        crops = {p.path: str(p.extra[CROP_OF_KEY]) for p in photos if CROP_OF_KEY in p.extra}
+    if not crops:
+        return {}
+    paths = [p.path for p in photos]
+    where = {path: k for k, path in enumerate(paths)}
+    return {where[c]: f"cropped copy of {o.rsplit('/', 1)[-1]}" for c, o in originals_of(crops, paths).items()}
