@@ -7,7 +7,8 @@
     │   ├── CorruptImage      truncated or damaged data
     │   ├── TooManyPixels     decompression-bomb guard
     │   └── UnreadableFile    permission or I/O failure
-    └── UsageError            a bad path or option given by the person; shown as one line
+    ├── UsageError            a bad path or option given by the person; shown as one line
+    └── ConfigError           a config file that cannot be used; ``problems`` lists each one
 
 Deep code raises these; the CLI and daemon turn them into one line of text and an exit code.
 """
@@ -50,3 +51,14 @@ class UnreadableFile(PhotoError):
 
 class UsageError(DupliGoneError):
     """A bad argument or path given by the person running DupliGone."""
+
+
+class ConfigError(DupliGoneError):
+    """A config file that cannot be used. ``problems`` holds every problem, each with its dotted key."""
+
+    def __init__(self, problems: list[str], source: str = "") -> None:
+        head = f"config {source}" if source else "config"
+        super().__init__(f"{head}: " + "; ".join(problems) if len(problems) == 1 else
+                         f"{head}: {len(problems)} problems:\n  " + "\n  ".join(problems))
+        self.problems = problems
+        self.source = source

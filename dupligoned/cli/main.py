@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a folder whose photos are never recommended for deletion (repeatable)")
     sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     sp.set_defaults(func=cmd_scan)
+    from dupligoned.cli.daemon_cmds import add_daemon_commands
+
+    add_daemon_commands(sub)
     return ap
 
 

@@ -1,0 +1,236 @@
+"""The index: one SQLite file through sqlite-utils, with migrations, WAL and a busy timeout.
+
+Only the daemon writes it (the CLI's ``cleanup`` is the one exception, run by hand). Readers —
+``dupligone status``, the review page — open it too; WAL lets them read while the daemon writes.
+
+Tables (times are Unix seconds, REAL):
+
+* ``folders``: a watched library folder (``path``, ``protected``, ``first_scan_done_at``).
+* ``photos``: one file. Identity is the row id: a move or rename updates ``path`` and keeps the
+  figures. ``status`` is ``queued`` (waiting for analysis), ``ok``, ``error`` (with ``error``,
+  the reason) or ``gone`` (the file vanished; ``gone_at``). Figures: ``content_hash``,
+  ``phash``/``dhash`` (signed 64-bit, the bits of the unsigned hash), ``phash_dhash`` (hex),
+  ``width``, ``height``, ``format``, ``lossless``, ``jpeg_quality``, ``sharpness``,
+  ``brightness``, ``contrast``, ``noise``, ``faces``, ``taken_at``, ``camera``, ``has_gps``,
+  ``thumb`` (path relative to the thumbnail store). ``analyses`` counts analysis results written.
+* ``sessions``: a batch that arrived together (``kind``: ``upload``, ``first_scan``, ``burst``),
+  ``token`` (unguessable), ``closed_at`` (null while files may still join), ``clustered_at``,
+  ``reviewed_at``, ``dirty`` (1: must be clustered again).
+* ``groups`` / ``group_members``: the current groups of a session with the recommendation per
+  member (``recommended`` = ``keep`` | ``delete``, ``reason``). Replaced at every re-clustering.
+* ``decisions``: what a person decided per (session, photo): ``keep``, ``delete`` or ``split``
+  ("not a duplicate"). Never touched by clustering, so decisions survive it.
+* ``trash``: files moved to trash (``original_path``, ``trash_path``, ``state``: ``moving`` →
+  ``trashed`` → ``restored`` | ``purged``; ``moved_at``, ``restored_at``, ``purged_at``). A row is
+  written before the file moves, so an interrupted move is finished or undone at the next start.
+* ``meta``: small key/value facts (the library's eps, schema notes).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+BUSY_TIMEOUT_MS = 30_000
+
+migrations = Migrations("dupligone")
+
+
+@migrations()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """CREATE TABLE folders (
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL UNIQUE,
+            protected INTEGER NOT NULL DEFAULT 0,
+            mode TEXT NOT NULL DEFAULT 'auto',
+            added_at REAL NOT NULL,
+            first_scan_done_at REAL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE sessions (
+            id INTEGER PRIMARY KEY,
+            token TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL,
+            folder_id INTEGER REFERENCES folders(id),
+            created_at REAL NOT NULL,
+            last_added_at REAL NOT NULL,
+            closed_at REAL,
+            clustered_at REAL,
+            reviewed_at REAL,
+            dirty INTEGER NOT NULL DEFAULT 1,
+            params_fp TEXT
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE photos (
+            id INTEGER PRIMARY KEY,
+            folder_id INTEGER REFERENCES folders(id),
+            session_id INTEGER REFERENCES sessions(id),
+            path TEXT NOT NULL,
+            size_bytes INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            dev INTEGER,
+            inode INTEGER,
+            status TEXT NOT NULL,
+            error TEXT,
+            first_seen_at REAL NOT NULL,
+            queued_at REAL,
+            analysed_at REAL,
+            gone_at REAL,
+            analyses INTEGER NOT NULL DEFAULT 0,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            content_hash TEXT,
+            phash INTEGER,
+            dhash INTEGER,
+            phash_dhash TEXT,
+            width INTEGER,
+            height INTEGER,
+            format TEXT,
+            lossless INTEGER,
+            jpeg_quality INTEGER,
+            sharpness REAL,
+            brightness REAL,
+            contrast REAL,
+            noise REAL,
+            faces INTEGER,
+            taken_at TEXT,
+            camera TEXT,
+            has_gps INTEGER,
+            thumb TEXT
+        )"""
+    )
+    # One live row per path; rows of vanished files keep their path for the record.
+    db.execute("CREATE UNIQUE INDEX photos_live_path ON photos(path) WHERE status != 'gone'")
+    db.execute("CREATE INDEX photos_path ON photos(path)")
+    db.execute("CREATE INDEX photos_status ON photos(status)")
+    db.execute("CREATE INDEX photos_session ON photos(session_id)")
+    db.execute("CREATE INDEX photos_content ON photos(content_hash)")
+    db.execute("CREATE INDEX photos_inode ON photos(inode, size_bytes)")
+    db.execute(
+        """CREATE TABLE groups (
+            id INTEGER PRIMARY KEY,
+            session_id INTEGER NOT NULL REFERENCES sessions(id),
+            position INTEGER NOT NULL,
+            created_at REAL NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX groups_session ON groups(session_id)")
+    db.execute(
+        """CREATE TABLE group_members (
+            group_id INTEGER NOT NULL REFERENCES groups(id),
+            photo_id INTEGER NOT NULL REFERENCES photos(id),
+            position INTEGER NOT NULL,
+            recommended TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            PRIMARY KEY (group_id, photo_id)
+        )"""
+    )
+    db.execute("CREATE INDEX group_members_photo ON group_members(photo_id)")
+    db.execute(
+        """CREATE TABLE decisions (
+            session_id INTEGER NOT NULL REFERENCES sessions(id),
+            photo_id INTEGER NOT NULL REFERENCES photos(id),
+            action TEXT NOT NULL CHECK (action IN ('keep', 'delete', 'split')),
+            decided_at REAL NOT NULL,
+            PRIMARY KEY (session_id, photo_id)
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE trash (
+            id INTEGER PRIMARY KEY,
+            photo_id INTEGER REFERENCES photos(id),
+            session_id INTEGER REFERENCES sessions(id),
+            original_path TEXT NOT NULL,
+            trash_path TEXT NOT NULL,
+            size_bytes INTEGER NOT NULL,
+            content_hash TEXT,
+            state TEXT NOT NULL DEFAULT 'moving' CHECK (state IN ('moving', 'trashed', 'restored', 'purged')),
+            moved_at REAL NOT NULL,
+            restored_at REAL,
+            purged_at REAL
+        )"""
+    )
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+
+
+class Index:
+    """An open index. ``db`` is the sqlite-utils ``Database``; ``conn`` its connection."""
+
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+        self.path = str(path)
+        if readonly:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
+                                   check_same_thread=False)
+        else:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+        conn.isolation_level = None  # autocommit; write transactions are explicit (``tx``)
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if not readonly:
+            conn.execute("PRAGMA journal_mode = WAL")
+            # WAL + NORMAL survives a kill -9 of the process; only a power cut may lose the
+            # last commits, which the next rescan finds again.
+            conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+        if not readonly:
+            migrations.apply(self.db)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE``): all or nothing."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    def query(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+        return list(self.conn.execute(sql, params))
+
+    def one(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> sqlite3.Row | None:
+        cur = self.conn.execute(sql, params)
+        row: sqlite3.Row | None = cur.fetchone()
+        return row
+
+    def scalar(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> Any:
+        row = self.conn.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    def get_meta(self, key: str) -> str | None:
+        v = self.scalar("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if v is None else str(v)
+
+    def set_meta(self, conn: sqlite3.Connection, key: str, value: str) -> None:
+        conn.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                     (key, value))
+
+
+def open_index(path: str | Path, *, readonly: bool = False) -> Index:
+    """Open (creating and migrating when writable) the index at ``path``."""
+    return Index(path, readonly=readonly)
+
+
+def to_signed64(u: int) -> int:
+    """An unsigned 64-bit hash as the signed integer SQLite can store."""
+    return u - (1 << 64) if u >= (1 << 63) else u
+
+
+def to_unsigned64(s: int) -> int:
+    return s + (1 << 64) if s < 0 else s

@@ -1,0 +1,367 @@
+"""``dupligoned``: the daemon, in the foreground.
+
+One process owns the index and runs one loop: watcher events → stability check → ingest
+(queue analysis) → results from the workers → index → sessions closed and clustered; scheduler
+commands (rescan, re-cluster, cleanup) arrive on the same loop. Threads (watchdog, APScheduler)
+only put things on queues, and signal handlers only set a flag, so every index write happens
+here, in order.
+
+The analysis workers are a child process (a huey consumer, see ``worker.py``) that dies with
+the daemon. Stopping: SIGINT lets running analyses finish (bounded), SIGTERM stops them at once;
+either way the index says which photos are still waiting, and the next start queues them again.
+A ``kill -9`` at any moment loses nothing: index rows are committed before their task is
+queued, results are applied in one transaction each, and start-up re-queues every photo still
+marked ``queued`` after emptying the queue, so each photo is recorded exactly once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any
+
+from dupligoned import __version__
+from dupligoned.adapters.config import Config, find_config, load_config
+from dupligoned.adapters.index import Index, open_index
+from dupligoned.adapters.thumbs import ThumbStore
+from dupligoned.daemon.queue import Queues, make_queues
+from dupligoned.daemon.watcher import RawEvent, StabilityTracker, Watcher
+from dupligoned.errors import ConfigError, DupliGoneError
+from dupligoned.services import cluster, sessions
+from dupligoned.services.ingest import Folder, Ingest
+
+log = logging.getLogger("dupligone.daemon")
+
+IDLE_TICK_S = 0.25
+GRACEFUL_STOP_S = 15.0
+
+
+def startup_problems(cfg: Config) -> list[str]:
+    """Prove the folders exist and the state folder is writable, each problem with a hint."""
+    problems = []
+    if not cfg.libraries:
+        problems.append("At 'libraries': no library folder configured; add a [[libraries]] table with a path")
+    for i, lib in enumerate(cfg.libraries):
+        if not os.path.isdir(lib.path):
+            problems.append(f"At 'libraries[{i}].path': {lib.path} is not a folder; create it, mount it, or fix the path")
+        elif not os.access(lib.path, os.R_OK | os.X_OK):
+            problems.append(f"At 'libraries[{i}].path': {lib.path} is not readable by this user")
+    try:
+        os.makedirs(cfg.state_dir, exist_ok=True)
+        if not os.access(cfg.state_dir, os.W_OK):
+            raise PermissionError
+    except OSError:
+        problems.append(f"At 'state_dir': {cfg.state_dir} cannot be created or written; give this user access or pick another folder")
+    if cfg.trash.dir:
+        try:
+            os.makedirs(cfg.trash.dir, exist_ok=True)
+        except OSError:
+            problems.append(f"At 'trash.dir': {cfg.trash.dir} cannot be created; give this user access or leave it empty")
+    return problems
+
+
+class Daemon:
+    def __init__(self, cfg: Config, *, workers_cmd: Sequence[str] | None = None) -> None:
+        self.cfg = cfg
+        self.workers_cmd = list(workers_cmd) if workers_cmd else [
+            sys.executable, "-m", "dupligoned.daemon.worker", "--config", cfg.source, "--tied-to-parent",
+        ]
+        self._stop_signal: int | None = None
+        self._wake = threading.Event()
+        self.commands: queue.Queue[str] = queue.Queue()
+        self.worker_proc: subprocess.Popen[bytes] | None = None
+        self._worker_restarts: list[float] = []
+        self._last_housekeeping = 0.0
+        self._scheduler: Any = None
+        self.index: Index
+        self.queues: Queues
+        self.ingest: Ingest
+        self.watcher: Watcher
+        self.tracker = StabilityTracker(cfg.watch.stable_s)
+        self.settings = cluster.settings_from(cfg.cluster, cfg.keeper)
+
+    # ------------------------------------------------------------ signals
+
+    def request_stop(self, signum: int, frame: FrameType | None = None) -> None:
+        """Signal handler: only records the wish; the loop acts on it."""
+        if self._stop_signal is None:
+            self._stop_signal = signum
+        self._wake.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_signal is not None
+
+    # ------------------------------------------------------------ start
+
+    def start(self) -> None:
+        cfg = self.cfg
+        problems = startup_problems(cfg)
+        if problems:
+            raise ConfigError(problems, cfg.source)
+        os.makedirs(cfg.inbox_path, exist_ok=True)
+        self.index = open_index(cfg.index_path)
+        self.queues = make_queues(cfg)
+        excluded = [str(cfg.thumbs_path)] + ([cfg.trash.dir] if cfg.trash.dir else [])
+        self.ingest = Ingest(
+            self.index, ThumbStore(cfg.thumbs_path), self.queues.enqueue,
+            max_pixels=cfg.analysis.max_pixels, work_px=cfg.analysis.work_px, thumb_px=cfg.analysis.thumb_px,
+            inbox=str(cfg.inbox_path), excluded=excluded,
+        )
+        folders = [(lib.path, lib.protected, lib.mode) for lib in cfg.libraries] + [(str(cfg.inbox_path), False, "native")]
+        self.ingest.register_folders(folders)
+        # Recovery: results that arrived before the last stop go in first; then the queue is
+        # emptied and refilled from the index, which knows exactly what is still to do.
+        applied = self.drain_results(limit=None)
+        self.queues.flush_analysis()
+        requeued = self.ingest.requeue_all()
+        if applied or requeued:
+            log.info("recovered: %d results applied, %d photos queued again", applied, requeued)
+        changed = cluster.mark_changed_settings(self.index, self.settings)
+        if changed:
+            log.info("%d sessions will be clustered again (thresholds or weights changed)", changed)
+        self.start_workers()
+        self.watcher = Watcher(cfg.watch.poll_interval_s)
+        for path, _, mode in folders:
+            self.watcher.watch(path, mode)
+        self.scan_all(first_only=not cfg.watch.startup_scan)
+        from dupligoned.daemon.scheduler import start_scheduler
+
+        self._scheduler = start_scheduler(cfg, self.commands)
+        log.info("dupligoned %s running: %d folders, index %s", __version__, len(folders), cfg.index_path)
+
+    def start_workers(self) -> None:
+        env = dict(os.environ)
+        self.worker_proc = subprocess.Popen(self.workers_cmd, env=env, start_new_session=True)
+
+    # ------------------------------------------------------------ work
+
+    def scan_all(self, *, first_only: bool = False) -> None:
+        now = time.time()
+        for f in self.ingest.folders:
+            if self.stopping:
+                return
+            done = self.index.scalar("SELECT first_scan_done_at FROM folders WHERE id = ?", (f.id,))
+            if first_only and done is not None:
+                continue
+            self.scan_folder(f)
+            if done is None:
+                sessions.finish_first_scan(self.index, f.id, now)
+
+    def scan_folder(self, f: Folder) -> None:
+        t0 = time.perf_counter()
+        counts = self.ingest.scan_folder(f, stable_s=self.cfg.watch.stable_s,
+                                         on_unstable=lambda p: self.tracker.touch(p, time.time()))
+        dt = time.perf_counter() - t0
+        log.info("scanned %s in %.1f s: %s", f.path, dt, ", ".join(f"{k} {v}" for k, v in counts.items() if v))
+
+    def handle_event(self, ev: RawEvent, now: float) -> None:
+        ing = self.ingest
+        if ev.kind == "moved" and ev.dest is not None:
+            if ev.is_dir:
+                self.tracker.forget_under(ev.src)
+                ing.dir_moved(ev.src, ev.dest)
+                # Files under the new name we did not know (moved in from outside) are scanned.
+                f = ing.folder_of(ev.dest)
+                if f is not None:
+                    self.tracker.touch(ev.dest, now) if not os.path.isdir(ev.dest) else None
+                    for p in _files_under(ev.dest):
+                        if ing.wants(p) and ing.index.scalar(
+                                "SELECT 1 FROM photos WHERE path = ? AND status != 'gone'", (p,)) is None:
+                            self.tracker.touch(p, now)
+                return
+            self.tracker.forget(ev.src)
+            if ing.index.scalar("SELECT 1 FROM photos WHERE path = ? AND status != 'gone'", (ev.src,)):
+                ing.file_moved(ev.src, ev.dest)
+            elif ing.wants(ev.dest):
+                self.tracker.touch(ev.dest, now)  # e.g. a finished download renamed from .part
+            return
+        if ev.kind == "deleted":
+            if ev.is_dir:
+                self.tracker.forget_under(ev.src)
+                ing.dir_gone(ev.src)
+            else:
+                self.tracker.forget(ev.src)
+                ing.file_gone(ev.src)
+            return
+        if ev.is_dir:
+            if ev.kind == "created":
+                for p in _files_under(ev.src):
+                    if ing.wants(p):
+                        self.tracker.touch(p, now)
+            return
+        if ing.wants(ev.src):
+            self.tracker.touch(ev.src, now)
+
+    def drain_results(self, limit: int | None = 500) -> int:
+        n = 0
+        while limit is None or n < limit:
+            payload = self.queues.take_result()
+            if payload is None:
+                break
+            try:
+                self.ingest.apply_result(payload)
+            except (KeyError, ValueError, TypeError) as exc:
+                log.error("dropping a malformed analysis result (%s): %r", exc, {k: payload.get(k) for k in ("photo_id", "path")})
+            n += 1
+        return n
+
+    def cluster_ready(self) -> int:
+        ready = sessions.ready_to_cluster(self.index)
+        if not ready:
+            return 0
+        lib = cluster.Library.load(self.index)
+        eps = cluster.library_eps(self.index, lib, self.settings)
+        for sid in ready:
+            if self.stopping:
+                break
+            t0 = time.perf_counter()
+            n = cluster.cluster_session(self.index, sid, lib, self.settings, eps=eps)
+            token = self.index.scalar("SELECT token FROM sessions WHERE id = ?", (sid,))
+            log.info("session %s clustered: %d groups (%.1f s)", str(token)[:6] + "…", n, time.perf_counter() - t0)
+        return len(ready)
+
+    def run_command(self, name: str) -> None:
+        if name == "rescan":
+            self.scan_all()
+        elif name == "recluster":
+            cluster.mark_changed_settings(self.index, self.settings)
+            self.cluster_ready()
+        elif name == "stuck":
+            self.ingest.requeue_stuck(self.cfg.queue.stuck_after_s)
+        elif name == "cleanup":
+            from dupligoned.services.cleanup import run_cleanup
+
+            report = run_cleanup(self.index, self.cfg, dry_run=False)
+            for line in report.lines():
+                log.info("cleanup: %s", line)
+
+    def check_workers(self, now: float) -> None:
+        proc = self.worker_proc
+        if proc is None or proc.poll() is None:
+            return
+        self._worker_restarts = [t for t in self._worker_restarts if now - t < 300] + [now]
+        if len(self._worker_restarts) > 5:
+            log.error("analysis workers keep dying (exit %s); stopping", proc.returncode)
+            self.request_stop(signal.SIGTERM)
+            return
+        log.warning("analysis workers exited (code %s); starting them again", proc.returncode)
+        self.start_workers()
+
+    def loop_once(self, now: float | None = None) -> bool:
+        """One round of the main loop. Returns whether anything was done."""
+        now = time.time() if now is None else now
+        busy = False
+        events = self.watcher.drain()
+        for ev in events:
+            self.handle_event(ev, now)
+        busy |= bool(events)
+        ready = list(self.tracker.ready(now))
+        if ready:
+            self.ingest.files_seen(ready)
+            busy = True
+        busy |= self.drain_results() > 0
+        while True:
+            try:
+                cmd = self.commands.get_nowait()
+            except queue.Empty:
+                break
+            self.run_command(cmd)
+            busy = True
+        if busy or now - self._last_housekeeping >= 1.0:
+            self._last_housekeeping = now
+            sessions.close_quiet_sessions(self.index, now, self.cfg.sessions.quiet_s)
+            busy |= self.cluster_ready() > 0
+            self.check_workers(now)
+        return busy
+
+    # ------------------------------------------------------------ stop
+
+    def stop_workers(self, graceful: bool) -> None:
+        proc = self.worker_proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGINT if graceful else signal.SIGTERM)
+        try:
+            proc.wait(GRACEFUL_STOP_S if graceful else 5)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def shutdown(self) -> None:
+        graceful = self._stop_signal != signal.SIGTERM
+        log.info("stopping (%s)", "letting running analyses finish" if graceful else "now")
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+        if hasattr(self, "watcher"):
+            self.watcher.stop()
+        self.stop_workers(graceful)
+        if hasattr(self, "ingest"):
+            n = self.drain_results(limit=None)
+            if n:
+                log.info("applied %d last results", n)
+            self.index.close()
+        log.info("stopped")
+
+    def run(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self.request_stop)
+        try:
+            self.start()
+            while not self.stopping:
+                if not self.loop_once():
+                    self._wake.wait(IDLE_TICK_S)
+                    self._wake.clear()
+        finally:
+            self.shutdown()
+
+
+def _files_under(folder: str) -> list[str]:
+    out = []
+    for dirpath, _dirs, files in os.walk(folder):
+        out += [os.path.join(dirpath, f) for f in files]
+    return out
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), stream=sys.stdout, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("watchdog", "apscheduler", "huey", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if level != "debug" else logging.INFO)
+
+
+def run_daemon(config: str | None) -> int:
+    cfg = load_config(find_config(config))
+    setup_logging(cfg.log_level)
+    Daemon(cfg).run()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="dupligoned", description="Run the DupliGone daemon in the foreground.")
+    ap.add_argument("--config", metavar="FILE", default=None,
+                    help="config file (default: $DUPLIGONE_CONFIG, /etc/dupligone/dupligone.toml, ~/.config/dupligone/dupligone.toml)")
+    ap.add_argument("--version", action="version", version=f"dupligoned {__version__}")
+    args = ap.parse_args(argv)
+    try:
+        return run_daemon(args.config)
+    except DupliGoneError as exc:
+        print(f"dupligoned: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""Clustering sessions against the whole library.
+
+A session's photos are grouped together with their near neighbours anywhere in the library
+(``core.neighbours.query``: incremental, no N×N), so a copy of an old photo lands in a group
+with the old one. eps is chosen once for the whole library (the k-distance elbow needs many
+photos to mean anything) and cached in ``meta`` until the library grows or shrinks by a tenth
+or the parameters change.
+
+Groups are replaced at every re-clustering; decisions are kept in their own table, so what a
+person decided survives. A photo a person split out ("not a duplicate") stays out of the
+session's groups.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from dupligoned.adapters.config import ClusterConfig, KeeperConfig
+from dupligoned.adapters.index import Index
+from dupligoned.core import clustering, neighbours
+from dupligoned.core.keeper import KeeperParams
+from dupligoned.core.model import GroupDecision, PhotoInfo
+from dupligoned.core.quality import Quality, QualityWeights
+from dupligoned.services.grouping import group_photos
+
+log = logging.getLogger("dupligone.cluster")
+
+Decider = Callable[[Sequence[PhotoInfo], KeeperParams], GroupDecision]
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    cluster: clustering.ClusterParams
+    keeper: KeeperParams
+
+    def fingerprint(self) -> str:
+        data = {"cluster": dataclasses.asdict(self.cluster), "keeper": dataclasses.asdict(self.keeper)}
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Library:
+    """The analysed photos of the index as arrays: ids, packed codes."""
+
+    ids: npt.NDArray[np.int64]
+    codes: npt.NDArray[np.uint8]
+
+    @classmethod
+    def load(cls, index: Index) -> Library:
+        rows = index.conn.execute("SELECT id, phash, dhash FROM photos WHERE status = 'ok' ORDER BY id").fetchall()
+        if not rows:
+            return cls(np.empty(0, np.int64), np.empty((0, neighbours.CODE_BYTES), np.uint8))
+        arr = np.array(rows, dtype=np.int64)
+        codes = neighbours.pack(arr[:, 1].view(np.uint64), arr[:, 2].view(np.uint64))
+        return cls(arr[:, 0].copy(), codes)
+
+
+def library_eps(index: Index, lib: Library, settings: ClusterSettings) -> float:
+    """eps for the whole library, cached in ``meta`` (recomputed when the library changes by 10%)."""
+    fp = settings.fingerprint()
+    cached = index.get_meta("library_eps")
+    if cached:
+        c = json.loads(cached)
+        n0 = max(1, int(c["photos"]))
+        if c["fp"] == fp and abs(len(lib.ids) - n0) <= 0.1 * n0:
+            return float(c["eps"])
+    p = settings.cluster
+    kd = neighbours.kth_neighbour_distance(lib.codes, p.k, p.kdist_sample) if len(lib.ids) else np.empty(0, np.float32)
+    choice = clustering.choose_eps(kd, p)
+    with index.tx() as conn:
+        index.set_meta(conn, "library_eps", json.dumps(
+            {"eps": choice.eps, "method": choice.method, "photos": len(lib.ids), "fp": fp}))
+    return choice.eps
+
+
+def _info(row: dict[str, Any], protected: bool) -> PhotoInfo:
+    def u64(v: Any) -> int:
+        i = int(v)
+        return i + (1 << 64) if i < 0 else i
+
+    return PhotoInfo(
+        path=str(row["path"]), size_bytes=int(row["size_bytes"]),
+        width=int(row["width"]), height=int(row["height"]), format=str(row["format"]),
+        lossless=bool(row["lossless"]), jpeg_quality=row["jpeg_quality"],
+        content_hash=str(row["content_hash"]), phash=u64(row["phash"]), dhash=u64(row["dhash"]),
+        quality=Quality(float(row["sharpness"]), float(row["brightness"]), float(row["contrast"]),
+                        float(row["noise"]), int(row["faces"] or 0)),
+        taken_at=row["taken_at"], camera=row["camera"], has_gps=bool(row["has_gps"]),
+        protected=protected,
+    )
+
+
+def _default_decider(photos: Sequence[PhotoInfo], params: KeeperParams) -> GroupDecision:
+    from dupligoned.services.decide import decide_group
+
+    return decide_group(photos, params)
+
+
+def cluster_session(
+    index: Index,
+    session_id: int,
+    lib: Library,
+    settings: ClusterSettings,
+    *,
+    eps: float | None = None,
+    decider: Decider = _default_decider,
+    now: float | None = None,
+) -> int:
+    """Recompute the groups of one session; returns how many groups it has now."""
+    now = time.time() if now is None else now
+    eps = library_eps(index, lib, settings) if eps is None else eps
+    params = dataclasses.replace(settings.cluster, eps_min=eps, eps_max=eps)
+    split = {int(r[0]) for r in index.conn.execute(
+        "SELECT photo_id FROM decisions WHERE session_id = ? AND action = 'split'", (session_id,))}
+    own = [int(r[0]) for r in index.conn.execute(
+        "SELECT id FROM photos WHERE session_id = ? AND status = 'ok' ORDER BY id", (session_id,))]
+    own = [i for i in own if i not in split]
+    member_ids: set[int] = set(own)
+    if own and len(lib.ids):
+        own_arr = np.array(own, np.int64)
+        pos = np.searchsorted(lib.ids, own_arr)
+        ok = pos < len(lib.ids)
+        ok[ok] &= lib.ids[pos[ok]] == own_arr[ok]
+        pos = pos[ok]
+        pairs = neighbours.query(lib.codes[pos], lib.codes, params.search_radius)
+        member_ids.update(int(x) for x in lib.ids[pairs.j])
+    member_ids -= split
+    groups: list[GroupDecision] = []
+    by_path: dict[str, int] = {}
+    if len(member_ids) >= 2:
+        ids = sorted(member_ids)
+        rows: list[dict[str, Any]] = []
+        for k in range(0, len(ids), 500):
+            chunk = ids[k : k + 500]
+            rows += [dict(r) for r in index.conn.execute(
+                "SELECT p.*, f.protected AS folder_protected FROM photos p LEFT JOIN folders f ON f.id = p.folder_id "
+                f"WHERE p.id IN ({','.join('?' * len(chunk))}) AND p.status = 'ok'", chunk)]
+        infos = [_info(r, bool(r["folder_protected"])) for r in rows]
+        by_path = {str(r["path"]): int(r["id"]) for r in rows}
+        own_set = set(own)
+        grouping = group_photos(infos, params)
+        for g in grouping.groups:
+            if not any(by_path[infos[k].path] in own_set for k in g):
+                continue  # a group of older photos only: another session's business
+            groups.append(decider([infos[k] for k in g], settings.keeper))
+    with index.tx() as conn:
+        old = [int(r[0]) for r in conn.execute("SELECT id FROM groups WHERE session_id = ?", (session_id,))]
+        for gid in old:
+            conn.execute("DELETE FROM group_members WHERE group_id = ?", (gid,))
+        conn.execute("DELETE FROM groups WHERE session_id = ?", (session_id,))
+        for pos_g, dec in enumerate(groups):
+            new_gid = conn.execute("INSERT INTO groups(session_id, position, created_at) VALUES (?, ?, ?)",
+                                   (session_id, pos_g, now)).lastrowid
+            for pos_m, v in enumerate(dec.verdicts):
+                conn.execute(
+                    "INSERT INTO group_members(group_id, photo_id, position, recommended, reason) VALUES (?, ?, ?, ?, ?)",
+                    (new_gid, by_path[v.path], pos_m, "keep" if v.keep else "delete", v.reason),
+                )
+        conn.execute("UPDATE sessions SET dirty = 0, clustered_at = ?, params_fp = ? WHERE id = ?",
+                     (now, settings.fingerprint(), session_id))
+    return len(groups)
+
+
+def mark_changed_settings(index: Index, settings: ClusterSettings) -> int:
+    """Sessions clustered with other thresholds or weights become dirty. Returns how many."""
+    with index.tx() as conn:
+        cur = conn.execute("UPDATE sessions SET dirty = 1 WHERE clustered_at IS NOT NULL AND params_fp IS NOT ? "
+                           "AND dirty = 0", (settings.fingerprint(),))
+        return int(cur.rowcount)
+
+
+def settings_from(cluster: ClusterConfig, keeper: KeeperConfig) -> ClusterSettings:
+    """Engine parameters from the ``[cluster]`` and ``[keeper]`` config tables."""
+    c = clustering.ClusterParams(
+        eps_scale=cluster.eps_scale, eps_min=cluster.eps_min, eps_max=cluster.eps_max,
+        max_diameter_factor=cluster.max_diameter_factor, fallback_percentile=cluster.fallback_percentile,
+    )
+    k = KeeperParams(
+        resolution_ratio=keeper.resolution_ratio,
+        weights=QualityWeights(sharpness=keeper.weight_sharpness, brightness=keeper.weight_brightness,
+                               contrast=keeper.weight_contrast, faces=keeper.weight_faces),
+    )
+    return ClusterSettings(c, k)

@@ -1,0 +1,470 @@
+"""Ingest: from files on disk to rows in the index.
+
+Two halves, so that the work can run anywhere and the index has one writer:
+
+* ``analyse_for_index`` runs in a worker process (maybe on another machine): one decode, hashes,
+  quality figures and a thumbnail from the same decode. Takes a path, returns plain data.
+* ``Ingest`` runs in the daemon: it decides what a file event means (new, changed, moved,
+  unchanged, gone), records it in the index, queues analysis through the ``enqueue`` callable it
+  is given, and writes the results back. A photo is queued only when its row is not already
+  ``queued``, so a file is never queued twice at once; the index row is committed before the
+  task is queued, so a crash in between is repaired by ``requeue_all`` at the next start.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import sqlite3
+import stat as stat_mod
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dupligoned.adapters.decode import decode_photo
+from dupligoned.adapters.index import Index, to_signed64
+from dupligoned.adapters.thumbs import ThumbStore, encode_thumbnail
+from dupligoned.adapters.walk import is_ignored_name, walk_photos
+from dupligoned.core.hashing import combined_hex
+from dupligoned.errors import PhotoError, UnreadableFile
+from dupligoned.services import sessions
+from dupligoned.services.analyse import info_from_decoded
+
+log = logging.getLogger("dupligone.ingest")
+
+
+class TransientError(Exception):
+    """A failure that may pass (a NAS hiccup): the queue retries the task with backoff."""
+
+
+@dataclass(frozen=True)
+class AnalysisJob:
+    """What a queue task carries: ids, a path and the analysis settings — never pixels."""
+
+    photo_id: int
+    path: str
+    max_pixels: int
+    work_px: int
+    thumb_px: int
+
+
+def analyse_for_index(job: AnalysisJob, *, last_attempt: bool = True) -> dict[str, Any]:
+    """Analyse one file; the result as JSON-ready data (thumbnail bytes base64-encoded).
+
+    A broken photo gives ``{"ok": False, "error": reason}``. An unreadable file (I/O error)
+    raises ``TransientError`` unless ``last_attempt``, so the queue retries it.
+    """
+    out: dict[str, Any] = {"photo_id": job.photo_id, "path": job.path}
+    try:
+        st = os.stat(job.path)
+    except FileNotFoundError:
+        return {**out, "ok": False, "vanished": True, "error": "file vanished before analysis"}
+    except OSError as exc:
+        if not last_attempt:
+            raise TransientError(f"{job.path}: {exc}") from None
+        return {**out, "ok": False, "error": f"cannot read: {exc.strerror or exc}"}
+    out.update(size_bytes=st.st_size, mtime_ns=st.st_mtime_ns)
+    try:
+        dec = decode_photo(job.path, max_pixels=job.max_pixels, work_px=job.work_px, colour_px=job.thumb_px)
+    except UnreadableFile as exc:
+        if not last_attempt:
+            raise TransientError(str(exc)) from None
+        return {**out, "ok": False, "error": exc.reason}
+    except PhotoError as exc:
+        return {**out, "ok": False, "error": exc.reason}
+    info = info_from_decoded(job.path, dec)
+    thumb = encode_thumbnail(dec.colour, job.thumb_px) if dec.colour is not None else b""
+    q = info.quality
+    return {
+        **out, "ok": True,
+        "content_hash": info.content_hash, "phash": info.phash, "dhash": info.dhash,
+        "width": info.width, "height": info.height, "format": info.format, "lossless": info.lossless,
+        "jpeg_quality": info.jpeg_quality, "sharpness": q.sharpness, "brightness": q.brightness,
+        "contrast": q.contrast, "noise": q.noise, "faces": q.faces,
+        "taken_at": info.taken_at, "camera": info.camera, "has_gps": info.has_gps,
+        "thumb": base64.b64encode(thumb).decode("ascii"),
+    }
+
+
+@dataclass(frozen=True)
+class Folder:
+    id: int
+    path: str
+    protected: bool
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _is_photo_path(path: str) -> bool:
+    from dupligoned.adapters.decode import is_photo_name
+
+    parts = path.split(os.sep)
+    return is_photo_name(parts[-1]) and not any(is_ignored_name(p) for p in parts if p)
+
+
+class Ingest:
+    """The daemon's side of ingest. Every method commits its own transaction."""
+
+    def __init__(
+        self,
+        index: Index,
+        thumbs: ThumbStore,
+        enqueue: Callable[[AnalysisJob], None],
+        *,
+        max_pixels: int,
+        work_px: int,
+        thumb_px: int,
+        inbox: str | None = None,
+        excluded: Sequence[str] = (),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.index = index
+        self.thumbs = thumbs
+        self.enqueue = enqueue
+        self.max_pixels, self.work_px, self.thumb_px = max_pixels, work_px, thumb_px
+        self.inbox = os.path.realpath(inbox) if inbox else None
+        self.excluded = tuple(os.path.realpath(e) for e in excluded)
+        self.clock = clock
+        self.folders: list[Folder] = []
+
+    # ------------------------------------------------------------ folders
+
+    def register_folders(self, libraries: Iterable[tuple[str, bool, str]]) -> list[Folder]:
+        """Make sure each (path, protected, mode) has a folder row; returns them, longest path first."""
+        now = self.clock()
+        with self.index.tx() as conn:
+            for path, protected, mode in libraries:
+                conn.execute(
+                    "INSERT INTO folders(path, protected, mode, added_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(path) DO UPDATE SET protected = excluded.protected, mode = excluded.mode",
+                    (path, int(protected), mode, now),
+                )
+        wanted = {p for p, _, _ in libraries}
+        rows = [r for r in self.index.query("SELECT id, path, protected FROM folders") if r["path"] in wanted]
+        self.folders = sorted((Folder(int(r["id"]), r["path"], bool(r["protected"])) for r in rows),
+                              key=lambda f: -len(f.path))
+        return self.folders
+
+    def folder_of(self, path: str) -> Folder | None:
+        for f in self.folders:  # longest first: a nested library wins
+            if _inside(path, f.path):
+                return f
+        return None
+
+    def wants(self, path: str) -> bool:
+        """Is ``path`` a photo file DupliGone should track (inside a library, not junk, not ours)?"""
+        if self.excluded and any(_inside(path, e) for e in self.excluded):
+            return False
+        folder = self.folder_of(path)
+        if folder is None:
+            return False
+        rel = path[len(folder.path):]
+        return _is_photo_path(rel)
+
+    def _upload_token(self, path: str) -> str | None:
+        if self.inbox and path.startswith(self.inbox + os.sep):
+            rest = path[len(self.inbox) + 1:]
+            return rest.split(os.sep, 1)[0] if os.sep in rest else None
+        return None
+
+    # ------------------------------------------------------------ events
+
+    def _job(self, photo_id: int, path: str) -> AnalysisJob:
+        return AnalysisJob(photo_id, path, self.max_pixels, self.work_px, self.thumb_px)
+
+    def file_seen(self, path: str, st: os.stat_result | None = None) -> str:
+        """A stable file at ``path``: record it and queue it when needed.
+
+        Returns what happened: ``new``, ``moved``, ``changed``, ``unchanged``, ``queued``
+        (already waiting) or ``ignored``.
+        """
+        jobs: list[AnalysisJob] = []
+        with self.index.tx() as conn:
+            what = self._file_seen(conn, path, st, jobs)
+        for j in jobs:
+            self.enqueue(j)
+        return what
+
+    def files_seen(self, items: Iterable[tuple[str, os.stat_result | None]], batch: int = 500) -> dict[str, int]:
+        """Many stable files at once (scans), in batched transactions. Returns counts per outcome."""
+        counts: dict[str, int] = {}
+        chunk: list[tuple[str, os.stat_result | None]] = []
+
+        def flush() -> None:
+            jobs: list[AnalysisJob] = []
+            with self.index.tx() as conn:
+                for p, s in chunk:
+                    what = self._file_seen(conn, p, s, jobs)
+                    counts[what] = counts.get(what, 0) + 1
+            for j in jobs:
+                self.enqueue(j)
+            chunk.clear()
+
+        for item in items:
+            chunk.append(item)
+            if len(chunk) >= batch:
+                flush()
+        if chunk:
+            flush()
+        return counts
+
+    def _file_seen(self, conn: sqlite3.Connection, path: str, st: os.stat_result | None,
+                   jobs: list[AnalysisJob]) -> str:
+        if not self.wants(path):
+            return "ignored"
+        if st is None:
+            try:
+                st = os.stat(path)
+            except OSError:
+                return "ignored"
+        if not stat_mod.S_ISREG(st.st_mode):
+            return "ignored"
+        now = self.clock()
+        folder = self.folder_of(path)
+        assert folder is not None
+        row = conn.execute("SELECT id, size_bytes, mtime_ns, status, session_id FROM photos "
+                           "WHERE path = ? AND status != 'gone'", (path,)).fetchone()
+        if row is not None:
+            if row["size_bytes"] == st.st_size and row["mtime_ns"] == st.st_mtime_ns:
+                return "queued" if row["status"] == "queued" else "unchanged"
+            conn.execute("UPDATE photos SET size_bytes = ?, mtime_ns = ?, dev = ?, inode = ? WHERE id = ?",
+                         (st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, row["id"]))
+            sessions.mark_dirty(conn, sessions.sessions_touching(conn, [row["id"]]))
+            if row["status"] == "queued":
+                return "queued"  # the result will not match the new size/mtime and is redone then
+            self._queue_row(conn, row["id"], now)
+            jobs.append(self._job(row["id"], path))
+            return "changed"
+        # A file we know under another path that no longer exists there: a move we did not see.
+        for cand in conn.execute(
+            "SELECT id, path, status FROM photos WHERE inode = ? AND size_bytes = ? AND mtime_ns = ? AND dev = ?",
+            (st.st_ino, st.st_size, st.st_mtime_ns, st.st_dev),
+        ).fetchall():
+            if cand["status"] == "gone" or not os.path.exists(cand["path"]):
+                self._move_row(conn, cand["id"], path)
+                if cand["status"] == "gone":
+                    conn.execute("UPDATE photos SET status = CASE WHEN error IS NOT NULL THEN 'error' "
+                                 "WHEN content_hash IS NULL THEN 'queued' ELSE 'ok' END, gone_at = NULL WHERE id = ?",
+                                 (cand["id"],))
+                    if conn.execute("SELECT status FROM photos WHERE id = ?", (cand["id"],)).fetchone()[0] == "queued":
+                        jobs.append(self._job(cand["id"], path))
+                return "moved"
+        folder_row = conn.execute("SELECT * FROM folders WHERE id = ?", (folder.id,)).fetchone()
+        sid = sessions.session_for_new_photo(conn, folder_row, self._upload_token(path), now)
+        cur = conn.execute(
+            "INSERT INTO photos(folder_id, session_id, path, size_bytes, mtime_ns, dev, inode, status, first_seen_at, queued_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+            (folder.id, sid, path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, now, now),
+        )
+        jobs.append(self._job(int(cur.lastrowid or 0), path))
+        return "new"
+
+    def _queue_row(self, conn: sqlite3.Connection, photo_id: int, now: float) -> None:
+        conn.execute("UPDATE photos SET status = 'queued', error = NULL, queued_at = ?, attempts = 0 WHERE id = ?",
+                     (now, photo_id))
+
+    def _move_row(self, conn: sqlite3.Connection, photo_id: int, dest: str) -> None:
+        # Whatever was recorded at the destination was overwritten by this file.
+        old = conn.execute("SELECT id FROM photos WHERE path = ? AND id != ? AND status != 'gone'",
+                           (dest, photo_id)).fetchone()
+        if old is not None:
+            self._forget(conn, [int(old[0])])
+        folder = self.folder_of(dest)
+        conn.execute("UPDATE photos SET path = ?, folder_id = ? WHERE id = ?",
+                     (dest, folder.id if folder else None, photo_id))
+        sessions.mark_dirty(conn, sessions.sessions_touching(conn, [photo_id]))
+
+    def _forget(self, conn: sqlite3.Connection, photo_ids: list[int]) -> None:
+        """Mark photos gone (their file is no more), and their sessions dirty."""
+        now = self.clock()
+        sessions.mark_dirty(conn, sessions.sessions_touching(conn, photo_ids))
+        for pid in photo_ids:
+            conn.execute("UPDATE photos SET status = 'gone', gone_at = ? WHERE id = ? AND status != 'gone'", (now, pid))
+
+    def file_moved(self, src: str, dest: str) -> str:
+        """A rename seen by the watcher: the photo keeps its identity and figures (no re-hash)."""
+        if not self.wants(dest):
+            self.file_gone(src)
+            return "gone"
+        with self.index.tx() as conn:
+            row = conn.execute("SELECT id FROM photos WHERE path = ? AND status != 'gone'", (src,)).fetchone()
+            if row is not None:
+                self._move_row(conn, int(row[0]), dest)
+                try:
+                    st = os.stat(dest)
+                    conn.execute("UPDATE photos SET dev = ?, inode = ? WHERE id = ?", (st.st_dev, st.st_ino, row[0]))
+                except OSError:
+                    pass
+                return "moved"
+        return self.file_seen(dest)
+
+    def dir_moved(self, src: str, dest: str) -> int:
+        """A folder renamed: every photo under it follows. Returns how many rows moved."""
+        src_p = src.rstrip(os.sep) + os.sep
+        moved = 0
+        with self.index.tx() as conn:
+            rows = conn.execute("SELECT id, path FROM photos WHERE substr(path, 1, ?) = ? AND status != 'gone'",
+                                (len(src_p), src_p)).fetchall()
+            for r in rows:
+                new = dest.rstrip(os.sep) + os.sep + r["path"][len(src_p):]
+                if self.wants(new):
+                    self._move_row(conn, int(r["id"]), new)
+                    moved += 1
+                else:
+                    self._forget(conn, [int(r["id"])])
+        return moved
+
+    def file_gone(self, path: str) -> bool:
+        with self.index.tx() as conn:
+            row = conn.execute("SELECT id FROM photos WHERE path = ? AND status != 'gone'", (path,)).fetchone()
+            if row is None:
+                return False
+            self._forget(conn, [int(row[0])])
+        return True
+
+    def dir_gone(self, path: str) -> int:
+        p = path.rstrip(os.sep) + os.sep
+        with self.index.tx() as conn:
+            ids = [int(r[0]) for r in conn.execute(
+                "SELECT id FROM photos WHERE substr(path, 1, ?) = ? AND status != 'gone'", (len(p), p))]
+            self._forget(conn, ids)
+        return len(ids)
+
+    # ------------------------------------------------------------ results
+
+    def apply_result(self, payload: dict[str, Any]) -> str:
+        """Write one analysis result. Results for photos no longer waiting, or for a file that has
+        changed since, are dropped (the latter is queued again). Returns ``ok``, ``error``,
+        ``stale`` or ``requeued``."""
+        now = self.clock()
+        pid = int(payload["photo_id"])
+        requeue: AnalysisJob | None = None
+        with self.index.tx() as conn:
+            row = conn.execute("SELECT id, path, size_bytes, mtime_ns, status, session_id FROM photos WHERE id = ?",
+                               (pid,)).fetchone()
+            if row is None or row["status"] != "queued":
+                return "stale"
+            if payload.get("vanished"):
+                if os.path.exists(row["path"]):
+                    requeue = self._job(pid, row["path"])  # moved under us; the row has its new path
+                    result = "requeued"
+                else:
+                    self._forget(conn, [pid])
+                    return "gone"
+            elif payload.get("size_bytes") != row["size_bytes"] or payload.get("mtime_ns") != row["mtime_ns"] \
+                    or payload.get("path") != row["path"]:
+                requeue = self._job(pid, row["path"])
+                conn.execute("UPDATE photos SET queued_at = ? WHERE id = ?", (now, pid))
+                result = "requeued"
+            elif not payload["ok"]:
+                conn.execute(
+                    "UPDATE photos SET status = 'error', error = ?, analysed_at = ?, analyses = analyses + 1 WHERE id = ?",
+                    (payload["error"], now, pid),
+                )
+                sessions.mark_dirty(conn, [row["session_id"]])
+                log.warning("cannot analyse %s: %s", row["path"], payload["error"])
+                return "error"
+            else:
+                thumb_rel = None
+                if payload.get("thumb"):
+                    thumb_rel = self.thumbs.write(payload["content_hash"], base64.b64decode(payload["thumb"]))
+                p, d = int(payload["phash"]), int(payload["dhash"])
+                conn.execute(
+                    """UPDATE photos SET status = 'ok', error = NULL, analysed_at = ?, analyses = analyses + 1,
+                       content_hash = ?, phash = ?, dhash = ?, phash_dhash = ?, width = ?, height = ?, format = ?,
+                       lossless = ?, jpeg_quality = ?, sharpness = ?, brightness = ?, contrast = ?, noise = ?, faces = ?,
+                       taken_at = ?, camera = ?, has_gps = ?, thumb = ? WHERE id = ?""",
+                    (now, payload["content_hash"], to_signed64(p), to_signed64(d), combined_hex(p, d),
+                     payload["width"], payload["height"], payload["format"], int(payload["lossless"]),
+                     payload["jpeg_quality"], payload["sharpness"], payload["brightness"], payload["contrast"],
+                     payload["noise"], payload["faces"], payload["taken_at"], payload["camera"],
+                     int(payload["has_gps"]), thumb_rel, pid),
+                )
+                sessions.mark_dirty(conn, sessions.sessions_touching(conn, [pid]))
+                return "ok"
+        if requeue is not None:
+            self.enqueue(requeue)
+        return result
+
+    def requeue_all(self) -> int:
+        """Queue every photo still waiting (after a restart: the queue was emptied first)."""
+        rows = self.index.query("SELECT id, path FROM photos WHERE status = 'queued' ORDER BY id")
+        for r in rows:
+            self.enqueue(self._job(int(r["id"]), r["path"]))
+        return len(rows)
+
+    def requeue_stuck(self, older_than_s: float, max_attempts: int = 3) -> int:
+        """Photos whose analysis never came back (a worker died mid-task): queue again, or give
+        up with a reason after ``max_attempts``."""
+        now = self.clock()
+        jobs = []
+        with self.index.tx() as conn:
+            rows = conn.execute("SELECT id, path, attempts, session_id FROM photos WHERE status = 'queued' AND queued_at < ?",
+                                (now - older_than_s,)).fetchall()
+            for r in rows:
+                if r["attempts"] + 1 >= max_attempts:
+                    conn.execute("UPDATE photos SET status = 'error', error = ?, analysed_at = ?, analyses = analyses + 1 "
+                                 "WHERE id = ?", ("analysis never finished (the worker crashed or hung on this file)", now, r["id"]))
+                    sessions.mark_dirty(conn, [r["session_id"]])
+                    log.warning("giving up on %s: analysis never finished", r["path"])
+                else:
+                    conn.execute("UPDATE photos SET attempts = attempts + 1, queued_at = ? WHERE id = ?", (now, r["id"]))
+                    jobs.append(self._job(int(r["id"]), r["path"]))
+        for j in jobs:
+            self.enqueue(j)
+        return len(rows)
+
+    # ------------------------------------------------------------ scans
+
+    def scan_folder(self, folder: Folder, *, stable_s: float,
+                    on_unstable: Callable[[str], None] | None = None) -> dict[str, int]:
+        """Compare a folder on disk with the index: new and changed files are queued (files
+        changed less than ``stable_s`` ago go to ``on_unstable`` instead, for the stability
+        check), vanished ones marked gone. An unchanged file costs one stat and a dict lookup."""
+        now = self.clock()
+        known: dict[str, tuple[int, int, str]] = {}
+        prefix = folder.path.rstrip(os.sep) + os.sep
+        for r in self.index.conn.execute(
+            "SELECT path, size_bytes, mtime_ns, status FROM photos WHERE substr(path, 1, ?) = ? AND status != 'gone'",
+            (len(prefix), prefix),
+        ):
+            known[r[0]] = (r[1], r[2], r[3])
+        seen: set[str] = set()
+        todo: list[tuple[str, os.stat_result | None]] = []
+        counts = {"files": 0, "unchanged": 0, "unstable": 0}
+        for path in walk_photos([folder.path], excluded=self.excluded):
+            owner = self.folder_of(path)
+            if owner is not None and owner.id != folder.id:
+                continue  # a nested library scans its own files
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            seen.add(path)
+            counts["files"] += 1
+            k = known.get(path)
+            if k is not None and k[0] == st.st_size and k[1] == st.st_mtime_ns:
+                counts["unchanged"] += 1
+                continue
+            if now - st.st_mtime_ns / 1e9 < stable_s and on_unstable is not None:
+                counts["unstable"] += 1
+                on_unstable(path)
+                continue
+            todo.append((path, st))
+        for k2, v in self.files_seen(todo).items():
+            counts[k2] = counts.get(k2, 0) + v
+        vanished = [p for p in known if p not in seen and self.folder_of(p) == folder and not os.path.exists(p)]
+        if vanished:
+            with self.index.tx() as conn:
+                ids = []
+                for p in vanished:
+                    row = conn.execute("SELECT id FROM photos WHERE path = ? AND status != 'gone'", (p,)).fetchone()
+                    if row is not None:
+                        ids.append(int(row[0]))
+                self._forget(conn, ids)
+        counts["gone"] = len(vanished)
+        return counts

@@ -1,0 +1,165 @@
+"""Sessions: batches of photos that arrived together, each with an unguessable token.
+
+* ``first_scan``: every photo found by the first scan of a library folder; closed when that scan
+  has finished.
+* ``burst``: new files in a watched folder after its first scan; closed after ``quiet_s``
+  without a new file.
+* ``upload``: one web upload. The web page calls ``create_upload_session`` and writes the files
+  into ``<inbox>/<token>/``; closed by ``close_session`` (or after ``quiet_s``).
+
+A session's state, derived, never stored: ``open`` (files may still join), ``analysing``
+(photos still queued), ``clustering`` (analysed, groups not yet (re)computed), ``clustered``
+(groups ready for review), ``reviewed`` (a person confirmed it).
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from collections.abc import Iterable
+from typing import Any
+
+from dupligoned.adapters.index import Index
+
+TOKEN_BYTES = 18  # 144 bits: unguessable, and short enough for a URL
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def create_session(conn: sqlite3.Connection, kind: str, folder_id: int | None, now: float,
+                   token: str | None = None) -> int:
+    cur = conn.execute(
+        "INSERT INTO sessions(token, kind, folder_id, created_at, last_added_at, dirty) VALUES (?, ?, ?, ?, ?, 1)",
+        (token or new_token(), kind, folder_id, now, now),
+    )
+    return int(cur.lastrowid or 0)
+
+
+def create_upload_session(index: Index, now: float, inbox_folder_id: int | None = None) -> str:
+    """A new, open upload session; returns its token. Files go to ``<inbox>/<token>/``."""
+    with index.tx() as conn:
+        sid = create_session(conn, "upload", inbox_folder_id, now)
+        return str(conn.execute("SELECT token FROM sessions WHERE id = ?", (sid,)).fetchone()[0])
+
+
+def close_session(index: Index, token: str, now: float) -> bool:
+    with index.tx() as conn:
+        cur = conn.execute("UPDATE sessions SET closed_at = ? WHERE token = ? AND closed_at IS NULL", (now, token))
+        return cur.rowcount > 0
+
+
+def session_for_new_photo(conn: sqlite3.Connection, folder: sqlite3.Row, upload_token: str | None, now: float) -> int:
+    """The session a newly found photo joins (creating it when needed); marks it dirty."""
+    sid: int | None = None
+    if upload_token is not None:
+        row = conn.execute("SELECT id FROM sessions WHERE token = ? AND kind = 'upload'", (upload_token,)).fetchone()
+        if row is not None:
+            sid = int(row[0])
+        else:
+            # A folder in the inbox nobody announced: a session of its own, under a fresh token
+            # (the folder's name is not trusted to be unguessable).
+            sid = create_session(conn, "upload", folder["id"], now)
+    else:
+        kind = "burst" if folder["first_scan_done_at"] is not None else "first_scan"
+        row = conn.execute(
+            "SELECT id FROM sessions WHERE folder_id = ? AND kind = ? AND closed_at IS NULL ORDER BY id DESC LIMIT 1",
+            (folder["id"], kind),
+        ).fetchone()
+        sid = int(row[0]) if row is not None else create_session(conn, kind, folder["id"], now)
+    conn.execute("UPDATE sessions SET last_added_at = ?, dirty = 1 WHERE id = ?", (now, sid))
+    return sid
+
+
+def mark_dirty(conn: sqlite3.Connection, session_ids: Iterable[int | None]) -> None:
+    ids = sorted({int(s) for s in session_ids if s is not None})
+    for k in range(0, len(ids), 500):
+        chunk = ids[k : k + 500]
+        conn.execute(f"UPDATE sessions SET dirty = 1 WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+
+
+def sessions_touching(conn: sqlite3.Connection, photo_ids: Iterable[int]) -> set[int]:
+    """Sessions a photo belongs to or appears in (as a member of one of their groups)."""
+    out: set[int] = set()
+    ids = list(photo_ids)
+    for k in range(0, len(ids), 500):
+        chunk = ids[k : k + 500]
+        q = ",".join("?" * len(chunk))
+        out.update(int(r[0]) for r in conn.execute(f"SELECT session_id FROM photos WHERE id IN ({q}) AND session_id IS NOT NULL", chunk))
+        out.update(int(r[0]) for r in conn.execute(
+            f"SELECT DISTINCT g.session_id FROM group_members m JOIN groups g ON g.id = m.group_id WHERE m.photo_id IN ({q})", chunk))
+    return out
+
+
+def close_quiet_sessions(index: Index, now: float, quiet_s: float) -> list[int]:
+    """Close burst and upload sessions that got no new photo for ``quiet_s``."""
+    with index.tx() as conn:
+        rows = conn.execute(
+            "SELECT id FROM sessions WHERE closed_at IS NULL AND kind IN ('burst', 'upload') AND last_added_at <= ?",
+            (now - quiet_s,),
+        ).fetchall()
+        ids = [int(r[0]) for r in rows]
+        for sid in ids:
+            conn.execute("UPDATE sessions SET closed_at = ? WHERE id = ?", (now, sid))
+    return ids
+
+
+def finish_first_scan(index: Index, folder_id: int, now: float) -> None:
+    """The first scan of a folder is complete: close its session; later files make bursts."""
+    with index.tx() as conn:
+        conn.execute("UPDATE folders SET first_scan_done_at = ? WHERE id = ? AND first_scan_done_at IS NULL", (now, folder_id))
+        conn.execute("UPDATE sessions SET closed_at = ? WHERE folder_id = ? AND kind = 'first_scan' AND closed_at IS NULL",
+                     (now, folder_id))
+
+
+_STATE_SQL = """
+SELECT s.id, s.token, s.kind, s.folder_id, s.created_at, s.last_added_at, s.closed_at, s.clustered_at,
+       s.reviewed_at, s.dirty,
+       COALESCE(p.photos, 0) AS photos, COALESCE(p.queued, 0) AS queued, COALESCE(p.errors, 0) AS errors,
+       COALESCE(p.gone, 0) AS gone,
+       (SELECT COUNT(*) FROM groups g WHERE g.session_id = s.id) AS groups
+FROM sessions s
+LEFT JOIN (
+    SELECT session_id, SUM(status != 'gone') AS photos, SUM(status = 'queued') AS queued,
+           SUM(status = 'error') AS errors, SUM(status = 'gone') AS gone
+    FROM photos WHERE session_id IS NOT NULL GROUP BY session_id
+) p ON p.session_id = s.id
+"""
+
+
+def state_of(row: sqlite3.Row | dict[str, Any]) -> str:
+    if row["closed_at"] is None:
+        return "open"
+    if row["queued"]:
+        return "analysing"
+    if row["dirty"] or row["clustered_at"] is None:
+        return "clustering"
+    if row["reviewed_at"] is not None:
+        return "reviewed"
+    return "clustered"
+
+
+def list_sessions(index: Index, token: str | None = None) -> list[dict[str, Any]]:
+    """Every session (or the one with ``token``), newest first, with counts and its state."""
+    sql = _STATE_SQL + (" WHERE s.token = ?" if token else "") + " ORDER BY s.id DESC"
+    out = []
+    for r in index.query(sql, (token,) if token else ()):
+        d = dict(r)
+        d["state"] = state_of(d)
+        out.append(d)
+    return out
+
+
+def ready_to_cluster(index: Index) -> list[int]:
+    """Closed, dirty sessions with nothing left in the queue."""
+    rows = index.query(
+        "SELECT s.id FROM sessions s WHERE s.closed_at IS NOT NULL AND s.dirty = 1 "
+        "AND NOT EXISTS (SELECT 1 FROM photos p WHERE p.session_id = s.id AND p.status = 'queued') ORDER BY s.id"
+    )
+    return [int(r[0]) for r in rows]
+
+
+def mark_reviewed(index: Index, token: str, now: float) -> None:
+    with index.tx() as conn:
+        conn.execute("UPDATE sessions SET reviewed_at = ? WHERE token = ?", (now, token))

@@ -1,0 +1,181 @@
+"""Trash: deletion is a move, recorded first, undoable until purged.
+
+``move_to_trash`` writes a ``trash`` row (state ``moving``), moves the file (a rename when the
+trash is on the same filesystem, else copy and delete), then marks the row ``trashed`` and the
+photo ``gone``. ``restore`` puts the file back at its original path, byte-identical, and the
+photo row comes back with its figures (no re-analysis). ``recover`` finishes or undoes moves
+interrupted by a crash. ``purge`` deletes trashed files for good.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from dupligoned.adapters.index import Index
+from dupligoned.errors import DupliGoneError
+from dupligoned.services import sessions
+
+log = logging.getLogger("dupligone.trash")
+
+TRASH_FOLDER = ".dupligone-trash"
+
+
+class TrashError(DupliGoneError):
+    """A file that could not be moved to or from the trash; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class TrashMove:
+    photo_id: int
+    path: str
+    size_bytes: int
+    trash_id: int | None = None
+    trash_path: str | None = None
+
+
+def default_trash_root(trash_dir: str, library_paths: Iterable[str]) -> Callable[[str], str]:
+    """Where a photo's trash goes: ``trash_dir`` when set, else ``<library>/.dupligone-trash``
+    (same filesystem as the photo, so the move is a rename)."""
+    libs = sorted(library_paths, key=len, reverse=True)
+
+    def root_for(path: str) -> str:
+        if trash_dir:
+            return trash_dir
+        for lib in libs:
+            if path.startswith(lib.rstrip(os.sep) + os.sep):
+                return os.path.join(lib, TRASH_FOLDER)
+        return os.path.join(os.path.dirname(path), TRASH_FOLDER)
+
+    return root_for
+
+
+def plan(index: Index, photo_ids: Iterable[int]) -> list[TrashMove]:
+    """What ``move_to_trash`` would move: live photos outside protected folders. Moves nothing."""
+    out = []
+    for pid in photo_ids:
+        r = index.one("SELECT p.id, p.path, p.size_bytes, p.status, COALESCE(f.protected, 0) AS protected "
+                      "FROM photos p LEFT JOIN folders f ON f.id = p.folder_id WHERE p.id = ?", (pid,))
+        if r is None or r["status"] == "gone" or r["protected"]:
+            continue
+        out.append(TrashMove(int(r["id"]), r["path"], int(r["size_bytes"])))
+    return out
+
+
+def _move(src: str, dest: str) -> None:
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    try:
+        os.rename(src, dest)
+    except OSError:
+        shutil.copy2(src, dest)  # another filesystem: copy (with times), then remove
+        os.unlink(src)
+
+
+def move_to_trash(index: Index, photo_ids: Iterable[int], root_for: Callable[[str], str], *,
+                  session_id: int | None = None, now: float | None = None) -> list[TrashMove]:
+    """Move photos to the trash; returns what moved. Raises ``TrashError`` at the first failure
+    (photos moved before it stay moved and recorded)."""
+    now = time.time() if now is None else now
+    done = []
+    for m in plan(index, photo_ids):
+        with index.tx() as conn:
+            cur = conn.execute(
+                "INSERT INTO trash(photo_id, session_id, original_path, trash_path, size_bytes, content_hash, state, moved_at) "
+                "SELECT id, ?, path, '', size_bytes, content_hash, 'moving', ? FROM photos WHERE id = ?",
+                (session_id, now, m.photo_id))
+            tid = int(cur.lastrowid or 0)
+            day = time.strftime("%Y-%m-%d", time.localtime(now))
+            dest = os.path.join(root_for(m.path), day, str(tid), os.path.basename(m.path))
+            conn.execute("UPDATE trash SET trash_path = ? WHERE id = ?", (dest, tid))
+        try:
+            _move(m.path, dest)
+        except OSError as exc:
+            with index.tx() as conn:
+                conn.execute("DELETE FROM trash WHERE id = ?", (tid,))
+            raise TrashError(f"cannot move {m.path} to trash: {exc.strerror or exc}") from None
+        with index.tx() as conn:
+            conn.execute("UPDATE trash SET state = 'trashed' WHERE id = ?", (tid,))
+            conn.execute("UPDATE photos SET status = 'gone', gone_at = ? WHERE id = ?", (now, m.photo_id))
+            sessions.mark_dirty(conn, sessions.sessions_touching(conn, [m.photo_id]))
+        log.info("moved to trash: %s -> %s", m.path, dest)
+        done.append(TrashMove(m.photo_id, m.path, m.size_bytes, tid, dest))
+    return done
+
+
+def restore(index: Index, trash_id: int, *, now: float | None = None) -> str:
+    """Put a trashed file back at its original path; returns that path. Raises ``TrashError``."""
+    now = time.time() if now is None else now
+    r = index.one("SELECT * FROM trash WHERE id = ?", (trash_id,))
+    if r is None or r["state"] != "trashed":
+        raise TrashError(f"nothing to restore for trash entry {trash_id}")
+    if os.path.exists(r["original_path"]):
+        raise TrashError(f"cannot restore: {r['original_path']} exists again; move it away first")
+    try:
+        _move(r["trash_path"], r["original_path"])
+    except OSError as exc:
+        raise TrashError(f"cannot restore {r['original_path']}: {exc.strerror or exc}") from None
+    st = os.stat(r["original_path"])
+    with index.tx() as conn:
+        conn.execute("UPDATE trash SET state = 'restored', restored_at = ? WHERE id = ?", (now, trash_id))
+        live = conn.execute("SELECT id FROM photos WHERE path = ? AND status != 'gone'", (r["original_path"],)).fetchone()
+        if live is None and r["photo_id"] is not None:
+            conn.execute(
+                "UPDATE photos SET path = ?, status = CASE WHEN content_hash IS NULL THEN 'queued' ELSE 'ok' END, "
+                "gone_at = NULL, size_bytes = ?, mtime_ns = ?, dev = ?, inode = ? WHERE id = ?",
+                (r["original_path"], st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, r["photo_id"]))
+            sessions.mark_dirty(conn, sessions.sessions_touching(conn, [int(r["photo_id"])]))
+    log.info("restored from trash: %s", r["original_path"])
+    return str(r["original_path"])
+
+
+def recover(index: Index) -> int:
+    """Finish or undo moves a crash interrupted. Returns how many entries were settled."""
+    rows = index.query("SELECT * FROM trash WHERE state = 'moving'")
+    for r in rows:
+        at_dest = bool(r["trash_path"]) and os.path.exists(r["trash_path"])
+        with index.tx() as conn:
+            if at_dest and not os.path.exists(r["original_path"]):
+                conn.execute("UPDATE trash SET state = 'trashed' WHERE id = ?", (r["id"],))
+                conn.execute("UPDATE photos SET status = 'gone', gone_at = ? WHERE id = ?", (r["moved_at"], r["photo_id"]))
+            else:
+                conn.execute("DELETE FROM trash WHERE id = ?", (r["id"],))
+    return len(rows)
+
+
+def list_trash(index: Index) -> list[dict[str, object]]:
+    """Entries still in the trash, newest first."""
+    return [dict(r) for r in index.query("SELECT * FROM trash WHERE state = 'trashed' ORDER BY moved_at DESC, id DESC")]
+
+
+def purge(index: Index, older_than_s: float, *, dry_run: bool = False, now: float | None = None) -> list[dict[str, object]]:
+    """Delete trashed files moved more than ``older_than_s`` ago; returns the entries."""
+    now = time.time() if now is None else now
+    rows = [dict(r) for r in index.query("SELECT * FROM trash WHERE state = 'trashed' AND moved_at < ?",
+                                         (now - older_than_s,))]
+    if dry_run:
+        return rows
+    for r in rows:
+        try:
+            os.unlink(str(r["trash_path"]))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("cannot purge %s: %s", r["trash_path"], exc.strerror or exc)
+            continue
+        _prune_empty(os.path.dirname(str(r["trash_path"])), levels=2)
+        with index.tx() as conn:
+            conn.execute("UPDATE trash SET state = 'purged', purged_at = ? WHERE id = ?", (now, r["id"]))
+    return rows
+
+
+def _prune_empty(folder: str, levels: int) -> None:
+    for _ in range(levels):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return
+        folder = os.path.dirname(folder)
