@@ -116,7 +116,7 @@ def decide(
     rep_of: dict[str, int] = {}
     for k in sorted(order, key=lambda k: _tie_key(photos[k])):
         rep_of.setdefault(photos[k].content_hash, k)
-    reps = sorted(set(rep_of.values()))
+    reps = sorted(set(rep_of.values()), key=lambda k: photos[k].path)  # path order: input order never matters
     # 2b. heavy crops (issue 4, core/crops.py): cut from another member, never the keeper.
     cut = crop_reasons(photos, crops)
     reps = [k for k in reps if k not in cut]
@@ -166,7 +166,8 @@ def decide(
         for k in left:
             for o in left:
                 qk, qo = q(k), q(o)
-                if o == k or (qk and qo and abs(qk - qo) >= 5):
+                # A sharper copy saved at clearly higher quality may owe its detail to that.
+                if o == k or (qk and qo and qk - qo >= 5):
                     continue
                 if (comparison.white[k, o] >= params.white_ratio
                         and photos[k].quality.sharpness > params.noise_sharpness_ratio * photos[o].quality.sharpness

@@ -1,0 +1,122 @@
+"""The keeper keeps what a person would keep, and says why the others can go."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from dupligoned.core.keeper import decide
+from dupligoned.core.model import PhotoInfo
+from dupligoned.core.quality import Quality
+from dupligoned.services.analyse import analyse_file
+from dupligoned.services.decide import decide_group
+
+from .conftest import dev_photo
+
+SOURCE = "2017/Hiking/IMG_4161.JPG"  # 1024×768 JPEG, a pristine original in the dev corpus
+
+
+def _variants(folder: Path) -> dict[str, Path]:
+    src = Image.open(dev_photo(SOURCE)).convert("RGB")
+    out = {"original": folder / "DSC_0001.jpg"}
+    src.save(out["original"], quality=95)
+    rng = np.random.default_rng(0)
+    arr = np.asarray(src).astype(np.float32)
+    made = {
+        "blurred": src.filter(ImageFilter.GaussianBlur(2.5)),
+        "noisy": Image.fromarray(np.clip(arr + rng.normal(0, 12, arr.shape), 0, 255).astype(np.uint8)),
+        "dark": Image.fromarray((arr * 0.35).astype(np.uint8)),
+    }
+    for name, im in made.items():
+        out[name] = folder / f"{name}.jpg"
+        im.save(out[name], quality=88)
+    out["whatsapp"] = folder / "IMG-20190301-WA0013.jpg"
+    src.save(out["whatsapp"], quality=20)
+    out["resized"] = folder / "small.jpg"
+    src.resize((512, 384), Image.Resampling.LANCZOS).save(out["resized"], quality=90)
+    return out
+
+
+def test_the_pristine_original_is_kept_over_degraded_copies(tmp_path: Path) -> None:
+    v = _variants(tmp_path)
+    photos = [analyse_file(str(p)) for p in v.values()]
+    decision = decide_group(photos)
+    assert decision.keep == [str(v["original"])]
+    why = {Path(x.path).stem: x.reason for x in decision.verdicts}
+    assert why["small"].startswith("lower resolution 512×384 vs 1024×768")
+    assert "heavily compressed" in why["IMG-20190301-WA0013"]
+    assert "darker" in why["dark"]
+    assert "blurrier" in why["blurred"]
+    assert "noisier" in why["noisy"]
+
+
+def test_keeper_does_not_depend_on_member_order(tmp_path: Path) -> None:
+    v = _variants(tmp_path)
+    photos = [analyse_file(str(p)) for p in v.values()]
+    first = decide_group(photos)
+    again = decide_group(list(reversed(photos)))
+    assert first == again
+
+
+def test_lossless_copy_of_the_original_is_an_acceptable_keeper(tmp_path: Path) -> None:
+    src = Image.open(dev_photo(SOURCE)).convert("RGB")
+    src.save(tmp_path / "a.png")
+    src.save(tmp_path / "b.jpg", quality=70)
+    src.save(tmp_path / "c.webp", quality=75)
+    decision = decide_group([analyse_file(str(tmp_path / n)) for n in ("a.png", "b.jpg", "c.webp")])
+    assert decision.keep == [str(tmp_path / "a.png")]
+    assert all("lossless a.png" in v.reason for v in decision.verdicts if not v.keep)
+
+
+def _info(path: str, w: int = 4000, h: int = 3000, content: str | None = None, **kw: object) -> PhotoInfo:
+    base = PhotoInfo(path=path, size_bytes=w * h // 4, width=w, height=h, format="JPEG", lossless=False,
+                     jpeg_quality=92, content_hash=content or path, phash=0, dhash=0,
+                     quality=Quality(sharpness=300, brightness=120, contrast=50, noise=2))
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def test_protected_photos_are_never_deleted_and_win_among_equals() -> None:
+    photos = [_info("/lib/a/IMG_1.jpg"), _info("/archive/IMG_1.jpg", protected=True)]
+    decision = decide(photos)
+    assert decision.keep == ["/archive/IMG_1.jpg"]
+    bigger_elsewhere = [_info("/lib/big.jpg"), _info("/archive/small.jpg", 1000, 750, protected=True)]
+    d2 = decide(bigger_elsewhere)
+    assert sorted(d2.keep) == ["/archive/small.jpg", "/lib/big.jpg"]  # protection deletes nothing
+    assert d2.delete == []
+
+
+def test_identical_files_keep_the_one_that_does_not_look_like_a_copy() -> None:
+    photos = [_info("/p/IMG_2000 (1).jpg", content="x"), _info("/p/Copy of IMG_2000.jpg", content="x"),
+              _info("/p/IMG_2000.jpg", content="x")]
+    decision = decide(photos)
+    assert decision.keep == ["/p/IMG_2000.jpg"]
+    assert all(v.reason == "identical copy of IMG_2000.jpg" for v in decision.verdicts if not v.keep)
+
+
+def test_every_group_keeps_exactly_one_unprotected_photo_and_gives_reasons() -> None:
+    photos = [_info(f"/p/{k}.jpg", 4000 - 500 * k, 3000 - 375 * k) for k in range(4)]
+    decision = decide(photos)
+    assert decision.keep == ["/p/0.jpg"]
+    assert [v.reason for v in decision.verdicts if not v.keep] == [
+        "lower resolution 3500×2625 vs 4000×3000", "lower resolution 3000×2250 vs 4000×3000",
+        "lower resolution 2500×1875 vs 4000×3000"]
+
+
+def test_burst_keeps_the_sharpest_frame(tmp_path: Path) -> None:
+    # Consecutive frames from the dev corpus's burst of a static camera; blur one of the sharp ones.
+    frames = ["Nikon/DCIM/100D3200/DSC_3507.JPG", "2016/Christmas/DSC_7199.JPG", "2016/Christmas/DSC_5505.JPG"]
+    paths = []
+    for k, rel in enumerate(frames):
+        dest = tmp_path / f"frame{k}.jpg"
+        shutil.copyfile(dev_photo(rel), dest)
+        paths.append(dest)
+    buf = io.BytesIO()
+    Image.open(paths[1]).filter(ImageFilter.GaussianBlur(3)).save(buf, "JPEG", quality=92)
+    paths[1].write_bytes(buf.getvalue())
+    decision = decide_group([analyse_file(str(p)) for p in paths])
+    assert str(paths[1]) in decision.delete
