@@ -114,7 +114,7 @@ def decide(
 
     # 2. identical files: one representative each.
     rep_of: dict[str, int] = {}
-    for k in sorted(order, key=lambda k: _tie_key(photos[k])):
+    for k in sorted(order, key=lambda k: (not photos[k].protected, _tie_key(photos[k]))):
         rep_of.setdefault(photos[k].content_hash, k)
     reps = sorted(set(rep_of.values()), key=lambda k: photos[k].path)  # path order: input order never matters
     # 2b. heavy crops (issue 4, core/crops.py): cut from another member, never the keeper.

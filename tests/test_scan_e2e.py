@@ -1,0 +1,109 @@
+"""The real `dupligone scan` command on small generated libraries."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image, ImageFilter
+
+from .conftest import copy_dev, dev_photo
+
+ORIGINAL = "2017/Hiking/IMG_4161.JPG"
+UNRELATED = ["2019/Autumn walk/IMG_8236.JPG", "Nikon/DCIM/100D3200/DSC_4005.JPG",
+             "Olympus/DCIM/100OLYMP/P4079395.JPG", "iPhone/DCIM/100APPLE/IMG_5070.JPG"]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "dupligoned.cli.main", *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def _fingerprint(root: Path) -> dict[str, tuple[str, float]]:
+    return {str(p): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime)
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _library(root: Path) -> dict[str, Path]:
+    src = Image.open(dev_photo(ORIGINAL)).convert("RGB")
+    lib = {"original": root / "Camera" / "IMG_4161.JPG"}
+    copy_dev(ORIGINAL, lib["original"])
+    lib["exact"] = root / "Backup" / "IMG_4161 (1).JPG"
+    copy_dev(ORIGINAL, lib["exact"])
+    (root / "Shared").mkdir(parents=True)
+    lib["resized"] = root / "Shared" / "small.jpg"
+    src.resize((640, 480), Image.Resampling.LANCZOS).save(lib["resized"], quality=85)
+    lib["reencoded"] = root / "Shared" / "IMG-20190301-WA0013.jpg"
+    src.save(lib["reencoded"], quality=70)
+    lib["cropped"] = root / "Shared" / "cropped.jpg"
+    w, h = src.size
+    src.crop((int(w * 0.04), int(h * 0.04), int(w * 0.96), int(h * 0.96))).save(lib["cropped"], quality=90)
+    lib["blurred"] = root / "Shared" / "blurred.jpg"
+    src.filter(ImageFilter.GaussianBlur(2.5)).save(lib["blurred"], quality=95)
+    for k, rel in enumerate(UNRELATED):
+        lib[f"unrelated{k}"] = copy_dev(rel, root / "Other" / f"unrelated{k}.jpg")
+    return lib
+
+
+def test_scan_groups_copies_keeps_the_original_and_changes_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "lib"
+    lib = _library(root)
+    before = _fingerprint(root)
+    proc = _run("scan", str(root), "--json", "--workers", "2")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert set(out) >= {"photos", "clusters", "errors"}
+    assert out["photos"] == len(lib) and out["errors"] == []
+    assert len(out["clusters"]) == 1
+    cluster = out["clusters"][0]
+    copies = {str(lib[k]) for k in ("original", "exact", "resized", "reencoded", "cropped", "blurred")}
+    assert set(cluster["members"]) == copies
+    assert all(os.path.isabs(p) for p in cluster["members"])
+    assert cluster["keep"] == [str(lib["original"])]  # the sharp original, not its blurred copy
+    assert set(cluster["delete"]) == copies - {str(lib["original"])}
+    assert _fingerprint(root) == before  # a scan changes no file
+
+
+def test_broken_files_are_reported_and_good_photos_still_grouped(tmp_path: Path) -> None:
+    root = tmp_path / "lib"
+    a = copy_dev(ORIGINAL, root / "a.jpg")
+    Image.open(a).save(root / "b.png")
+    (root / "empty.jpg").write_bytes(b"")
+    (root / "text.jpg").write_text("not a photo")
+    (root / "half.jpg").write_bytes(a.read_bytes()[:20000])
+    proc = _run("scan", str(root), "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    reasons = {Path(e["path"]).name: e["reason"] for e in out["errors"]}
+    assert set(reasons) == {"empty.jpg", "text.jpg", "half.jpg"}
+    assert "empty" in reasons["empty.jpg"] and "not an image" in reasons["text.jpg"]
+    assert "truncated" in reasons["half.jpg"]
+    assert out["photos"] == 2
+    assert [sorted(c["members"]) for c in out["clusters"]] == [[str(a), str(root / "b.png")]]
+
+
+def test_protected_folder_is_never_recommended_for_deletion(tmp_path: Path) -> None:
+    root = tmp_path / "lib"
+    keep = copy_dev(ORIGINAL, root / "Archive" / "IMG_4161.JPG")
+    other = copy_dev(ORIGINAL, root / "Phone" / "IMG_4161.JPG")
+    proc = _run("scan", str(root), "--json", "--protect", str(root / "Archive"))
+    out = json.loads(proc.stdout)
+    assert out["clusters"][0]["keep"] == [str(keep)] and out["clusters"][0]["delete"] == [str(other)]
+
+
+def test_readable_summary_and_one_line_errors(tmp_path: Path) -> None:
+    root = tmp_path / "lib"
+    copy_dev(ORIGINAL, root / "a.jpg")
+    copy_dev(ORIGINAL, root / "b.jpg")
+    proc = _run("scan", str(root), "-q")
+    assert proc.returncode == 0
+    assert "2 photos analysed" in proc.stdout and "1 groups" in proc.stdout
+    missing = _run("scan", str(tmp_path / "nope"), "--json")
+    assert missing.returncode == 2 and missing.stdout == ""
+    assert missing.stderr.strip().count("\n") == 0 and "not a folder" in missing.stderr
+    bad = _run("scan", str(root), "--workers", "0")
+    assert bad.returncode == 2 and "--workers" in bad.stderr
