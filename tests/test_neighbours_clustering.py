@@ -49,7 +49,7 @@ def test_range_search_equals_brute_force_across_blocks() -> None:
     ph, dh, _ = _planted(300, seed=3)
     codes = neighbours.pack(ph, dh)
     got = neighbours.within(codes, 8.0, block=97)  # several blocks, uneven last one
-    found = {(int(a), int(b), float(c)) for a, b, c in zip(got.i, got.j, got.dist)}
+    found = {(int(a), int(b), float(c)) for a, b, c in zip(got.i, got.j, got.dist, strict=True)}
     assert found == _brute(codes, 8.0)
     assert all(a < b for a, b, _ in found)
 
@@ -59,7 +59,7 @@ def test_query_finds_new_photos_neighbours_in_the_library() -> None:
     codes = neighbours.pack(ph, dh)
     new = codes[[g[0] for g in groups]]
     got = neighbours.query(new, codes, 6.0)
-    pairs = {(int(a), int(b)) for a, b in zip(got.i, got.j)}
+    pairs = {(int(a), int(b)) for a, b in zip(got.i, got.j, strict=True)}
     for q, g in enumerate(groups):
         assert (q, g[0]) in pairs  # itself, at distance 0
 

@@ -11,7 +11,7 @@ import numpy.typing as npt
 
 @functools.cache
 def _cascade() -> cv2.CascadeClassifier:
-    path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+    path = str(cv2.data.haarcascades) + "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]
     c = cv2.CascadeClassifier(path)
     if c.empty():
         raise RuntimeError(f"OpenCV face cascade missing or unreadable: {path}")

@@ -170,7 +170,7 @@ def cluster(
         vi, vj = rank[verified.i], rank[verified.j]
         i, j = np.concatenate([i, vi]), np.concatenate([j, vj])
         d = np.concatenate([d, np.zeros(vi.size)])
-        links = {(int(min(a, b)), int(max(a, b))) for a, b in zip(vi, vj)}
+        links = {(int(min(a, b)), int(max(a, b))) for a, b in zip(vi, vj, strict=True)}
     # Sparse precomputed graph. A tiny offset keeps distance-0 pairs as explicit entries.
     d = d + 1e-6
     graph = sp.csr_matrix((np.concatenate([d, d]), (np.concatenate([i, j]), np.concatenate([j, i]))), shape=(n, n))
