@@ -415,7 +415,7 @@ def to_toml(cfg: Config, *, mask: bool = True) -> str:
     for k, v in data.items():
         if isinstance(v, dict):
             tables.append((k, v))
-        elif isinstance(v, list):
+        elif isinstance(v, list) or v is None:
             continue
         else:
             lines.append(f"{k} = {_toml_value(v)}")

@@ -43,13 +43,14 @@ def run_worker(cfg: Config, workers: int, *, tied_to_parent: bool = False) -> No
         die_with_parent()
     q = make_queues(cfg)
     consumer_pid = os.getpid()
+    # Every process the consumer forks (workers and its scheduler) dies with it.
+    os.register_at_fork(after_in_child=lambda: die_with_parent(consumer_pid))
 
     @q.analysis.on_startup()  # type: ignore[untyped-decorator]
     def _init_worker() -> None:
         import cv2
 
         cv2.setNumThreads(1)  # one process per core already
-        die_with_parent(consumer_pid)
 
     n = workers or os.cpu_count() or 1
     consumer = q.analysis.create_consumer(
