@@ -1,0 +1,175 @@
+"""The daemon's services on a real index file and real photos, with analysis run in-line (the
+daemon runs the very same ``analyse_for_index`` in its workers): sessions clustered with their
+library neighbours, decisions surviving re-clustering, trash and restore, cleanup."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from dupligoned.adapters.config import parse_config
+from dupligoned.adapters.index import open_index
+from dupligoned.adapters.thumbs import ThumbStore
+from dupligoned.services import cluster, review, sessions, trash
+from dupligoned.services.cleanup import run_cleanup
+from dupligoned.services.ingest import AnalysisJob, Ingest, analyse_for_index
+from dupligoned.services.status import groups_json, status
+from tests.daemon_support import PHOTOS, copy_photo, groups_of, singletons
+
+pytestmark = pytest.mark.skipif(not PHOTOS.is_dir(), reason=f"dev corpus not found at {PHOTOS}")
+
+
+class Rig:
+    """An index, an ingest whose queue runs each job at once, and the cluster settings."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.lib = tmp / "lib"
+        self.lib.mkdir()
+        self.cfg = parse_config({"state_dir": "state", "libraries": [{"path": "lib"}], "trash": {"retention_days": 1.0}}, tmp)
+        self.index = open_index(self.cfg.index_path)
+        self.jobs: list[AnalysisJob] = []
+        self.ingest = Ingest(self.index, ThumbStore(self.cfg.thumbs_path), self.jobs.append,
+                             max_pixels=10**8, work_px=512, thumb_px=160)
+        (self.folder,) = self.ingest.register_folders([(str(self.lib), False, "auto")])
+        self.settings = cluster.settings_from(self.cfg.cluster, self.cfg.keeper)
+
+    def work(self) -> None:
+        while self.jobs:
+            self.ingest.apply_result(analyse_for_index(self.jobs.pop(0)))
+
+    def cluster(self) -> list[int]:
+        ready = sessions.ready_to_cluster(self.index)
+        lib = cluster.Library.load(self.index)
+        for sid in ready:
+            cluster.cluster_session(self.index, sid, lib, self.settings)
+        return ready
+
+    def pid(self, path: Path) -> int:
+        return int(self.index.scalar("SELECT id FROM photos WHERE path = ? AND status != 'gone'", (str(path),)))
+
+
+def test_sessions_neighbours_decisions_trash_and_cleanup(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    g = groups_of("resize", 2)
+    old = [copy_photo(r, rig.lib / "old") for r in [g[0][0], g[1][0]] + singletons(3)]
+    rig.ingest.scan_folder(rig.folder, stable_s=0)
+    sessions.finish_first_scan(rig.index, rig.folder.id, time.time())
+    rig.work()
+    assert len(rig.cluster()) == 1
+    (first,) = sessions.list_sessions(rig.index)
+    assert first["kind"] == "first_scan" and first["state"] == "clustered" and first["groups"] == 0
+
+    # New copies arrive later: a burst session, clustered with the old originals.
+    new = [copy_photo(r, rig.lib / "new") for r in g[0][1:] + g[1][1:]]
+    for p in new:
+        assert rig.ingest.file_seen(str(p)) == "new"
+        assert rig.ingest.file_seen(str(p)) == "queued"  # never queued twice
+    assert len(rig.jobs) == len(new)
+    rig.work()
+    assert sessions.close_quiet_sessions(rig.index, time.time() + 100, 60)
+    rig.cluster()
+    burst = next(s for s in sessions.list_sessions(rig.index) if s["kind"] == "burst")
+    res = review.session_result(rig.index, burst["token"])
+    assert len(res["groups"]) == 2
+    members = [{p["path"] for p in grp["photos"]} for grp in res["groups"]]
+    assert {str(old[0])} | {str(rig.lib / "new" / r) for r in g[0][1:]} in members
+    assert {str(old[1])} | {str(rig.lib / "new" / r) for r in g[1][1:]} in members
+    for grp in res["groups"]:
+        keep = [p for p in grp["photos"] if p["recommended"] == "keep"]
+        assert [p["path"] for p in keep] and all(p["reason"] for p in grp["photos"])
+        assert all(p["thumb"] and (rig.cfg.thumbs_path / p["thumb"]).is_file() for p in grp["photos"])
+
+    # Decisions survive re-clustering.
+    g0 = next(grp for grp in res["groups"] if str(old[0]) in {p["path"] for p in grp["photos"]})
+    doomed = [p for p in g0["photos"] if p["recommended"] == "delete"]
+    saved = doomed[0]
+    review.set_decision(rig.index, burst["token"], saved["id"], "keep")
+    g1 = next(grp for grp in res["groups"] if grp is not g0)
+    split = next(p for p in g1["photos"] if p["recommended"] == "delete")
+    review.set_decision(rig.index, burst["token"], split["id"], "split")
+    assert burst["token"] in {s["token"] for s in sessions.list_sessions(rig.index) if s["state"] == "clustering"}
+    rig.cluster()
+    res2 = review.session_result(rig.index, burst["token"])
+    verdicts = {p["path"]: (p["decision"], p["verdict"]) for grp in res2["groups"] for p in grp["photos"]}
+    assert verdicts[saved["path"]] == ("keep", "keep")
+    assert split["path"] not in verdicts  # "not a duplicate" stays out
+    out = groups_json(rig.index, burst["token"])
+    assert any(saved["path"] in c["keep"] for c in out["clusters"])
+
+    # Dry run moves nothing; confirm moves the deletions to trash; restore brings one back.
+    dry = review.confirm(rig.index, burst["token"], trash.default_trash_root("", [str(rig.lib)]), dry_run=True)
+    assert dry["moves"] and all(os.path.exists(m["path"]) for m in dry["moves"])
+    planned = {m["path"] for m in dry["moves"]}
+    assert saved["path"] not in planned and str(old[0]) not in planned
+    digest = {p: Path(p).read_bytes() for p in planned}
+    done = review.confirm(rig.index, burst["token"], trash.default_trash_root("", [str(rig.lib)]), dry_run=False)
+    assert {m["path"] for m in done["moves"]} == planned
+    for m in done["moves"]:
+        assert not os.path.exists(m["path"]) and os.path.exists(m["trash_path"])
+        assert m["trash_path"].startswith(str(rig.lib / trash.TRASH_FOLDER))
+    back = done["moves"][0]
+    analyses = rig.index.scalar("SELECT analyses FROM photos WHERE id = ?", (back["photo_id"],))
+    assert trash.restore(rig.index, back["trash_id"]) == back["path"]
+    assert Path(back["path"]).read_bytes() == digest[back["path"]]
+    r = rig.index.one("SELECT status, analyses FROM photos WHERE id = ?", (back["photo_id"],))
+    assert (r["status"], r["analyses"]) == ("ok", analyses)  # no re-analysis
+    assert rig.ingest.file_seen(back["path"]) == "unchanged"
+    assert status(rig.index)["trash"] == len(planned) - 1
+
+    # Cleanup: a dry run changes nothing; then trash past retention is purged, a vanished
+    # file's row is marked gone, and its thumbnail goes once no row refers to it.
+    vanished = new[-1] if str(new[-1]) not in planned else old[2]
+    os.unlink(vanished)
+    later = time.time() + 2 * 86_400
+    rep = run_cleanup(rig.index, rig.cfg, dry_run=True, now=later)
+    assert len(rep.trash_purged) == len(planned) - 1 and rep.photos_vanished == [str(vanished)]
+    assert all(os.path.exists(t) for t in rep.trash_purged)
+    rep = run_cleanup(rig.index, rig.cfg, dry_run=False, now=later)
+    assert rep.trash_purged and not any(os.path.exists(t) for t in rep.trash_purged)
+    assert rig.index.scalar("SELECT status FROM photos WHERE path = ? ORDER BY id DESC", (str(vanished),)) == "gone"
+    rep = run_cleanup(rig.index, rig.cfg, dry_run=False, now=later + 8 * 86_400)
+    assert str(vanished) in rep.photos_forgotten
+    assert rig.index.scalar("SELECT COUNT(*) FROM photos WHERE path = ?", (str(vanished),)) == 0
+    for t in rep.thumbs_removed:
+        assert not (rig.cfg.thumbs_path / t).exists()
+    used = {r[0] for r in rig.index.query("SELECT thumb FROM photos")}
+    assert all(t in used for t in ThumbStore(rig.cfg.thumbs_path).all())
+
+
+def test_moves_keep_identity_and_changes_requeue(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    (a,) = [copy_photo(r, rig.lib) for r in singletons(1)]
+    rig.ingest.scan_folder(rig.folder, stable_s=0)
+    rig.work()
+    pid = rig.pid(a)
+    # A move the watcher never saw (found by a scan): same inode, size and mtime → same photo.
+    sub = rig.lib / "sub"
+    sub.mkdir()
+    b = sub / "renamed.jpg"
+    os.rename(a, b)
+    counts = rig.ingest.scan_folder(rig.folder, stable_s=0)
+    assert counts.get("moved") == 1 and not rig.jobs
+    assert rig.pid(b) == pid
+    # A folder rename seen by the watcher.
+    rig.ingest.dir_moved(str(sub), str(rig.lib / "sub2"))
+    os.rename(sub, rig.lib / "sub2")
+    assert rig.pid(rig.lib / "sub2" / "renamed.jpg") == pid
+    # Changed content: analysed again, same identity.
+    c = rig.lib / "sub2" / "renamed.jpg"
+    c.write_bytes((PHOTOS / singletons(2)[1]).read_bytes())
+    assert rig.ingest.file_seen(str(c)) == "changed"
+    rig.work()
+    assert rig.index.one("SELECT id, analyses FROM photos WHERE path = ?", (str(c),))[:] == (pid, 2)
+    # A result for a file that changed again meanwhile is not written; the file is redone.
+    assert rig.ingest.file_seen(str(c)) == "unchanged"
+    with rig.index.tx() as conn:
+        conn.execute("UPDATE photos SET status = 'queued' WHERE id = ?", (pid,))
+    stale = analyse_for_index(AnalysisJob(pid, str(c), 10**8, 512, 160))
+    c.write_bytes((PHOTOS / singletons(3)[2]).read_bytes())
+    rig.ingest.file_seen(str(c))
+    assert rig.ingest.apply_result(stale) == "requeued"
+    rig.work()
+    assert rig.index.one("SELECT status, analyses FROM photos WHERE id = ?", (pid,))[:] == ("ok", 3)
