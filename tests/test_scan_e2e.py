@@ -56,16 +56,22 @@ def test_scan_groups_copies_keeps_the_original_and_changes_nothing(tmp_path: Pat
     proc = _run("scan", str(root), "--json", "--workers", "2")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    assert set(out) >= {"photos", "clusters", "errors"}
+    assert set(out) == {"photos", "clusters", "errors"}  # exactly the documented shape
     assert out["photos"] == len(lib) and out["errors"] == []
     assert len(out["clusters"]) == 1
     cluster = out["clusters"][0]
+    assert set(cluster) == {"members", "keep", "delete"}
     copies = {str(lib[k]) for k in ("original", "exact", "resized", "reencoded", "cropped", "blurred")}
     assert set(cluster["members"]) == copies
     assert all(os.path.isabs(p) for p in cluster["members"])
     assert cluster["keep"] == [str(lib["original"])]  # the sharp original, not its blurred copy
     assert set(cluster["delete"]) == copies - {str(lib["original"])}
     assert _fingerprint(root) == before  # a scan changes no file
+    with_reasons = json.loads(_run("scan", str(root), "--json", "--reasons", "-q").stdout)
+    why = with_reasons["clusters"][0]["reasons"]
+    assert why[str(lib["resized"])] == "lower resolution 640×480 vs 1024×768"
+    assert why[str(lib["exact"])] == "identical copy of IMG_4161.JPG"
+    assert "blurrier" in why[str(lib["blurred"])]
 
 
 def test_broken_files_are_reported_and_good_photos_still_grouped(tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     if bar is not None:
         bar.close()
     if args.json:
-        out = result.to_json()
+        out = result.to_json(reasons=args.reasons)
         json.dump(out, sys.stdout, indent=None if args.compact else 1)
         sys.stdout.write("\n")
         return 0
@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("scan", help="group the duplicates under folders once (changes no file)")
     sp.add_argument("paths", nargs="+", metavar="PATH", help="folders to scan, recursively")
     sp.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    sp.add_argument("--reasons", action="store_true", help="with --json: add each photo's reason")
     sp.add_argument("--compact", action="store_true", help=argparse.SUPPRESS)
     sp.add_argument("--workers", type=int, default=None, help="processes to use (default: every core)")
     sp.add_argument("--protect", action="append", default=[], metavar="PATH",

@@ -34,14 +34,17 @@ class ScanResult:
     eps: EpsChoice | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self, *, reasons: bool = False) -> dict[str, object]:
+        """The ``dupligone scan --json`` document; ``reasons`` adds each verdict's reason."""
+        clusters: list[dict[str, object]] = []
+        for g in self.groups:
+            c: dict[str, object] = {"members": list(g.members), "keep": g.keep, "delete": g.delete}
+            if reasons:
+                c["reasons"] = {v.path: v.reason for v in g.verdicts}
+            clusters.append(c)
         return {
             "photos": len(self.photos),
-            "clusters": [
-                {"members": list(g.members), "keep": g.keep, "delete": g.delete,
-                 "reasons": {v.path: v.reason for v in g.verdicts}}
-                for g in self.groups
-            ],
+            "clusters": clusters,
             "errors": [{"path": e.path, "reason": e.reason} for e in self.errors],
         }
 
