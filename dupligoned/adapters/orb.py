@@ -42,26 +42,41 @@ def _orb(n: int) -> cv2.ORB:
 def extract(work: npt.NDArray[np.uint8], params: CropParams = CropParams()) -> LocalFeatures:
     """The strongest ``max_keypoints`` ORB keypoints of a greyscale working image."""
     h, w = work.shape[:2]
+    thumb = cv2.resize(work, (params.thumb_px, params.thumb_px), interpolation=cv2.INTER_AREA)
     kps, desc = _orb(params.detect_keypoints).detectAndCompute(work, None)
     if desc is None or not kps:
-        return quantise(np.empty((0, 2)), np.zeros((0, 32), np.uint8), w, h)
+        return quantise(np.empty((0, 2)), np.zeros((0, 32), np.uint8), w, h, thumb)
     resp = np.array([k.response for k in kps], np.float64)
     xy = np.array([k.pt for k in kps], np.float64)
-    # Strongest first (ties by position, so the choice is deterministic), at most twice its even
-    # share in each cell of a 4×4 grid: the strongest responses cluster on one textured patch,
-    # and a crop of another part of the photo would find nothing to match.
+    level = np.array([k.octave for k in kps], np.int64)
+    # Strongest first (ties by position, so the choice is deterministic).
     order = np.lexsort((xy[:, 1], xy[:, 0], -resp))
     g = GRID
     cell = (np.minimum(xy[:, 0] * g // w, g - 1) * g + np.minimum(xy[:, 1] * g // h, g - 1)).astype(np.int64)
-    per_cell = max(1, math.ceil(params.cell_share * params.max_keypoints / (g * g)))
-    ranked = cell[order]
+    # A photo needs fine features to be matched as an original and coarse ones to be matched as
+    # a crop (a 2× crop's coarse levels meet its original's fine ones): part of the budget is
+    # kept for the coarse pyramid levels.
+    coarse = level >= params.coarse_level
+    n_coarse = round(params.coarse_share * params.max_keypoints)
+    hi = _spread(order[coarse[order]], cell, n_coarse, params.cell_share)
+    lo = _spread(order[~coarse[order]], cell, params.max_keypoints - hi.size, params.cell_share)
+    chosen = np.concatenate([lo, hi])
+    return quantise(xy[chosen], np.asarray(desc[chosen], np.uint8), w, h, thumb)
+
+
+def _spread(
+    order: npt.NDArray[np.int64], cell: npt.NDArray[np.int64], n: int, share: float
+) -> npt.NDArray[np.int64]:
+    """The first ``n`` of ``order``, at most ``share`` × the even share in each grid cell: the
+    strongest responses cluster on one textured patch, and a crop of another part of the photo
+    would find nothing to match."""
+    per_cell = max(1, math.ceil(share * n / (GRID * GRID)))
     seen = np.zeros(order.size, np.int64)
     counts: dict[int, int] = {}
-    for r, c in enumerate(ranked.tolist()):
+    for r, c in enumerate(cell[order].tolist()):
         seen[r] = counts.get(c, 0)
         counts[c] = seen[r] + 1
-    chosen = order[seen < per_cell][: params.max_keypoints]
-    return quantise(xy[chosen], np.asarray(desc[chosen], np.uint8), w, h)
+    return order[seen < per_cell][:n]
 
 
 def photo_extra(work: npt.NDArray[np.uint8], params: CropParams = CropParams()) -> dict[str, object]:
@@ -101,7 +116,7 @@ def match(a: LocalFeatures, b: LocalFeatures, params: CropParams = CropParams())
         return None
     m = _least_squares_similarity(pb[inl], pa[inl])
     return check_crop(
-        m, pa[inl], pb[inl], (a.width, a.height), (b.width, b.height), params, a.points(), b.points()
+        m, pa[inl], pb[inl], (a.width, a.height), (b.width, b.height), params, a.points(), b.points(), a.thumb, b.thumb
     )
 
 

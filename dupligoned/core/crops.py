@@ -43,9 +43,11 @@ class CropParams:
     """
 
     # Features.
-    max_keypoints: int = 112  # strongest ORB keypoints kept: 112 × 18 B ≈ 2 KB a photo
+    max_keypoints: int = 99  # strongest ORB keypoints kept: 99 × 18 B + a 256 B thumbnail ≤ 2 KB
     detect_keypoints: int = 1500  # detected before the cap, so the cap keeps the strongest
     cell_share: float = 2.0  # no cell of a 4×4 grid keeps more than twice its even share
+    coarse_level: int = 2  # ORB pyramid levels from here (scale ≥ 1.44) are "coarse"
+    coarse_share: float = 0.5  # ... and get half the budget: a 1.4–4× crop shifts 2–8 levels
     # Candidates.
     match_bits: int = 32  # of 128: unrelated ORB descriptors sit near 64 ± 8, so 32 is 4σ away
     min_votes: int = 3  # descriptors that must find a partner before a pair is worth checking
@@ -55,13 +57,15 @@ class CropParams:
     # Verification.
     ratio: float = 0.85  # Lowe's ratio test on the two nearest descriptors
     ransac_px: float = 3.0  # reprojection threshold: quantisation (≤1 px) plus keypoint jitter
-    min_inliers: int = 8  # mutual ratio-tested matches on one similarity (random pairs: ≤ 5)
+    min_inliers: int = 6  # mutual ratio-tested matches on one similarity (random pairs: ≤ 5)
     max_rotation_deg: float = 3.0  # people crop, they do not rotate (EXIF turns are undone first)
     max_area_ratio: float = 0.9  # a crop keeps at most 90% of the frame (less: the hashes see it)
     min_scale: float = 0.25  # a crop keeps at least a quarter of each side: below, too little to tell
     frame_tolerance: float = 0.04  # the crop's frame may stick out this share of the original's side
     min_inlier_area: float = 0.01  # inliers' hull covers ≥ 1% of the crop: not one point
-    min_inlier_cover: float = 0.2  # ... and ≥ 20% of the hull of the keypoints each side has there
+    min_inlier_cover: float = 0.05  # ... and ≥ 5% of the hull of the keypoints each side has there
+    thumb_px: int = 16  # side of the stored grey thumbnail (256 B) for the appearance check
+    min_appearance_ncc: float = 0.85  # crop vs its place in the original: same pixels correlate > 0.9
     max_median_residual_px: float = 1.5  # one image resampled, not another shot with parallax
 
     def __post_init__(self) -> None:
@@ -96,6 +100,7 @@ class LocalFeatures:
     height: int
     pos: npt.NDArray[np.uint8]
     desc: npt.NDArray[np.uint8]
+    thumb: npt.NDArray[np.uint8]  # (T, T) grey thumbnail of the whole frame, squashed to a square
 
     def __len__(self) -> int:
         return int(self.desc.shape[0])
@@ -103,7 +108,7 @@ class LocalFeatures:
     @property
     def nbytes(self) -> int:
         """Stored size: the arrays plus the two 16-bit sizes."""
-        return int(self.pos.nbytes + self.desc.nbytes + 4)
+        return int(self.pos.nbytes + self.desc.nbytes + self.thumb.nbytes + 4)
 
     def points(self) -> npt.NDArray[np.float32]:
         """(K, 2) float positions in working-image pixels."""
@@ -111,25 +116,33 @@ class LocalFeatures:
         return np.asarray(self.pos.astype(np.float32) * scale, np.float32)
 
     def to_bytes(self) -> bytes:
-        head = np.array([self.width, self.height, len(self)], dtype="<u2").tobytes()
-        return head + self.pos.tobytes() + self.desc.tobytes()
+        head = np.array([self.width, self.height, len(self), self.thumb.shape[0]], dtype="<u2").tobytes()
+        return head + self.pos.tobytes() + self.desc.tobytes() + self.thumb.tobytes()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> LocalFeatures:
-        w, h, k = (int(v) for v in np.frombuffer(data[:6], dtype="<u2"))
-        pos = np.frombuffer(data[6 : 6 + 2 * k], np.uint8).reshape(k, 2).copy()
-        desc = np.frombuffer(data[6 + 2 * k : 6 + 2 * k + DESC_BYTES * k], np.uint8).reshape(k, DESC_BYTES).copy()
-        return cls(w, h, pos, desc)
+        w, h, k, t = (int(v) for v in np.frombuffer(data[:8], dtype="<u2"))
+        at = 8 + 2 * k
+        pos = np.frombuffer(data[8:at], np.uint8).reshape(k, 2).copy()
+        desc = np.frombuffer(data[at : at + DESC_BYTES * k], np.uint8).reshape(k, DESC_BYTES).copy()
+        at += DESC_BYTES * k
+        thumb = np.frombuffer(data[at : at + t * t], np.uint8).reshape(t, t).copy()
+        return cls(w, h, pos, desc, thumb)
 
 
 def quantise(
-    xy: npt.NDArray[np.floating], desc: npt.NDArray[np.uint8], width: int, height: int
+    xy: npt.NDArray[np.floating],
+    desc: npt.NDArray[np.uint8],
+    width: int,
+    height: int,
+    thumb: npt.NDArray[np.uint8] | None = None,
 ) -> LocalFeatures:
     """Features from float keypoint positions (working-image pixels) and ≥16-byte descriptors."""
     scale = np.array([max(1, width - 1), max(1, height - 1)], np.float64)
     q = np.clip(np.rint(np.asarray(xy, np.float64) / scale * POS_LEVELS), 0, POS_LEVELS).astype(np.uint8)
     d = np.ascontiguousarray(np.asarray(desc, np.uint8)[:, :DESC_BYTES])
-    return LocalFeatures(int(width), int(height), q.reshape(-1, 2), d.reshape(-1, DESC_BYTES))
+    t = np.zeros((0, 0), np.uint8) if thumb is None else np.ascontiguousarray(thumb, np.uint8)
+    return LocalFeatures(int(width), int(height), q.reshape(-1, 2), d.reshape(-1, DESC_BYTES), t)
 
 
 # --- the geometric check -------------------------------------------------------------------
@@ -182,13 +195,16 @@ def check_crop(
     params: CropParams,
     all_a: npt.NDArray[np.floating] | None = None,
     all_b: npt.NDArray[np.floating] | None = None,
+    thumb_a: npt.NDArray[np.uint8] | None = None,
+    thumb_b: npt.NDArray[np.uint8] | None = None,
 ) -> CropMatch | None:
     """Is one photo a crop of the other?
 
     ``transform`` is the 2×3 similarity mapping b's working-image pixels onto a's; ``pts_a`` and
     ``pts_b`` are its inlier correspondences (N×2 each); sizes are (width, height) of the working
     images; ``all_a``/``all_b`` are every keypoint of each photo (for the coverage check, which
-    is skipped without them). Returns the match with the inner (cropped) photo, or None when any check fails.
+    is skipped without them); ``thumb_a``/``thumb_b`` their square grey thumbnails (for the
+    appearance check, likewise). Returns the match with the inner (cropped) photo, or None when any check fails.
     """
     m = np.asarray(transform, np.float64)
     pa = np.asarray(pts_a, np.float64).reshape(-1, 2)
@@ -243,9 +259,55 @@ def check_crop(
     resid = np.hypot(*(pi_ @ t[:, :2].T + t[:, 2] - po).T)
     if float(np.median(resid)) > params.max_median_residual_px:
         return None
+    if thumb_a is not None and thumb_b is not None and thumb_a.size and thumb_b.size:
+        ti, to = (thumb_b, thumb_a) if inner == 1 else (thumb_a, thumb_b)
+        if appearance_ncc(t, ti, to, (wi, hi), (wo, ho)) < params.min_appearance_ncc:
+            return None
     x0, y0 = mapped[:, 0].min() / wo, mapped[:, 1].min() / ho
     x1, y1 = mapped[:, 0].max() / wo, mapped[:, 1].max() / ho
     return CropMatch(inner, n, scale, (float(x0), float(y0), float(x1), float(y1)))
+
+
+def _bilinear(img: npt.NDArray[np.float64], u: npt.NDArray[np.float64], v: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    h, w = img.shape
+    u = np.clip(u, 0, w - 1)
+    v = np.clip(v, 0, h - 1)
+    u0 = np.minimum(np.floor(u).astype(np.int64), w - 2)
+    v0 = np.minimum(np.floor(v).astype(np.int64), h - 2)
+    fu, fv = u - u0, v - v0
+    top = img[v0, u0] * (1 - fu) + img[v0, u0 + 1] * fu
+    bottom = img[v0 + 1, u0] * (1 - fu) + img[v0 + 1, u0 + 1] * fu
+    return np.asarray(top * (1 - fv) + bottom * fv)
+
+
+def appearance_ncc(
+    transform: npt.NDArray[np.floating],
+    thumb_inner: npt.NDArray[np.uint8],
+    thumb_outer: npt.NDArray[np.uint8],
+    size_inner: tuple[int, int],
+    size_outer: tuple[int, int],
+) -> float:
+    """Normalised correlation of the crop's thumbnail and its place in the original's.
+
+    ``transform`` maps inner working-image pixels onto outer ones; thumbnails are square grey
+    images of each whole frame. The crop is read on a grid of half the thumbnail's side (2×2
+    blocks), the original at the same places. Gain and offset (an exposure edit) do not count.
+    """
+    t = thumb_inner.shape[0]
+    g = max(2, t // 2)
+    inner = thumb_inner.astype(np.float64).reshape(g, t // g, g, t // g).mean(axis=(1, 3))
+    (wi, hi), (wo, ho) = size_inner, size_outer
+    cx = (np.arange(g) + 0.5) * wi / g
+    cy = (np.arange(g) + 0.5) * hi / g
+    xx, yy = np.meshgrid(cx, cy)
+    m = np.asarray(transform, np.float64)
+    ox = m[0, 0] * xx + m[0, 1] * yy + m[0, 2]
+    oy = m[1, 0] * xx + m[1, 1] * yy + m[1, 2]
+    to = thumb_outer.shape[0]
+    outer = _bilinear(thumb_outer.astype(np.float64), ox * to / wo - 0.5, oy * to / ho - 0.5)
+    a, b = inner.ravel() - inner.mean(), outer.ravel() - outer.mean()
+    den = math.sqrt(float(a @ a) * float(b @ b))
+    return float(a @ b) / den if den > 1e-9 else 0.0
 
 
 # --- from verified crops to groups and keepers ---------------------------------------------

@@ -1,0 +1,317 @@
+"""Heavy crops (issue 4): features, candidates, the geometric check, grouping and the keeper.
+
+Real photos from the shared dev corpus are cropped, stamped and shifted into ``tmp_path``; the
+real decode, ORB, index, verification, grouping and keeper run on them.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from dupligoned.adapters import orb
+from dupligoned.core.crop_index import CropIndex
+from dupligoned.core.crops import CropParams, LocalFeatures, check_crop, crop_links, originals_of, quantise
+from dupligoned.core.keeper import decide
+from dupligoned.core.model import PhotoInfo
+from dupligoned.services.analyse import analyse_file
+from dupligoned.services.crops import CropLibrary, find_crops, mark_crops
+from dupligoned.services.grouping import group_photos
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+DEV = SHARED / "datasets" / "dev" / "photos"
+SOURCES = [  # larger unique photos of the dev corpus: a street, a landscape, an indoor scene
+    "Backup/Old laptop/Pictures/Unsorted/IMG_2489.JPG",
+    "Sony/DCIM/100MSDCF/DSC56062.JPG",
+    "WhatsApp Images/DSC08132.JPG",
+    "Olympus/DCIM/100OLYMP/P5024423.JPG",
+    "Phone/DCIM/Camera/20210201_171452.jpg",
+    "iPhone/DCIM/101APPLE/IMG_3588.JPG",
+]
+
+pytestmark = pytest.mark.skipif(not DEV.is_dir(), reason="shared dev corpus not beside the repo")
+
+
+def _src(k: int) -> Image.Image:
+    return Image.open(DEV / SOURCES[k]).convert("RGB")
+
+
+def _aspect(im: Image.Image, ratio: float, at: float = 0.5) -> Image.Image:
+    w, h = im.size
+    if w / h > ratio:
+        nw = int(h * ratio)
+        x = int((w - nw) * at)
+        return im.crop((x, 0, x + nw, h))
+    nh = int(w / ratio)
+    y = int((h - nh) * at)
+    return im.crop((0, y, w, y + nh))
+
+
+def _frac(im: Image.Image, x0: float, y0: float, x1: float, y1: float) -> Image.Image:
+    w, h = im.size
+    return im.crop((int(x0 * w), int(y0 * h), int(x1 * w), int(y1 * h)))
+
+
+def make_crop_family(folder: Path, im: Image.Image, name: str) -> dict[str, Path]:
+    """An original and the four crops the issue names, as JPEGs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {"original": folder / f"{name}.jpg"}
+    im.save(out["original"], quality=95)
+    crops = {
+        "16x9": _aspect(im, 16 / 9, 0.3) if im.width / im.height < 16 / 9 else _aspect(im, 4 / 3, 0.6),
+        "square": _aspect(im, 1.0, 0.7),
+        "quarter": _frac(im, 0.25, 0.25, 0.75, 0.75),  # 25% off each side
+        "shared": _frac(im, 0.12, 0.2, 0.85, 0.9),
+    }
+    crops["shared"].thumbnail((1080, 1080), Image.Resampling.LANCZOS)  # as messengers share it
+    for kind, c in crops.items():
+        out[kind] = folder / f"{name}_{kind}.jpg"
+        c.save(out[kind], quality=85)
+    return out
+
+
+def _analyse(paths: list[Path]) -> list[PhotoInfo]:
+    return [analyse_file(str(p)) for p in paths]
+
+
+def _groups(photos: list[PhotoInfo], with_crops: bool = True) -> list[set[str]]:
+    found = find_crops(photos) if with_crops else None
+    marked = mark_crops(photos, found.crop_of) if found else photos
+    g = group_photos(marked, verified=found.verified if found else None)
+    return [{marked[k].path for k in grp} for grp in g.groups]
+
+
+@pytest.fixture(scope="module")
+def families(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict[str, Path]], list[PhotoInfo]]:
+    root = tmp_path_factory.mktemp("families")
+    fams = [make_crop_family(root / f"f{k}", _src(k), f"photo{k}") for k in range(3)]
+    photos = _analyse([p for f in fams for p in f.values()])
+    return fams, photos
+
+
+# --- the pipeline on real photos ----------------------------------------------------------
+
+
+def test_each_crop_is_grouped_with_its_original_and_the_original_kept(families):
+    fams, photos = families
+    found = find_crops(photos)
+    marked = mark_crops(photos, found.crop_of)
+    groups = group_photos(marked, verified=found.verified).groups
+    by_path = {p.path: p for p in marked}
+    for fam in fams:
+        want = {str(p) for p in fam.values()}
+        grp = [g for g in groups if str(fam["original"]) in {marked[k].path for k in g}]
+        assert len(grp) == 1 and {marked[k].path for k in grp[0]} == want
+        decision = decide([by_path[p] for p in sorted(want)])
+        assert decision.keep == [str(fam["original"])]
+        reasons = {v.path: v.reason for v in decision.verdicts}
+        for kind in ("16x9", "square", "quarter", "shared"):
+            assert reasons[str(fam[kind])] == f"cropped copy of {fam['original'].name}"
+
+
+def test_without_the_crop_stage_the_crops_stay_apart(families):
+    """The stage is what groups them: hashes alone see heavy crops as unrelated."""
+    fams, photos = families
+    groups = _groups(photos, with_crops=False)
+    for fam in fams:
+        assert not any(str(fam["quarter"]) in g and str(fam["original"]) in g for g in groups)
+
+
+def test_result_does_not_depend_on_input_order(families):
+    _, photos = families
+    first = find_crops(photos)
+    base = sorted(map(sorted, _groups(photos)))
+    for seed in (1, 2):
+        shuffled = list(photos)
+        random.Random(seed).shuffle(shuffled)
+        assert find_crops(shuffled).crop_of == first.crop_of
+        assert sorted(map(sorted, _groups(shuffled))) == base
+
+
+def test_incremental_matching_finds_crops_of_library_photos(families):
+    """New photos matched against an existing library through the same code."""
+    fams, photos = families
+    by_path = {p.path: p for p in photos}
+    lib = CropLibrary()
+    originals = [str(f["original"]) for f in fams]
+    assert lib.match_new([orb.features_of(by_path[p].extra) for p in originals], originals) == []
+    new = [str(f["quarter"]) for f in fams]
+    found = lib.match_new([orb.features_of(by_path[p].extra) for p in new], new)
+    pairs = {(lib.keys[a], lib.keys[b], m.inner) for a, b, m in found}
+    got = {(lib.keys[a] if m.inner == 0 else lib.keys[b]) for a, b, m in found}
+    assert len(pairs) == len(fams) and got == set(new)
+
+
+# --- photos that must stay apart -----------------------------------------------------------
+
+
+def _no_crops(paths: list[Path]) -> None:
+    photos = _analyse(paths)
+    found = find_crops(photos)
+    assert found.crop_of == {} and len(found.verified) == 0
+    assert _groups(photos) == []
+
+
+def test_two_shots_of_one_scene_seconds_apart_stay_apart(tmp_path):
+    """Shifted and zoomed views of one scene: they overlap, but neither lies inside the other."""
+    im = _src(0)
+    views = [_frac(im, 0.0, 0.0, 0.72, 0.85), _frac(im, 0.22, 0.12, 0.94, 0.97), _frac(im, 0.3, 0.0, 0.98, 0.6)]
+    paths = []
+    for k, v in enumerate(views):
+        paths.append(tmp_path / f"IMG_{100 + k}.jpg")
+        v.resize((1600, round(1600 * v.height / v.width)), Image.Resampling.LANCZOS).save(paths[-1], quality=90)
+    _no_crops(paths)
+
+
+def _logo(size: int) -> Image.Image:
+    """A busy, corner-rich patch: a piece of another photo with a bold frame."""
+    patch = _frac(_src(3), 0.3, 0.3, 0.6, 0.7).resize((size, size), Image.Resampling.LANCZOS)
+    ImageDraw.Draw(patch).rectangle((0, 0, size - 1, size - 1), outline=(255, 255, 255), width=size // 20)
+    return patch
+
+
+def test_two_photos_with_the_same_logo_stay_apart(tmp_path):
+    paths = []
+    for k, (src, scale, at) in enumerate([(1, 0.45, (0.5, 0.5)), (2, 0.30, (0.5, 0.5)), (4, 0.45, (0.3, 0.4))]):
+        im = _aspect(_src(src), 4 / 3).resize((1600, 1200), Image.Resampling.LANCZOS)
+        logo = _logo(int(scale * im.width))
+        im.paste(logo, (int(at[0] * im.width - logo.width / 2), int(at[1] * im.height - logo.height / 2)))
+        paths.append(tmp_path / f"logo{k}.jpg")
+        im.save(paths[-1], quality=90)
+    _no_crops(paths)
+
+
+def test_two_photos_with_the_same_large_text_stay_apart(tmp_path):
+    font_path = Path(__file__).resolve().parent / "DejaVuSans-Bold.ttf"
+    paths = []
+    for k, (src, size) in enumerate([(1, 220), (2, 150), (5, 220)]):
+        im = _aspect(_src(src), 4 / 3).resize((1600, 1200), Image.Resampling.LANCZOS)
+        try:
+            font = ImageFont.truetype(str(font_path) if font_path.exists() else "DejaVuSans-Bold.ttf", size)
+        except OSError:
+            font = ImageFont.load_default(size)
+        draw = ImageDraw.Draw(im)
+        draw.text((800, 600), "SALE 50%", font=font, fill=(255, 255, 0), anchor="mm", stroke_width=6, stroke_fill=(0, 0, 0))
+        paths.append(tmp_path / f"text{k}.jpg")
+        im.save(paths[-1], quality=90)
+    _no_crops(paths)
+
+
+def test_two_plain_skies_stay_apart(tmp_path):
+    paths = []
+    for k in range(3):
+        rng = np.random.default_rng(k)
+        y = np.linspace(0, 1, 900)[:, None, None]
+        top, bottom = np.array([40, 90 + 20 * k, 200]), np.array([150, 190, 240 - 10 * k])
+        sky = top + (bottom - top) * y + rng.normal(0, 2.0, (900, 1200, 3))
+        paths.append(tmp_path / f"sky{k}.jpg")
+        Image.fromarray(np.clip(sky, 0, 255).astype(np.uint8)).save(paths[-1], quality=88)
+    _no_crops(paths)
+
+
+# --- the pure parts ------------------------------------------------------------------------
+
+
+def _crop_geometry(
+    rect: tuple[float, float, float, float], size: tuple[int, int] = (512, 384), n: int = 60, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]:
+    """Points spread over a crop of ``size`` at ``rect`` and their places in the crop's frame."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    x0, y0, x1, y1 = rect[0] * w, rect[1] * h, rect[2] * w, rect[3] * h
+    s = 512 / max(x1 - x0, y1 - y0)
+    crop_size = (round((x1 - x0) * s), round((y1 - y0) * s))
+    po = np.column_stack([rng.uniform(x0, x1, n), rng.uniform(y0, y1, n)])
+    pc = (po - [x0, y0]) * s
+    m = np.array([[1 / s, 0, x0], [0, 1 / s, y0]])  # crop → original
+    return m, po, pc, crop_size
+
+
+def test_check_crop_accepts_an_exact_crop_and_finds_its_frame():
+    m, po, pc, csize = _crop_geometry((0.25, 0.25, 0.75, 0.75))
+    got = check_crop(m, po, pc, (512, 384), csize, CropParams())
+    assert got is not None and got.inner == 1
+    assert np.allclose(got.rect, (0.25, 0.25, 0.75, 0.75), atol=0.01)
+    # The same pair the other way round: the transform is inverted, the crop is still found.
+    inv = np.array([[1 / m[0, 0], 0, -m[0, 2] / m[0, 0]], [0, 1 / m[1, 1], -m[1, 2] / m[1, 1]]])
+    back = check_crop(inv, pc, po, csize, (512, 384), CropParams())
+    assert back is not None and back.inner == 0
+
+
+@pytest.mark.parametrize("what", ["rotated", "outside", "whole", "clustered", "few", "parallax"])
+def test_check_crop_rejects_what_is_not_a_crop(what):
+    params = CropParams()
+    m, po, pc, csize = _crop_geometry((0.25, 0.25, 0.75, 0.75))
+    if what == "rotated":
+        a = np.radians(8)
+        rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+        m = np.hstack([rot @ m[:, :2], m[:, 2:]])
+        po = pc @ m[:, :2].T + m[:, 2]
+    elif what == "outside":  # a shifted view: its frame sticks out of the other photo
+        m, po, pc, csize = _crop_geometry((0.4, 0.1, 0.9, 0.6))
+        m[0, 2] += 0.2 * 512
+        po = pc @ m[:, :2].T + m[:, 2]
+    elif what == "whole":
+        m, po, pc, csize = _crop_geometry((0.01, 0.01, 0.99, 0.99))
+    elif what == "clustered":  # every match on one small logo, the rest of each photo unmatched
+        keep = (pc[:, 0] < 100) & (pc[:, 1] < 100)
+        m2, po2, pc2, _ = _crop_geometry((0.25, 0.25, 0.75, 0.75), n=400, seed=1)
+        keep = (pc2[:, 0] < 120) & (pc2[:, 1] < 120)
+        assert check_crop(m2, po2[keep], pc2[keep], (512, 384), csize, params, po2, pc2) is None
+        return
+    elif what == "few":
+        po, pc = po[: params.min_inliers - 1], pc[: params.min_inliers - 1]
+    elif what == "parallax":
+        po = po + np.random.default_rng(3).normal(0, 3.0, po.shape)
+    assert check_crop(m, po, pc, (512, 384), csize, params) is None
+
+
+def test_features_are_compact_and_survive_storage(families):
+    _, photos = families
+    for p in photos:
+        f = orb.features_of(p.extra)
+        assert f is not None and 8 <= len(f) <= CropParams().max_keypoints
+        assert f.nbytes <= 2048
+        g = LocalFeatures.from_bytes(f.to_bytes())
+        assert (g.width, g.height) == (f.width, f.height)
+        assert np.array_equal(g.desc, f.desc) and np.array_equal(g.pos, f.pos)
+    q = quantise(np.array([[0.0, 0.0], [511.0, 383.0]]), np.zeros((2, 32), np.uint8), 512, 384)
+    assert np.allclose(q.points(), [[0, 0], [511, 383]])
+
+
+def test_the_index_caps_candidates_per_photo():
+    rng = np.random.default_rng(0)
+    params = CropParams(candidates_per_photo=3, min_votes=2)
+    base = rng.integers(0, 256, (40, 16), dtype=np.uint8)
+    # Ten photos sharing the same descriptors: each may propose only three others.
+    feats = [quantise(rng.uniform(0, 500, (40, 2)), base, 512, 384) for _ in range(10)]
+    idx = CropIndex(params)
+    ids = idx.add(feats)
+    cand = idx.candidates(feats, query_ids=ids, rank_key=ids)
+    assert np.bincount(cand.i).max() == 3 and not np.any(cand.i == cand.j)
+    # Unrelated random descriptors propose nothing.
+    other = [quantise(rng.uniform(0, 500, (40, 2)), rng.integers(0, 256, (40, 16), dtype=np.uint8), 512, 384)
+             for _ in range(5)]
+    assert len(idx.candidates(other)) == 0
+
+
+def test_crop_links_and_originals():
+    assert crop_links([(1, 0), (2, 0), (3, 2)]) == [(0, 1), (0, 2), (1, 2), (2, 3)]
+    assert originals_of({"c": "b", "b": "a", "x": "elsewhere"}, ["a", "b", "c", "x"]) == {"c": "a", "b": "a"}
+
+
+def test_keeper_keeps_the_original_even_when_a_crop_has_more_pixels(families):
+    """An upscaled crop is still a crop: the photo that contains it is kept."""
+    fams, photos = families
+    by_path = {p.path: p for p in photos}
+    orig, crop = by_path[str(fams[0]["original"])], by_path[str(fams[0]["quarter"])]
+    big_crop = replace(crop, width=orig.width * 2, height=orig.height * 2, size_bytes=orig.size_bytes * 4)
+    d = decide([orig, big_crop], crops={crop.path: orig.path})
+    assert d.keep == [orig.path]
+    assert d.verdicts[[v.path for v in d.verdicts].index(crop.path)].reason.startswith("cropped copy of")
+    assert decide([orig, big_crop]).keep == [crop.path]  # without the crop relation: the bigger
