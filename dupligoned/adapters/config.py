@@ -149,6 +149,11 @@ class WebConfig:
     host: str = setting("127.0.0.1", "address the review page listens on")
     port: int = setting(8765, "port of the review page", _between(1, 65535))
     password_hash: str | None = setting(None, "hash written by `dupligone set-password`", secret=True)
+    enabled: bool = setting(True, "serve the review page from the daemon")
+    max_upload_mb: float = setting(200.0, "largest photo accepted by a web upload", _positive)
+    max_upload_files: int = setting(5000, "most photos in one web upload", _between(1, 1_000_000))
+    preview_ttl_s: float = setting(900.0, "how long a full-size preview link stays valid", _positive)
+    login_days: float = setting(30.0, "how long a login on the review page lasts", _positive)
 
 
 @dataclass(frozen=True)
