@@ -1,0 +1,375 @@
+"""Review as the web page needs it, on top of ``services.review`` (decisions, accept-all) and
+``services.trash`` (moves, recorded first, undoable): a session's groups as shown (photos split
+out or gone left out, the keeper first, quality score), the home page's counts, guarded
+decisions, and a confirmation that first saves, in an XMP sidecar beside each kept photo, the
+metadata only the deleted copies carry.
+
+Reads take a fixed number of queries per page (never one per photo).
+
+A photo's *verdict* is the person's decision when there is one, else the recommendation; a
+photo in a protected folder is always kept. A group always keeps at least one photo: a
+decision that would delete every copy is refused, and so is a confirmation of such a group.
+
+Raises ``ReviewError`` (a ``DupliGoneError``) with a message meant for the person;
+``UnknownSession`` / ``UnknownPhoto`` when a token or id does not exist.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from dupligoned.adapters import metadata
+from dupligoned.adapters.index import Index
+from dupligoned.core.quality import Quality, QualityWeights, score
+from dupligoned.services import review, sessions, trash
+from dupligoned.services.review import ReviewError
+
+log = logging.getLogger("dupligone.review")
+
+ACTIONS = ("keep", "delete", "split", "undo")
+
+
+class UnknownSession(ReviewError):
+    pass
+
+
+class UnknownPhoto(ReviewError):
+    pass
+
+
+_MEMBERS_SQL = """
+SELECT g.id AS group_id, g.position AS group_position, m.position AS member_position, m.recommended, m.reason,
+       d.action, p.id, p.path, p.size_bytes, p.width, p.height, p.format, p.taken_at, p.camera, p.has_gps,
+       p.sharpness, p.brightness, p.contrast, p.noise, p.faces, p.jpeg_quality, p.lossless, p.thumb, p.status,
+       COALESCE(f.protected, 0) AS protected
+FROM groups g
+JOIN group_members m ON m.group_id = g.id
+JOIN photos p ON p.id = m.photo_id
+LEFT JOIN folders f ON f.id = p.folder_id
+LEFT JOIN decisions d ON d.session_id = g.session_id AND d.photo_id = m.photo_id
+WHERE g.session_id = ?
+ORDER BY g.position, m.position
+"""
+
+
+def session_by_token(index: Index, token: str) -> dict[str, Any]:
+    """The session with ``token``, with its counts and state. Raises ``UnknownSession``."""
+    rows = sessions.list_sessions(index, token) if token else []
+    if not rows:
+        raise UnknownSession("no such session (the link may be old: reviewed sessions are removed after a while)")
+    return rows[0]
+
+
+def _photo(r: Any, weights: QualityWeights) -> dict[str, Any]:
+    q = Quality(float(r["sharpness"] or 0), float(r["brightness"] or 0), float(r["contrast"] or 0),
+                float(r["noise"] or 0), int(r["faces"] or 0))
+    protected = bool(r["protected"])
+    verdict = "keep" if protected else (r["action"] if r["action"] in ("keep", "delete") else r["recommended"])
+    return {
+        "id": int(r["id"]), "path": r["path"], "name": os.path.basename(r["path"]),
+        "size_bytes": int(r["size_bytes"]), "width": r["width"], "height": r["height"], "format": r["format"],
+        "taken_at": r["taken_at"], "camera": r["camera"], "has_gps": bool(r["has_gps"]),
+        "jpeg_quality": r["jpeg_quality"], "lossless": bool(r["lossless"]),
+        "quality": {"sharpness": round(q.sharpness, 1), "brightness": round(q.brightness, 1),
+                    "contrast": round(q.contrast, 1), "faces": q.faces, "score": round(score(q, weights), 3)},
+        "recommended": r["recommended"], "reason": r["reason"], "decision": r["action"],
+        "verdict": verdict, "protected": protected, "has_thumb": bool(r["thumb"]),
+    }
+
+
+def groups_of(index: Index, session_id: int, weights: QualityWeights = QualityWeights()) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The session's current groups (members that still exist and were not split out; groups of
+    at least two) and the photos split out of them. One query."""
+    groups: dict[int, dict[str, Any]] = {}
+    for r in index.query(_MEMBERS_SQL, (session_id,)):
+        if r["status"] == "gone" or r["action"] == "split":
+            continue
+        g = groups.setdefault(int(r["group_id"]), {"id": int(r["group_id"]), "photos": []})
+        g["photos"].append(_photo(r, weights))
+    out: list[dict[str, Any]] = []
+    for g in groups.values():
+        if len(g["photos"]) < 2:
+            continue
+        photos = g["photos"]
+        # The keeper first: the page highlights it, the compare view starts with it.
+        photos.sort(key=lambda p: (p["verdict"] != "keep", p["recommended"] != "keep"))
+        g["position"] = len(out)
+        g["keep"] = [p["id"] for p in photos if p["verdict"] == "keep"]
+        g["delete"] = [p["id"] for p in photos if p["verdict"] == "delete"]
+        g["decided"] = all(p["decision"] in ("keep", "delete") for p in photos)
+        g["freed_bytes"] = sum(p["size_bytes"] for p in photos if p["verdict"] == "delete")
+        out.append(g)
+    # Photos split out stay out of the groups (also after re-clustering, which drops them from
+    # group_members); they are listed so that the person can undo.
+    split = [{"id": int(r["id"]), "path": r["path"], "name": os.path.basename(r["path"]), "has_thumb": bool(r["thumb"])}
+             for r in index.query("SELECT p.id, p.path, p.thumb FROM decisions d JOIN photos p ON p.id = d.photo_id "
+                                  "WHERE d.session_id = ? AND d.action = 'split' AND p.status != 'gone' ORDER BY p.path",
+                                  (session_id,))]
+    return out, split
+
+
+def summary(groups: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "groups": len(groups),
+        "photos": sum(len(g["photos"]) for g in groups),
+        "to_delete": sum(len(g["delete"]) for g in groups),
+        "to_review": sum(1 for g in groups for p in g["photos"] if p["decision"] is None),
+        "freed_bytes": sum(g["freed_bytes"] for g in groups),
+    }
+
+
+def result(index: Index, token: str, weights: QualityWeights = QualityWeights()) -> dict[str, Any]:
+    """A session's result (the seed's ``getResult``): the session, its groups with every photo's
+    facts, recommendation, decision and verdict, the photos split out, and a summary."""
+    s = session_by_token(index, token)
+    groups, split = groups_of(index, int(s["id"]), weights)
+    return {"session": public_session(s), "groups": groups, "split": split, "summary": summary(groups)}
+
+
+def public_session(s: dict[str, Any]) -> dict[str, Any]:
+    return {k: s[k] for k in ("token", "kind", "state", "photos", "queued", "errors", "groups", "created_at",
+                              "closed_at", "clustered_at", "reviewed_at")}
+
+
+_COUNTS_SQL = """
+SELECT g.session_id,
+       COUNT(*) AS members,
+       SUM(d.action IS NULL) AS undecided,
+       SUM(CASE WHEN COALESCE(f.protected, 0) = 0 AND COALESCE(d.action, m.recommended) = 'delete'
+                THEN 1 ELSE 0 END) AS to_delete,
+       SUM(CASE WHEN COALESCE(f.protected, 0) = 0 AND COALESCE(d.action, m.recommended) = 'delete'
+                THEN p.size_bytes ELSE 0 END) AS freed_bytes
+FROM groups g
+JOIN group_members m ON m.group_id = g.id
+JOIN photos p ON p.id = m.photo_id AND p.status != 'gone'
+LEFT JOIN folders f ON f.id = p.folder_id
+LEFT JOIN decisions d ON d.session_id = g.session_id AND d.photo_id = m.photo_id
+WHERE g.session_id IN ({ids})
+GROUP BY g.session_id
+"""
+
+
+def home(index: Index, limit: int = 200) -> dict[str, Any]:
+    """What the home page shows: the newest sessions with their counts and progress, library
+    totals, and the latest errors with their reasons. A fixed number of queries."""
+    all_sessions = sessions.list_sessions(index)
+    shown = all_sessions[:limit]
+    counts: dict[int, Any] = {}
+    ids = [int(s["id"]) for s in shown]
+    if ids:
+        for r in index.query(_COUNTS_SQL.format(ids=",".join("?" * len(ids))), tuple(ids)):
+            counts[int(r["session_id"])] = r
+    out = []
+    for s in shown:
+        c = counts.get(int(s["id"]))
+        d = public_session(s)
+        d.update(
+            to_review=int(c["undecided"] or 0) if c else 0,
+            to_delete=int(c["to_delete"] or 0) if c else 0,
+            freed_bytes=int(c["freed_bytes"] or 0) if c else 0,
+            done=int(s["photos"]) - int(s["queued"]) - int(s["errors"]),
+        )
+        out.append(d)
+    st = {r[0]: int(r[1]) for r in index.query("SELECT status, COUNT(*) FROM photos GROUP BY status")}
+    errors = [{"id": int(r[0]), "path": r[1], "reason": r[2]} for r in index.query(
+        "SELECT id, path, error FROM photos WHERE status = 'error' ORDER BY analysed_at DESC, id DESC LIMIT 50")]
+    return {
+        "sessions": out, "more_sessions": max(0, len(all_sessions) - len(shown)),
+        "library": {"photos": st.get("ok", 0), "queued": st.get("queued", 0), "errors": st.get("error", 0)},
+        "errors": errors,
+    }
+
+
+# ---------------------------------------------------------------- decisions
+
+def _member(index: Index, session_id: int, photo_id: int) -> Any:
+    return index.one(
+        "SELECT p.id, p.status, COALESCE(f.protected, 0) AS protected, m.group_id, m.recommended "
+        "FROM groups g JOIN group_members m ON m.group_id = g.id JOIN photos p ON p.id = m.photo_id "
+        "LEFT JOIN folders f ON f.id = p.folder_id WHERE g.session_id = ? AND m.photo_id = ?",
+        (session_id, photo_id))
+
+
+def decide(index: Index, token: str, photo_id: int, action: str, *, now: float | None = None) -> None:
+    """Record what the person decided for one photo of a session's groups.
+
+    ``keep`` / ``delete``: this photo's verdict; ``split``: "not a duplicate" — it leaves the
+    group and stays out of it at every re-clustering; ``undo``: forget the decision (a split
+    photo comes back at the next clustering). Raises ``ReviewError``.
+    """
+    if action not in ACTIONS:
+        raise ReviewError(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
+    now = time.time() if now is None else now
+    s = session_by_token(index, token)
+    sid = int(s["id"])
+    m = _member(index, sid, photo_id)
+    split_row = index.one("SELECT action FROM decisions WHERE session_id = ? AND photo_id = ? AND action = 'split'",
+                          (sid, photo_id))
+    if m is None and not (split_row is not None and action == "undo"):
+        raise UnknownPhoto(f"photo {photo_id} is not in this session's groups")
+    if m is not None and m["status"] == "gone":
+        raise ReviewError("that photo is no longer there (moved to trash or deleted)")
+    if action == "delete":
+        if m["protected"]:
+            raise ReviewError("this photo is in a protected folder and is always kept")
+        groups, _ = groups_of(index, sid)
+        g = next((g for g in groups if g["id"] == int(m["group_id"])), None)
+        if g is not None and g["keep"] == [photo_id]:
+            raise ReviewError("every group keeps at least one photo: mark another one Keep first")
+    review.set_decision(index, token, photo_id, None if action == "undo" else action, now=now)
+    with index.tx() as conn:  # a changed decision makes the session one to review again
+        conn.execute("UPDATE sessions SET reviewed_at = NULL WHERE id = ?", (sid,))
+
+
+def accept_all(index: Index, token: str, *, now: float | None = None) -> int:
+    """Take the recommendation for every photo the person has not decided yet. Returns how many."""
+    session_by_token(index, token)
+    return review.accept_all(index, token, now=now)
+
+
+# ---------------------------------------------------------------- dry run and confirm
+
+@dataclass
+class Sidecar:
+    keeper_id: int
+    keeper_path: str
+    sidecar_path: str
+    fields: dict[str, str]  # label -> value, for the page
+    meta: metadata.PhotoMeta
+
+
+@dataclass
+class Plan:
+    """Exactly what a confirmation would do."""
+
+    token: str
+    moves: list[dict[str, Any]] = field(default_factory=list)  # {photo_id, path, size_bytes, group}
+    sidecars: list[Sidecar] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # groups not confirmed, with why
+
+    @property
+    def freed_bytes(self) -> int:
+        return sum(int(m["size_bytes"]) for m in self.moves)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "token": self.token, "moves": self.moves, "files": len(self.moves), "freed_bytes": self.freed_bytes,
+            "sidecars": [{"keeper_id": s.keeper_id, "keeper_path": s.keeper_path, "sidecar_path": s.sidecar_path,
+                          "fields": s.fields} for s in self.sidecars],
+            "skipped": self.skipped,
+        }
+
+
+def metadata_gaps(group: dict[str, Any], read: Callable[[str], metadata.PhotoMeta] = metadata.read_metadata
+                  ) -> list[tuple[dict[str, Any], metadata.PhotoMeta]]:
+    """For each kept photo of a group, what the copies marked for deletion carry and it lacks."""
+    deleted = [p for p in group["photos"] if p["verdict"] == "delete"]
+    if not deleted:
+        return []
+    others = [read(p["path"]) for p in deleted]
+    out = []
+    for k in (p for p in group["photos"] if p["verdict"] == "keep"):
+        gap = metadata.missing_from(read(k["path"]), others)
+        if any(gap.has(f) for f in metadata.FIELDS):
+            out.append((k, gap))
+    return out
+
+
+def gap_fields(gap: metadata.PhotoMeta) -> dict[str, str]:
+    return {metadata.FIELD_LABELS[f]: gap.display(f) for f in metadata.FIELDS if gap.has(f)}
+
+
+def plan_confirm(index: Index, token: str) -> Plan:
+    """The dry run: which files would move to trash, the space freed, the sidecars written.
+    Moves and writes nothing."""
+    s = session_by_token(index, token)
+    groups, _ = groups_of(index, int(s["id"]))
+    plan = Plan(token=token)
+    for g in groups:
+        dels = [p for p in g["photos"] if p["verdict"] == "delete" and not p["protected"]]
+        if not dels:
+            continue
+        if not g["keep"]:
+            plan.skipped.append({"group": g["position"], "why": "every photo of this group is marked for deletion"})
+            continue
+        for p in dels:
+            plan.moves.append({"photo_id": p["id"], "path": p["path"], "size_bytes": p["size_bytes"],
+                               "group": g["position"]})
+        for keeper, gap in metadata_gaps(g):
+            plan.sidecars.append(Sidecar(keeper["id"], keeper["path"], metadata.sidecar_path(keeper["path"]),
+                                         gap_fields(gap), gap))
+    return plan
+
+
+@dataclass
+class Confirmation:
+    moved: list[trash.TrashMove]
+    sidecars: list[str]
+    skipped: list[dict[str, Any]]
+    failed: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "moved": [{"photo_id": m.photo_id, "path": m.path, "size_bytes": m.size_bytes, "trash_id": m.trash_id}
+                      for m in self.moved],
+            "files": len(self.moved), "freed_bytes": sum(m.size_bytes for m in self.moved),
+            "sidecars": self.sidecars, "skipped": self.skipped, "failed": self.failed,
+        }
+
+
+def confirm(index: Index, token: str, root_for: Callable[[str], str], *, now: float | None = None) -> Confirmation:
+    """Do what ``plan_confirm`` shows: write the sidecars (before the copies go, while their
+    metadata can still be read), then move the copies to trash in one batch, and mark the
+    session reviewed. A file that cannot be moved stops the batch; what moved stays moved and
+    ``failed`` says why."""
+    now = time.time() if now is None else now
+    plan = plan_confirm(index, token)
+    written = []
+    for sc in plan.sidecars:
+        try:
+            written.append(metadata.write_sidecar(sc.keeper_path, sc.meta))
+        except OSError as exc:
+            raise ReviewError(f"cannot write the sidecar beside {sc.keeper_path}: {exc.strerror or exc}; "
+                              "nothing was moved") from None
+    sid = int(session_by_token(index, token)["id"])
+    failed = None
+    moved: list[trash.TrashMove] = []
+    try:
+        moved = _move_all(index, [int(m["photo_id"]) for m in plan.moves], root_for, sid, now)
+    except _PartialMove as exc:
+        moved, failed = exc.moved, exc.why
+    if failed is None:
+        sessions.mark_reviewed(index, token, now)
+    log.info("session %s confirmed: %d files to trash, %d sidecars", token[:6] + "…", len(moved), len(written))
+    return Confirmation(moved, written, plan.skipped, failed)
+
+
+class _PartialMove(Exception):
+    def __init__(self, moved: list[trash.TrashMove], why: str) -> None:
+        self.moved, self.why = moved, why
+
+
+def _move_all(index: Index, ids: Iterable[int], root_for: Callable[[str], str], sid: int, now: float) -> list[trash.TrashMove]:
+    moved: list[trash.TrashMove] = []
+    for pid in ids:
+        try:
+            moved += trash.move_to_trash(index, [pid], root_for, session_id=sid, now=now)
+        except trash.TrashError as exc:
+            raise _PartialMove(moved, str(exc)) from None
+    return moved
+
+
+def trash_entries(index: Index, retention_days: float) -> list[dict[str, Any]]:
+    """What is in the trash, newest first, each with when it will be purged."""
+    out = []
+    for r in trash.list_trash(index):
+        d = dict(r)
+        d["purge_at"] = float(r["moved_at"]) + retention_days * 86400  # type: ignore[arg-type]
+        d["name"] = os.path.basename(str(r["original_path"]))
+        out.append(d)
+    return out
