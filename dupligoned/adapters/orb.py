@@ -42,7 +42,7 @@ def _orb(n: int) -> cv2.ORB:
 def extract(work: npt.NDArray[np.uint8], params: CropParams = CropParams()) -> LocalFeatures:
     """The strongest ``max_keypoints`` ORB keypoints of a greyscale working image."""
     h, w = work.shape[:2]
-    thumb = cv2.resize(work, (params.thumb_px, params.thumb_px), interpolation=cv2.INTER_AREA)
+    thumb = np.asarray(cv2.resize(work, (params.thumb_px, params.thumb_px), interpolation=cv2.INTER_AREA), np.uint8)
     kps, desc = _orb(params.detect_keypoints).detectAndCompute(work, None)
     if desc is None or not kps:
         return quantise(np.empty((0, 2)), np.zeros((0, 32), np.uint8), w, h, thumb)
