@@ -8,7 +8,10 @@
     │   ├── TooManyPixels     decompression-bomb guard
     │   └── UnreadableFile    permission or I/O failure
     ├── UsageError            a bad path or option given by the person; shown as one line
-    └── ConfigError           a config file that cannot be used; ``problems`` lists each one
+    ├── ConfigError           a config file that cannot be used; ``problems`` lists each one
+    │   └── MissingExtra      an optional backend is configured but its extra is not installed
+    └── MirrorError           a mirror (Azure Blob, MongoDB) cannot be reached or refused a
+                              change; the outbox keeps the change and retries with backoff
 
 Deep code raises these; the CLI and daemon turn them into one line of text and an exit code.
 """
@@ -62,3 +65,15 @@ class ConfigError(DupliGoneError):
                          f"{head}: {len(problems)} problems:\n  " + "\n  ".join(problems))
         self.problems = problems
         self.source = source
+
+
+class MissingExtra(ConfigError):
+    """A configured backend whose extra is not installed; the message names the extra to install."""
+
+    def __init__(self, key: str, what: str, extra: str) -> None:
+        super().__init__([f"At '{key}': {what} needs the extra: pip install 'dupligone[{extra}]'"])
+        self.extra = extra
+
+
+class MirrorError(DupliGoneError):
+    """A mirror that cannot be reached or refused a change. The message never holds a secret."""
