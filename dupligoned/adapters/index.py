@@ -161,6 +161,15 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
 
 
+@migrations()
+def m002_mirror_outbox(db: sqlite_utils.Database) -> None:
+    # The mirrors' outbox and its triggers (see ``outbox.py``): every change to the tables
+    # above is queued for the mirrors in the same transaction that makes it.
+    from dupligoned.adapters import outbox
+
+    outbox.create(db)
+
+
 class Index:
     """An open index. ``db`` is the sqlite-utils ``Database``; ``conn`` its connection."""
 
