@@ -15,7 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
 DEV = SHARED / "datasets" / "dev"
 PHOTOS = DEV / "photos"
 
@@ -53,9 +54,16 @@ def write_config(tmp: Path, libs: list[Path], **tables: dict[str, Any]) -> Path:
     return cfg
 
 
+def env() -> dict[str, str]:
+    """The environment for our subprocesses: this tree's package first, whatever is installed."""
+    e = dict(os.environ)
+    e["PYTHONPATH"] = os.pathsep.join([str(REPO)] + ([e["PYTHONPATH"]] if e.get("PYTHONPATH") else []))
+    return e
+
+
 def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "dupligoned.cli.main", *args], capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env=env())
 
 
 def status(cfg: Path) -> dict[str, Any]:
@@ -112,10 +120,9 @@ class Daemon:
 
     def start(self) -> Daemon:
         log = open(self.log_path, "ab")
-        exe = shutil.which("dupligoned")
-        cmd = [exe] if exe else [sys.executable, "-m", "dupligoned.daemon.main"]
+        cmd = [sys.executable, "-m", "dupligoned.daemon.main"]
         self.log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
-        self.proc = subprocess.Popen(cmd + ["--config", str(self.cfg)], stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd + ["--config", str(self.cfg)], stdout=log, stderr=subprocess.STDOUT, env=env())
         log.close()
         # "running:" is logged once the start-up scan is done.
         wait_for(lambda: "running:" in self.log() or self.proc.poll() is not None, 60, "the daemon to start")  # type: ignore[union-attr]

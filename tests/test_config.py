@@ -154,7 +154,10 @@ def test_secrets_are_masked(tmp_path: Path) -> None:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "dupligoned.cli.main", *args], capture_output=True, text=True, timeout=60)
+    from tests.daemon_support import env
+
+    return subprocess.run([sys.executable, "-m", "dupligoned.cli.main", *args], capture_output=True, text=True, timeout=60,
+                          env=env())
 
 
 def test_check_config_cli(tmp_path: Path) -> None:
