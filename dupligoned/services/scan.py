@@ -8,16 +8,19 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TYPE_CHECKING
 
 from dupligoned.adapters import orb
 from dupligoned.adapters.walk import walk_photos
-from dupligoned.core.clustering import ClusterParams, EpsChoice
 from dupligoned.core.keeper import KeeperParams
 from dupligoned.core.model import GroupDecision, PhotoInfo
 from dupligoned.services.analyse import Failed, analyse_job
-from dupligoned.services.crops import find_crops, mark_crops
-from dupligoned.services.decide import decide_group
-from dupligoned.services.grouping import group_photos
+
+# The grouping stack (scikit-learn, scipy, kneed, faiss) takes about a second to import. It is
+# imported inside ``scan`` once the workers have their jobs, so that second overlaps with the
+# decoding instead of delaying it, and a worker that unpickles ``_decide_one`` does not pay it.
+if TYPE_CHECKING:
+    from dupligoned.core.clustering import ClusterParams, EpsChoice
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,8 @@ def _is_under(path: str, folders: Sequence[str]) -> bool:
 
 
 def _decide_one(photos: list[PhotoInfo], params: KeeperParams) -> GroupDecision:
+    from dupligoned.services.decide import decide_group
+
     return decide_group(photos, params)
 
 
@@ -96,14 +101,14 @@ def scan(
     *,
     workers: int | None = None,
     protect: Sequence[str] = (),
-    cluster_params: ClusterParams = ClusterParams(),
+    cluster_params: ClusterParams | None = None,
     keeper_params: KeeperParams = KeeperParams(),
     progress: Callable[[int, int], None] | None = None,
 ) -> ScanResult:
     """Analyse every photo under ``roots`` and group them.
 
     ``protect`` folders' photos are never recommended for deletion. ``progress(done, total)``
-    is called as photos are analysed.
+    is called as photos are analysed. ``cluster_params`` None means the defaults.
     """
     import time
 
@@ -122,6 +127,13 @@ def scan(
             results = map(analyse_job, jobs)
         else:
             results = pool.map(analyse_job, jobs, chunksize=_chunksize(len(jobs), workers))
+        # Every job is queued now: import the grouping stack while the workers decode.
+        from dupligoned.core.clustering import ClusterParams
+        from dupligoned.services.crops import find_crops, mark_crops
+        from dupligoned.services.decide import decide_group
+        from dupligoned.services.grouping import group_photos
+
+        cluster_params = cluster_params or ClusterParams()
         for done, r in enumerate(results, 1):
             if isinstance(r, Failed):
                 errors.append(ScanError(r.path, r.reason))
