@@ -81,12 +81,14 @@ def _push(mirror: str, entity: str, key: str, when: str = "1") -> str:
 
 
 def _triggers() -> dict[str, str]:
-    t: dict[str, list[str]] = {}
+    t: dict[str, str] = {}
     for op, rows in (("insert", ["NEW"]), ("update", ["NEW", "OLD"]), ("delete", ["OLD"])):
         ph = [_push("mongo", "photo", f"{r}.id") for r in rows]
         if op == "update":
+            # A path change matters too: an upload that raced a rename needs the new path.
             ph.append(_push("azure", "blob", "NEW.content_hash",
-                            "OLD.status IS NOT NEW.status OR OLD.content_hash IS NOT NEW.content_hash"))
+                            "OLD.status IS NOT NEW.status OR OLD.content_hash IS NOT NEW.content_hash "
+                            "OR OLD.path IS NOT NEW.path"))
             ph.append(_push("azure", "blob", "OLD.content_hash", "OLD.content_hash IS NOT NEW.content_hash"))
         else:
             ph.append(_push("azure", "blob", f"{rows[0]}.content_hash"))
@@ -113,14 +115,18 @@ def create(conn: Any) -> None:
     sqlite-utils ``Database`` (both have ``execute``)."""
     for sql in SCHEMA:
         conn.execute(sql)
-    for name, body in TRIGGERS.items():
-        conn.execute(f"CREATE TRIGGER IF NOT EXISTS {name} {body}")
+    sync_triggers(conn)
 
 
-def missing_triggers(conn: sqlite3.Connection) -> list[str]:
-    """Triggers that a table rebuild (a later migration) may have dropped."""
-    have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
-    return [n for n in TRIGGERS if n not in have]
+def sync_triggers(conn: Any) -> list[str]:
+    """Re-create triggers that a table rebuild (a later migration) dropped or an upgrade
+    changed. Returns their names."""
+    have = {r[0]: r[1] for r in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")}
+    redo = [n for n, body in TRIGGERS.items() if have.get(n) != f"CREATE TRIGGER {n} {body}"]
+    for n in redo:
+        conn.execute(f"DROP TRIGGER IF EXISTS {n}")
+        conn.execute(f"CREATE TRIGGER {n} {TRIGGERS[n]}")
+    return redo
 
 
 def set_enabled(conn: sqlite3.Connection, wanted: Iterable[str], now: float | None = None) -> list[str]:
