@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dupligoned.adapters import outbox
 from dupligoned.adapters.index import Index
 from dupligoned.errors import UsageError
 from dupligoned.services import sessions
@@ -11,7 +12,8 @@ from dupligoned.services import sessions
 
 def status(index: Index) -> dict[str, Any]:
     """``{"photos", "queued", "errors", "gone", "sessions": [{"token", "photos", "groups", "state", ...}],
-    "recent_errors": [{"path", "reason"}]}``; photos counts analysed photos (``ok``)."""
+    "recent_errors": [{"path", "reason"}], "mirrors": [{"name", "pending", "lag_s", "last_error", ...}]}``;
+    photos counts analysed photos (``ok``); mirrors lists the enabled mirrors (``outbox.state``)."""
     counts = {r[0]: int(r[1]) for r in index.query("SELECT status, COUNT(*) FROM photos GROUP BY status")}
     sess = []
     for s in sessions.list_sessions(index):
@@ -31,6 +33,7 @@ def status(index: Index) -> dict[str, Any]:
         "sessions": sess,
         "waiting_for_review": sum(1 for s in sess if s["state"] == "clustered" and s["groups"]),
         "recent_errors": errors,
+        "mirrors": outbox.state(index.conn),
     }
 
 
