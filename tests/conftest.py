@@ -10,6 +10,13 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DUPLIGONE_SHARED", REPO.parent / "shared"))
 DEV = SHARED / "datasets" / "dev" / "photos"
 
+if not DEV.is_dir():
+    # The suite runs on real photos; without them half of it would silently skip.
+    raise pytest.UsageError(
+        f"the shared dev corpus is missing at {DEV}: check out the project with shared/ beside it "
+        "or point DUPLIGONE_SHARED at a copy"
+    )
+
 
 def dev_photo(rel: str) -> Path:
     path = DEV / rel
