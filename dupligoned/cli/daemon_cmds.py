@@ -73,6 +73,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"{len(st['sessions'])} sessions, {st['waiting_for_review']} waiting for review:")
     for s in st["sessions"]:
         print(f"  {s['token']}  {s['kind']:<10} {s['state']:<10} {s['photos']} photos, {s['groups']} groups")
+    if st.get("mirrors"):
+        from dupligoned.cli.mirror_cmds import format_mirror
+
+        print("Mirrors:")
+        for m in st["mirrors"]:
+            print(format_mirror(m))
     if st["recent_errors"]:
         print("Recent errors:")
         for e in st["recent_errors"][:20]:
@@ -151,3 +157,7 @@ def add_daemon_commands(sub: Any) -> None:
     sp.add_argument("--dry-run", action="store_true", help="show what would be removed; remove nothing")
     sp.add_argument("--json", action="store_true", help="print JSON")
     sp.set_defaults(func=cmd_cleanup)
+
+    from dupligoned.cli.mirror_cmds import add_mirror_commands
+
+    add_mirror_commands(sub)
