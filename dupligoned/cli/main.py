@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     from dupligoned.cli.daemon_cmds import add_daemon_commands
 
     add_daemon_commands(sub)
+    from dupligoned.cli.web_cmds import add_web_commands
+
+    add_web_commands(sub)
     return ap
 
 

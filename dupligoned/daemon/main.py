@@ -82,6 +82,7 @@ class Daemon:
         self._worker_restarts: list[float] = []
         self._last_housekeeping = 0.0
         self._scheduler: Any = None
+        self.web: Any = None
         self.index: Index
         self.queues: Queues
         self.ingest: Ingest
@@ -108,6 +109,10 @@ class Daemon:
         problems = startup_problems(cfg)
         if problems:
             raise ConfigError(problems, cfg.source)
+        if cfg.web.enabled:
+            from dupligoned.web.server import check_listen
+
+            check_listen(cfg)  # the page on the LAN without a password: refused before any work
         os.makedirs(cfg.inbox_path, exist_ok=True)
         self.index = open_index(cfg.index_path)
         self.queues = make_queues(cfg)
@@ -137,6 +142,11 @@ class Daemon:
         from dupligoned.daemon.scheduler import start_scheduler
 
         self._scheduler = start_scheduler(cfg, self.commands)
+        if cfg.web.enabled:
+            from dupligoned.web.server import WebServer
+
+            self.web = WebServer(cfg)
+            self.web.start()  # a busy port is logged; the daemon goes on without its page
         log.info("dupligoned %s running: %d folders, index %s", __version__, len(folders), cfg.index_path)
 
     def start_workers(self) -> None:
@@ -304,6 +314,8 @@ class Daemon:
     def shutdown(self) -> None:
         graceful = self._stop_signal != signal.SIGTERM
         log.info("stopping (%s)", "letting running analyses finish" if graceful else "now")
+        if self.web is not None:
+            self.web.stop()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
         if hasattr(self, "watcher"):
