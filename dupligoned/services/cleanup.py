@@ -6,6 +6,8 @@
 3. Live index rows whose file no longer exists (a missed event) are marked gone; rows gone for
    longer than ``cleanup.gone_photo_days`` are removed (unless the trash still holds the file).
 4. Thumbnails no photo refers to any more are deleted.
+5. The Azure mirror (when on) is asked to compare its container with the index: blobs no photo
+   refers to (orphans) are deleted at its next drain, off this path.
 
 A dry run reports exactly the same lists and changes nothing.
 """
@@ -17,6 +19,7 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 
+from dupligoned.adapters import outbox
 from dupligoned.adapters.config import Config
 from dupligoned.adapters.index import Index
 from dupligoned.adapters.thumbs import ThumbStore
@@ -112,4 +115,6 @@ def run_cleanup(index: Index, cfg: Config, *, dry_run: bool, now: float | None =
     if not dry_run:
         for t in rep.thumbs_removed:
             store.remove(t)
+        with index.tx() as conn:
+            outbox.request_sweep(conn, "azure", now)
     return rep
