@@ -36,7 +36,7 @@ from dupligoned.adapters.thumbs import ThumbStore
 from dupligoned.daemon.queue import Queues, make_queues
 from dupligoned.daemon.watcher import RawEvent, StabilityTracker, Watcher
 from dupligoned.errors import ConfigError, DupliGoneError
-from dupligoned.services import cluster, sessions
+from dupligoned.services import cluster, sessions, trash
 from dupligoned.services.ingest import Folder, Ingest
 
 log = logging.getLogger("dupligone.daemon")
@@ -126,6 +126,7 @@ class Daemon:
         self.ingest.register_folders(folders)
         # Recovery: results that arrived before the last stop go in first; then the queue is
         # emptied and refilled from the index, which knows exactly what is still to do.
+        trash.recover(self.index)  # a move to or from the trash a crash interrupted
         applied = self.drain_results(limit=None)
         self.queues.flush_analysis()
         requeued = self.ingest.requeue_all()
@@ -181,9 +182,7 @@ class Daemon:
                 self.tracker.forget_under(ev.src)
                 ing.dir_moved(ev.src, ev.dest)
                 # Files under the new name we did not know (moved in from outside) are scanned.
-                f = ing.folder_of(ev.dest)
-                if f is not None:
-                    self.tracker.touch(ev.dest, now) if not os.path.isdir(ev.dest) else None
+                if ing.folder_of(ev.dest) is not None:
                     for p in _files_under(ev.dest):
                         if ing.wants(p) and ing.index.scalar(
                                 "SELECT 1 FROM photos WHERE path = ? AND status != 'gone'", (p,)) is None:
