@@ -115,6 +115,10 @@ class Daemon:
             check_listen(cfg)  # the page on the LAN without a password: refused before any work
         os.makedirs(cfg.inbox_path, exist_ok=True)
         self.index = open_index(cfg.index_path)
+        from dupligoned.daemon.mirror_tasks import start_mirrors
+
+        # Before any index change of this run, so that the mirrors' outbox sees every one.
+        self.mirrors = start_mirrors(cfg, self.index)
         self.queues = make_queues(cfg)
         excluded = [str(cfg.thumbs_path)] + ([cfg.trash.dir] if cfg.trash.dir else [])
         self.ingest = Ingest(
@@ -291,6 +295,7 @@ class Daemon:
             sessions.close_quiet_sessions(self.index, now, self.cfg.sessions.quiet_s)
             busy |= self.cluster_ready() > 0
             self.check_workers(now)
+            self.mirrors.tick(now)
         return busy
 
     # ------------------------------------------------------------ stop
@@ -320,6 +325,8 @@ class Daemon:
         if hasattr(self, "watcher"):
             self.watcher.stop()
         self.stop_workers(graceful)
+        if hasattr(self, "mirrors"):
+            self.mirrors.stop()  # what is not pushed stays in the outbox for the next start
         if hasattr(self, "ingest"):
             n = self.drain_results(limit=None)
             if n:
