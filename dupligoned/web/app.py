@@ -731,7 +731,7 @@ def create_app(cfg: Config, *, index_path: str | None = None) -> Litestar:
         ],
         guards=[require_login],
         csrf_config=CSRFConfig(secret=secret.hex(), cookie_name=CSRF_COOKIE, header_name="x-csrftoken",
-                               cookie_samesite="strict", exclude=["/healthz"]),
+                               cookie_samesite="strict"),
         template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine,
                                        engine_callback=_engine_callback),
         openapi_config=OpenAPIConfig(title="DupliGone", version=__version__, path="/api/schema",
@@ -751,6 +751,7 @@ def create_app(cfg: Config, *, index_path: str | None = None) -> Litestar:
         on_shutdown=[on_shutdown],
         request_max_body_size=1_000_000,
         debug=False,
+        logging_config=None,  # the daemon's logging stays as it set it up
     )
     app.state.web = st
     return app
