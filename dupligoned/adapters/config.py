@@ -381,8 +381,11 @@ def mask_url(url: str) -> str:
 def _mask(value: Any) -> Any:
     if value is None or value == "":
         return value
-    if isinstance(value, str) and "://" in value:
-        return mask_url(value)
+    # Only a value that is a URL keeps its host; an Azure connection string holds URLs too
+    # (``BlobEndpoint=http://…``) but is a secret as a whole.
+    scheme = value.split("://", 1)[0] if isinstance(value, str) and "://" in value else ""
+    if scheme and all(c.isalnum() or c in "+.-" for c in scheme):
+        return mask_url(str(value))
     return "***"
 
 
