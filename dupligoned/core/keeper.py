@@ -13,8 +13,8 @@ The questions, in order, each with the reason it gives:
    - added noise: a white (high-frequency) difference to a less sharp copy of the same
      compression, with more measured noise. White noise has a Laplacian-to-variance ratio of
      20; a blur or exposure difference is far lower, so the ratio tells the two apart.
-5. Of the rest: lossless over lossy, a camera-grade JPEG (quality ≥ 90) over re-saves, then the
-   medoid of the pixel differences (the source differs from each copy by one change, copies from
+5. Of the rest: lossless over lossy, a camera-grade JPEG (quality ≥ 90) over re-saves, a copy
+   with camera EXIF over a stripped one (messengers strip it), then the medoid of the pixel differences (the source differs from each copy by one change, copies from
    each other by two), higher JPEG quality, more bytes; for distinct shots (a burst) the
    weighted quality score instead.
 6. Then a deterministic tie-break: not a copy-looking name, earliest capture date, shortest path.
@@ -194,6 +194,7 @@ def decide(
             protected_first,
             0.0 if p.lossless else 1.0,
             0.0 if (q(k) or 0) >= params.camera_jpeg_quality else 1.0,
+            0.0 if (p.camera or p.taken_at) else 1.0,  # messengers and web exports strip EXIF
             round(totals[k] / worst, 2),
             -float(q(k) or 0),
             -float(p.size_bytes),
