@@ -40,6 +40,7 @@ from litestar.exceptions import (
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.params import FromPath, JSONBody
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import File, Redirect, Template
 from litestar.static_files import create_static_files_router
@@ -114,7 +115,7 @@ def body_limit(limits: dict[str, int], max_mb: float) -> Callable[[ASGIApp], ASG
                 if length is None or not length.isdigit():
                     status, problem = 411, "send the upload with a Content-Length"
                 elif int(length) > limit:
-                    status, problem = 413, (f"too large: a photo may be at most {max_mb:.0f} MB "
+                    status, problem = 413, (f"too large: a photo may be at most {max_mb:g} MB "
                                             "([web] max_upload_mb); nothing was stored")
                 if problem is not None:
                     body = json.dumps({"status_code": status, "detail": problem}).encode()
@@ -182,8 +183,8 @@ def _state(request: Request[Any, Any, Any] | ASGIConnection[Any, Any, Any, Any])
 # ---------------------------------------------------------------- guards and errors
 
 def require_login(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    if handler.opt.get("public"):
-        return
+    if handler.opt.get("public") or connection.url.path.startswith("/api/schema"):
+        return  # the OpenAPI schema is public: it describes the API, it holds no data
     if not _state(connection).logged_in(dict(connection.cookies)):
         raise NotAuthorizedException("log in first (POST /api/login with the password)")
 
@@ -211,7 +212,7 @@ def on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Respon
     message = str(exc.detail)
     if status == 413:
         mb = _state(request).cfg.web.max_upload_mb
-        message = f"too large: a photo may be at most {mb:.0f} MB ([web] max_upload_mb); nothing was stored"
+        message = f"too large: a photo may be at most {mb:g} MB ([web] max_upload_mb); nothing was stored"
     elif isinstance(exc, PermissionDeniedException) and "CSRF" in message:
         message = "the form has expired or did not come from this page (CSRF check failed); reload and try again"
     return _error_page(request, status, message)
@@ -331,7 +332,7 @@ class LoginBody:
 
 
 @post("/api/login", opt={"public": True}, tags=["auth"], status_code=200)
-async def api_login(request: Request[Any, Any, Any], data: LoginBody) -> Response[dict[str, Any]]:
+async def api_login(request: Request[Any, Any, Any], data: JSONBody[LoginBody]) -> Response[dict[str, Any]]:
     """Log in: sets the login cookie. Send it back with the CSRF cookie and ``x-csrftoken`` header."""
     st = _state(request)
     if st.password_required and not verify_password(data.password, st.cfg.web.password_hash or ""):
@@ -352,7 +353,7 @@ async def api_logout() -> Response[dict[str, Any]]:
 
 
 @get("/preview/{photo_id:int}", opt={"public": True}, tags=["photos"])
-async def preview(request: Request[Any, Any, Any], photo_id: int, exp: int, sig: str) -> Response[Any]:
+async def preview(request: Request[Any, Any, Any], photo_id: FromPath[int], exp: int, sig: str) -> Response[Any]:
     """The full-size photo, through a signed link that expires (no login needed: the link is the key)."""
     st = _state(request)
     if not st.signer.preview_ok(photo_id, exp, sig):
@@ -385,7 +386,7 @@ def _as_jpeg(path: str, max_pixels: int) -> bytes:
 
 
 @get("/thumb/{photo_id:int}", tags=["photos"])
-async def thumb(request: Request[Any, Any, Any], photo_id: int) -> File:
+async def thumb(request: Request[Any, Any, Any], photo_id: FromPath[int]) -> File:
     """A photo's thumbnail from the thumbnail cache."""
     st = _state(request)
     rel = st.index.scalar("SELECT thumb FROM photos WHERE id = ?", (photo_id,))
@@ -407,7 +408,7 @@ async def home_page(request: Request[Any, Any, Any]) -> Template:
 
 
 @get("/s/{token:str}", include_in_schema=False)
-async def session_page(request: Request[Any, Any, Any], token: str, g: int = 1, err: str | None = None) -> Template:
+async def session_page(request: Request[Any, Any, Any], token: FromPath[str], g: int = 1, err: str | None = None) -> Template:
     st = _state(request)
     res = _with_urls(st, rv.result(st.index, _token(token), st.weights))
     groups = res["groups"]
@@ -421,7 +422,7 @@ async def session_page(request: Request[Any, Any, Any], token: str, g: int = 1, 
 
 
 @get("/s/{token:str}/compare", include_in_schema=False)
-async def compare_page(request: Request[Any, Any, Any], token: str, g: int = 1, a: int | None = None,
+async def compare_page(request: Request[Any, Any, Any], token: FromPath[str], g: int = 1, a: int | None = None,
                        b: int | None = None) -> Template:
     st = _state(request)
     res = _with_urls(st, rv.result(st.index, _token(token), st.weights))
@@ -445,7 +446,7 @@ def _back(token: str, g: int, anchor: str = "", err: str | None = None) -> str:
 
 
 @post("/s/{token:str}/decide", include_in_schema=False)
-async def decide_form(request: Request[Any, Any, Any], token: str) -> Redirect:
+async def decide_form(request: Request[Any, Any, Any], token: FromPath[str]) -> Redirect:
     form = await request.form()
     st = _state(request)
     g = _int(form.get("g"), 1)
@@ -467,20 +468,20 @@ def _int(v: Any, default: int) -> int:
 
 
 @post("/s/{token:str}/accept-all", include_in_schema=False)
-async def accept_all_form(request: Request[Any, Any, Any], token: str) -> Redirect:
+async def accept_all_form(request: Request[Any, Any, Any], token: FromPath[str]) -> Redirect:
     rv.accept_all(_state(request).index, _token(token))
     return Redirect(f"/s/{quote(token)}/confirm")
 
 
 @get("/s/{token:str}/confirm", include_in_schema=False)
-async def dry_run_page(request: Request[Any, Any, Any], token: str) -> Template:
+async def dry_run_page(request: Request[Any, Any, Any], token: FromPath[str]) -> Template:
     st = _state(request)
     plan = await asyncio.to_thread(_plan, st, _token(token))
     s = rv.session_by_token(st.index, token)
     return _page(request, "confirm.html", s=rv.public_session(s), plan=plan, done=None)
 
 
-def _plan(st: WebState, token: str) -> rv.Plan:
+def _plan(st: WebState, token: FromPath[str]) -> rv.Plan:
     # Reading the photos' metadata takes file reads: off the event loop, on its own connection.
     idx = open_index(st.index_path)
     try:
@@ -490,7 +491,7 @@ def _plan(st: WebState, token: str) -> rv.Plan:
 
 
 @post("/s/{token:str}/confirm", include_in_schema=False)
-async def confirm_form(request: Request[Any, Any, Any], token: str) -> Template:
+async def confirm_form(request: Request[Any, Any, Any], token: FromPath[str]) -> Template:
     st = _state(request)
     done = rv.confirm(st.index, _token(token), st.root_for)
     s = rv.session_by_token(st.index, token)
@@ -505,7 +506,7 @@ async def trash_page(request: Request[Any, Any, Any], restored: str | None = Non
 
 
 @post("/trash/{trash_id:int}/restore", include_in_schema=False)
-async def restore_form(request: Request[Any, Any, Any], trash_id: int) -> Redirect:
+async def restore_form(request: Request[Any, Any, Any], trash_id: FromPath[int]) -> Redirect:
     path = trash.restore(_state(request).index, trash_id)
     return Redirect(f"/trash?{urlencode({'restored': path})}")
 
@@ -519,7 +520,7 @@ async def upload_page(request: Request[Any, Any, Any]) -> Template:
 
 # ---------------------------------------------------------------- uploads
 
-async def _receive_files(request: Request[Any, Any, Any], token: str | None) -> tuple[str, list[dict[str, Any]]]:
+async def _receive_files(request: Request[Any, Any, Any], token: FromPath[str] | None) -> tuple[str, list[dict[str, Any]]]:
     """Check every file of the request, then store them all (or nothing) in the session's inbox folder."""
     st = _state(request)
     form = await request.form()
@@ -584,7 +585,7 @@ async def api_upload(request: Request[Any, Any, Any], session: str | None = None
 
 
 @post("/api/upload/{token:str}/done", tags=["upload"], status_code=200)
-async def api_upload_done(request: Request[Any, Any, Any], token: str) -> dict[str, Any]:
+async def api_upload_done(request: Request[Any, Any, Any], token: FromPath[str]) -> dict[str, Any]:
     """Every file of the upload is sent: the session closes once the daemon has seen them all."""
     st = _state(request)
     rv.session_by_token(st.index, _token(token))
@@ -626,13 +627,13 @@ async def api_sessions(request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
 
 
 @get("/api/sessions/{token:str}", tags=["sessions"])
-async def api_session(request: Request[Any, Any, Any], token: str) -> dict[str, Any]:
+async def api_session(request: Request[Any, Any, Any], token: FromPath[str]) -> dict[str, Any]:
     """One session's state and progress."""
     return rv.public_session(rv.session_by_token(_state(request).index, _token(token)))
 
 
 @get("/api/sessions/{token:str}/result", tags=["sessions"])
-async def api_result(request: Request[Any, Any, Any], token: str) -> dict[str, Any]:
+async def api_result(request: Request[Any, Any, Any], token: FromPath[str]) -> dict[str, Any]:
     """The session's result (the seed's getResult): groups, photos with their figures,
     recommendations, decisions and verdicts, thumbnail and signed preview URLs."""
     st = _state(request)
@@ -646,7 +647,7 @@ class DecisionBody:
 
 
 @post("/api/sessions/{token:str}/decisions", tags=["sessions"], status_code=200)
-async def api_decide(request: Request[Any, Any, Any], token: str, data: DecisionBody) -> dict[str, Any]:
+async def api_decide(request: Request[Any, Any, Any], token: FromPath[str], data: JSONBody[DecisionBody]) -> dict[str, Any]:
     """Record a decision: ``keep``, ``delete``, ``split`` (not a duplicate) or ``undo``."""
     st = _state(request)
     rv.decide(st.index, _token(token), data.photo_id, data.action)
@@ -654,7 +655,7 @@ async def api_decide(request: Request[Any, Any, Any], token: str, data: Decision
 
 
 @post("/api/sessions/{token:str}/accept-all", tags=["sessions"], status_code=200)
-async def api_accept_all(request: Request[Any, Any, Any], token: str) -> dict[str, Any]:
+async def api_accept_all(request: Request[Any, Any, Any], token: FromPath[str]) -> dict[str, Any]:
     """Every undecided photo takes its recommendation."""
     return {"decided": rv.accept_all(_state(request).index, _token(token))}
 
@@ -665,7 +666,7 @@ class ConfirmBody:
 
 
 @post("/api/sessions/{token:str}/confirm", tags=["sessions"], status_code=200)
-async def api_confirm(request: Request[Any, Any, Any], token: str, data: ConfirmBody) -> dict[str, Any]:
+async def api_confirm(request: Request[Any, Any, Any], token: FromPath[str], data: JSONBody[ConfirmBody]) -> dict[str, Any]:
     """With ``dry_run`` (the default): exactly what would move to trash, and the sidecars that
     would be written; nothing moves. Without: do it, in one batch."""
     st = _state(request)
@@ -684,7 +685,7 @@ async def api_trash(request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
 
 
 @post("/api/trash/{trash_id:int}/restore", tags=["trash"], status_code=200)
-async def api_restore(request: Request[Any, Any, Any], trash_id: int) -> dict[str, Any]:
+async def api_restore(request: Request[Any, Any, Any], trash_id: FromPath[int]) -> dict[str, Any]:
     """Put a file back at its original path, byte-identical."""
     return {"restored": trash.restore(_state(request).index, trash_id)}
 

@@ -94,7 +94,7 @@ def check(filename: str, head: bytes, size: int, max_bytes: int) -> str:
     if size == 0:
         raise UploadRefused(f"{shown} is empty")
     if size > max_bytes:
-        raise UploadRefused(f"{shown} is too large: {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB "
+        raise UploadRefused(f"{shown} is too large: {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:g} MB "
                             "([web] max_upload_mb)", 413)
     fmt = sniff(head)
     if fmt is None:
