@@ -121,6 +121,8 @@ def main() -> int:
     ap.add_argument("--photos", type=int, default=100)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--nice-azurite", action="store_true",
+                    help="run Azurite at nice 19: a stand-in for a remote Azure that does not share these cores")
     args = ap.parse_args()
     photos = _photos(corpus(args.photos))[: args.photos]
     exe = os.environ.get("AZURITE_BIN") or str(Path.home() / ".cache/dupligone-azurite/node_modules/.bin/azurite-blob")
@@ -128,7 +130,7 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="dg-mirror-servers-"))
     port = _free_port()
-    azurite = subprocess.Popen([exe, "--skipApiVersionCheck", "--blobHost", "127.0.0.1", "--blobPort", str(port),
+    azurite = subprocess.Popen((["nice", "-n", "19"] if args.nice_azurite else []) + [exe, "--skipApiVersionCheck", "--blobHost", "127.0.0.1", "--blobPort", str(port),
                                 "--location", str(work / "azurite"), "--silent"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     mongo = SecantusDBServer(storage_path=str(work / "mongo"))
