@@ -241,6 +241,7 @@ class Daemon:
             n = cluster.cluster_session(self.index, sid, lib, self.settings, eps=eps)
             token = self.index.scalar("SELECT token FROM sessions WHERE id = ?", (sid,))
             log.info("session %s clustered: %d groups (%.1f s)", str(token)[:6] + "…", n, time.perf_counter() - t0)
+        _release_memory()
         return len(ready)
 
     def run_command(self, name: str) -> None:
@@ -345,6 +346,16 @@ class Daemon:
                     self._wake.clear()
         finally:
             self.shutdown()
+
+
+def _release_memory() -> None:
+    """Give the heap the decodes of a clustering pass used back to the system (idle RSS)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _files_under(folder: str) -> list[str]:
