@@ -8,8 +8,9 @@ The questions, in order, each with the reason it gives:
 3. Resolution: a copy with clearly fewer pixels than the largest is a down-scaled or cropped copy.
 4. Among copies of (about) the largest size, drop the degraded ones:
    - heavy JPEG compression (quality below 50: what messengers do, never a camera);
-   - an exposure outlier (far from the group's median brightness);
-   - blur: a structured (low-frequency) difference to a copy more than twice as sharp;
+   - an exposure outlier (more than a quarter off the group's median brightness);
+   - blur: a structured (low-frequency) difference to a copy more than twice as sharp
+     (sharpness taken relative to contrast², which exposure changes scale alike);
    - added noise: a white (high-frequency) difference to a less sharp copy of the same
      compression, with more measured noise. White noise has a Laplacian-to-variance ratio of
      20; a blur or exposure difference is far lower, so the ratio tells the two apart.
@@ -42,7 +43,8 @@ class KeeperParams:
     resolution_ratio: float = 0.8  # below this share of the largest pixel count: lower resolution
     heavy_jpeg_quality: int = 50  # below: a messenger-grade re-save
     camera_jpeg_quality: int = 90  # at or above: camera-grade
-    exposure_outlier: float = 20.0  # grey levels from the group's median brightness
+    exposure_outlier: float = 0.25  # share of the group's median brightness a copy may differ by
+    exposure_outlier_min: float = 10.0  # grey levels: never stricter than this
     blur_sharpness_ratio: float = 2.0  # a copy this much sharper, with a structured difference
     white_ratio: float = 12.0  # Laplacian/variance of a difference above this: white (noise-like)
     noise_sharpness_ratio: float = 1.2  # a copy this much "sharper" by white noise is noisier
@@ -146,20 +148,25 @@ def decide(
     hq = [k for k in left if (q(k) or 100) >= params.heavy_jpeg_quality]
     drop({k: f"heavily compressed copy (JPEG quality {q(k)}) of {_name(photos[hq[0]])}"
           for k in left if hq and (q(k) or 100) < params.heavy_jpeg_quality})
-    med = float(np.median([photos[k].quality.brightness for k in left]))
+    # The median over every same-size copy: a heavily compressed copy still shows the exposure.
+    med = float(np.median([photos[k].quality.brightness for k in contenders]))
+    limit = max(params.exposure_outlier_min, params.exposure_outlier * med)
     drop({
         k: ("darker" if photos[k].quality.brightness < med else "brighter")
         + f" copy (brightness {photos[k].quality.brightness:.0f} vs {med:.0f})"
-        for k in left if abs(photos[k].quality.brightness - med) > params.exposure_outlier
+        for k in left if abs(photos[k].quality.brightness - med) > limit
     })
     if comparison is not None:
-        sharp = {k: photos[k].quality.sharpness for k in left}
+        # Sharpness relative to contrast²: an exposure or contrast change scales both alike,
+        # so only blur and noise move it.
+        sharp = {k: photos[k].quality.sharpness / max(1.0, photos[k].quality.contrast ** 2) for k in left}
         blurred: dict[int, str] = {}
         for k in left:
             for o in left:
                 if (o != k and comparison.white[k, o] < params.white_ratio
                         and sharp[o] > params.blur_sharpness_ratio * sharp[k]):
-                    blurred[k] = f"blurrier copy of {_name(photos[o])} (sharpness {sharp[k]:.0f} vs {sharp[o]:.0f})"
+                    blurred[k] = (f"blurrier copy of {_name(photos[o])} (sharpness "
+                                  f"{photos[k].quality.sharpness:.0f} vs {photos[o].quality.sharpness:.0f})")
                     break
         drop(blurred)
         noisy: dict[int, str] = {}
@@ -170,7 +177,7 @@ def decide(
                 if o == k or (qk and qo and qk - qo >= 5):
                     continue
                 if (comparison.white[k, o] >= params.white_ratio
-                        and photos[k].quality.sharpness > params.noise_sharpness_ratio * photos[o].quality.sharpness
+                        and sharp[k] > params.noise_sharpness_ratio * sharp[o]
                         and photos[k].quality.noise > 1.2 * photos[o].quality.noise):
                     noisy[k] = (f"noisier copy of {_name(photos[o])} "
                                 f"(noise {photos[k].quality.noise:.1f} vs {photos[o].quality.noise:.1f})")
