@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,9 +58,43 @@ ORDER BY g.position, m.position
 """
 
 
+def _session_rows(index: Index, token: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    """Sessions (newest first, or the one with ``token``) with their photo counts and state.
+
+    Same figures as ``sessions.list_sessions``, computed from the indexes alone: a total per
+    session (covered by ``photos_session``) and the rare non-``ok`` statuses (``photos_status``),
+    instead of aggregating every photo row of the library at each request.
+    """
+    if token is not None:
+        rows = [dict(r) for r in index.query("SELECT * FROM sessions WHERE token = ?", (token,))]
+    else:
+        rows = [dict(r) for r in index.query("SELECT * FROM sessions ORDER BY id DESC LIMIT ?", (limit,))]
+    if not rows:
+        return []
+    ids = [int(r["id"]) for r in rows]
+    q = ",".join("?" * len(ids))
+    total = {int(r[0]): int(r[1]) for r in index.query(
+        f"SELECT session_id, COUNT(*) FROM photos WHERE session_id IN ({q}) GROUP BY session_id", tuple(ids))}
+    by_status: dict[tuple[int, str], int] = {(int(r[0]), str(r[1])): int(r[2]) for r in index.query(
+        # INDEXED BY: the planner would rather walk every photo of the sessions.
+        f"SELECT session_id, status, COUNT(*) FROM photos INDEXED BY photos_status "
+        f"WHERE status IN ('queued', 'error', 'gone') AND session_id IN ({q}) GROUP BY session_id, status", tuple(ids))}
+    groups = {int(r[0]): int(r[1]) for r in index.query(
+        f"SELECT session_id, COUNT(*) FROM groups WHERE session_id IN ({q}) GROUP BY session_id", tuple(ids))}
+    for r in rows:
+        sid = int(r["id"])
+        r["gone"] = by_status.get((sid, "gone"), 0)
+        r["photos"] = total.get(sid, 0) - r["gone"]
+        r["queued"] = by_status.get((sid, "queued"), 0)
+        r["errors"] = by_status.get((sid, "error"), 0)
+        r["groups"] = groups.get(sid, 0)
+        r["state"] = sessions.state_of(r)
+    return rows
+
+
 def session_by_token(index: Index, token: str) -> dict[str, Any]:
     """The session with ``token``, with its counts and state. Raises ``UnknownSession``."""
-    rows = sessions.list_sessions(index, token) if token else []
+    rows = _session_rows(index, token) if token else []
     if not rows:
         raise UnknownSession("no such session (the link may be old: reviewed sessions are removed after a while)")
     return rows[0]
@@ -154,16 +189,31 @@ GROUP BY g.session_id
 """
 
 
+_home_cache: weakref.WeakKeyDictionary[Index, tuple[tuple[int, int, int], dict[int, Any]]] = weakref.WeakKeyDictionary()
+
+
+def _review_counts(index: Index, ids: list[int]) -> dict[int, Any]:
+    """Per session: members undecided, to delete, bytes freed. This walks every group member of
+    the shown sessions, so it is cached until the index changes (``PRAGMA data_version`` moves
+    on another connection's commit, ``total_changes`` on ours)."""
+    key = (int(index.conn.execute("PRAGMA data_version").fetchone()[0]), index.conn.total_changes, hash(tuple(ids)))
+    hit = _home_cache.get(index)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    counts: dict[int, Any] = {}
+    if ids:
+        for r in index.query(_COUNTS_SQL.format(ids=",".join("?" * len(ids))), tuple(ids)):
+            counts[int(r["session_id"])] = dict(r)
+    _home_cache[index] = (key, counts)
+    return counts
+
+
 def home(index: Index, limit: int = 200) -> dict[str, Any]:
     """What the home page shows: the newest sessions with their counts and progress, library
     totals, and the latest errors with their reasons. A fixed number of queries."""
-    all_sessions = sessions.list_sessions(index)
-    shown = all_sessions[:limit]
-    counts: dict[int, Any] = {}
-    ids = [int(s["id"]) for s in shown]
-    if ids:
-        for r in index.query(_COUNTS_SQL.format(ids=",".join("?" * len(ids))), tuple(ids)):
-            counts[int(r["session_id"])] = r
+    shown = _session_rows(index, limit=limit)
+    n_sessions = int(index.scalar("SELECT COUNT(*) FROM sessions") or 0)
+    counts = _review_counts(index, [int(s["id"]) for s in shown])
     out = []
     for s in shown:
         c = counts.get(int(s["id"]))
@@ -179,7 +229,7 @@ def home(index: Index, limit: int = 200) -> dict[str, Any]:
     errors = [{"id": int(r[0]), "path": r[1], "reason": r[2]} for r in index.query(
         "SELECT id, path, error FROM photos WHERE status = 'error' ORDER BY analysed_at DESC, id DESC LIMIT 50")]
     return {
-        "sessions": out, "more_sessions": max(0, len(all_sessions) - len(shown)),
+        "sessions": out, "more_sessions": max(0, n_sessions - len(shown)),
         "library": {"photos": st.get("ok", 0), "queued": st.get("queued", 0), "errors": st.get("error", 0)},
         "errors": errors,
     }
