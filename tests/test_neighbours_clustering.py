@@ -141,3 +141,30 @@ def test_bad_params_are_refused_with_every_problem() -> None:
     with pytest.raises(ValueError) as err:
         clustering.ClusterParams(eps_min=5, eps_max=2, min_samples=1)
     assert "eps_min" in str(err.value) and "min_samples" in str(err.value)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(min_value=0, max_value=10_000), st.integers(min_value=2, max_value=4))
+def test_sparse_dbscan_equals_scikit_learn(seed: int, min_samples: int) -> None:
+    import scipy.sparse as sp
+    from sklearn.cluster import DBSCAN
+
+    rng = np.random.default_rng(seed)
+    n = 60
+    m = 150
+    i, j = rng.integers(0, n, m), rng.integers(0, n, m)
+    keep = i != j
+    i, j = i[keep], j[keep]
+    d = rng.uniform(0.5, 6.0, i.size).round(1)
+    dense = np.zeros((n, n))
+    dense[i, j] = d
+    dense = np.maximum(dense, dense.T)  # a distance graph is symmetric, as the product builds it
+    ii, jj = np.nonzero(dense)
+    graph = sp.csr_matrix((dense[ii, jj], (ii, jj)), shape=(n, n))
+    ours = clustering.dbscan(graph, 3.0, min_samples)
+    theirs = DBSCAN(eps=3.0, min_samples=min_samples, metric="precomputed").fit(graph).labels_
+    assert np.array_equal(ours == -1, theirs == -1)
+    # Same partition (labels may be numbered differently).
+    pairs_ours = {(a, b) for a in range(n) for b in range(n) if ours[a] >= 0 and ours[a] == ours[b]}
+    pairs_theirs = {(a, b) for a in range(n) for b in range(n) if theirs[a] >= 0 and theirs[a] == theirs[b]}
+    assert pairs_ours == pairs_theirs

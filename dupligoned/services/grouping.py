@@ -22,11 +22,14 @@ def group_photos(
     photos: Sequence[PhotoInfo],
     params: clustering.ClusterParams = clustering.ClusterParams(),
     verified: neighbours.Pairs | None = None,
+    eps: float | None = None,
 ) -> Grouping:
     """Groups of photo indices (two or more each), independent of the order of ``photos``.
 
     Byte-identical files are always one group (whatever their hashes); the rest is grouped by
     hash distance, plus any ``verified`` pairs (indices into ``photos``) from a later stage.
+    ``eps`` fixes the threshold (e.g. the whole library's, when grouping part of it); without
+    it, eps is chosen from these photos' k-distance graph.
     """
     by_path = sorted(range(len(photos)), key=lambda k: photos[k].path)
     # One representative per content: identical files need no neighbour search.
@@ -38,9 +41,12 @@ def group_photos(
     reps = list(copies)  # in path order
     slot = {r: s for s, r in enumerate(reps)}
     codes = neighbours.pack([photos[r].phash for r in reps], [photos[r].dhash for r in reps])
-    pairs = neighbours.within(codes, params.search_radius)
-    kdist = neighbours.kth_neighbour_distance(codes, params.k, params.kdist_sample)
-    eps = clustering.choose_eps(kdist, params)
+    if eps is None:
+        kdist = neighbours.kth_neighbour_distance(codes, params.k, params.kdist_sample)
+        choice = clustering.choose_eps(kdist, params)
+    else:
+        choice = clustering.EpsChoice(eps, "given", eps)
+    pairs = neighbours.within(codes, choice.eps)  # DBSCAN needs only pairs within eps
     rep_verified = None
     if verified is not None and len(verified):
         vi = np.array([slot[rep_of[photos[int(a)].content_hash]] for a in verified.i], np.int64)
@@ -48,7 +54,7 @@ def group_photos(
         same = vi == vj
         rep_verified = neighbours.Pairs(vi[~same], vj[~same], verified.dist[~same])
     # reps are already in path order, so the identity permutation is canonical.
-    rep_groups = clustering.cluster(codes, pairs, eps.eps, params, verified=rep_verified)
+    rep_groups = clustering.cluster(codes, pairs, choice.eps, params, verified=rep_verified)
     grouped: set[int] = set()
     groups: list[list[int]] = []
     for g in rep_groups:
@@ -59,4 +65,4 @@ def group_photos(
         if s not in grouped and len(copies[r]) > 1:
             groups.append(list(copies[r]))
     groups.sort(key=lambda g: photos[g[0]].path)
-    return Grouping(groups, eps)
+    return Grouping(groups, choice)
