@@ -39,6 +39,9 @@ def write_config(tmp: Path, libs: list[Path], **tables: dict[str, Any]) -> Path:
         "watch": {"stable_s": 0.5, "rescan_every_min": 0.0},
         "sessions": {"quiet_s": 1.0, "recluster_every_s": 2.0},
         "queue": {"workers": 2, "retry_delay_s": 0.2},
+        # The review page has tests of its own; daemons running side by side must not race
+        # for one port.
+        "web": {"enabled": False},
     }
     for k, v in tables.items():
         base.setdefault(k, {}).update(v)
