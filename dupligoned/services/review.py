@@ -55,7 +55,8 @@ def session_result(index: Index, token: str) -> dict[str, Any]:
     for r in rows:
         p = dict(r)
         p["verdict"] = p["decision"] if p["decision"] in ("keep", "delete") else p["recommended"]
-        if p["protected"]:
+        if p["protected"] or p["decision"] == "split":
+            # A photo split out as "not a duplicate" stays until the re-cluster moves it out.
             p["verdict"] = "keep"
         if p["verdict"] == "delete":
             to_free += int(p["size_bytes"])
