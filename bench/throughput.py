@@ -76,16 +76,19 @@ def main(argv: list[str] | None = None) -> int:
         times["czkawka"].append(run_peer("czkawka", folder)[0])
     floor = decode_floor(files)
 
+    load = os.getloadavg()[0]  # other work on the machine skews every figure here; say so
     rate = {k: n / statistics.median(v) for k, v in times.items()}
     ratio = rate["dupligone"] / rate["czkawka"]
     report = {"images": n, "images_per_s": {k: round(v, 1) for k, v in rate.items()},
               "seconds": {k: [round(s, 2) for s in v] for k, v in times.items()},
               "ratio_vs_czkawka": round(ratio, 2), "decode_floor_images_per_s": round(floor, 1),
-              "fraction_of_floor": round(rate["dupligone"] / floor, 2)}
+              "fraction_of_floor": round(rate["dupligone"] / floor, 2),
+              "load_average_1min": round(load, 2), "cores": os.cpu_count()}
     if args.json:
         print(json.dumps(report))
         return 0
-    print(f"{n} JPEGs 4032x3024 in {folder}; median of {args.repeat} runs, whole process")
+    print(f"{n} JPEGs 4032x3024 in {folder}; median of {args.repeat} runs, whole process;"
+          f" {os.cpu_count()} cores, load average {load:.1f} at the end")
     print(f"{'tool':26} {'images/s':>9}  {'seconds (each run)':>18}")
     for k in times:
         print(f"{k:26} {rate[k]:9.1f}  {' '.join(f'{s:.2f}' for s in times[k]):>18}")
