@@ -1,55 +1,100 @@
 """The crop stage's candidate index: which pairs are worth the geometric check.
 
 See ``core/crops.py`` for the whole stage. Kept apart from it so that analysing workers, which
-only extract features, never import faiss.
+only extract features, never import the neighbour search (faiss).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import faiss
 import numpy as np
 import numpy.typing as npt
 
 from dupligoned.core.crops import DESC_BYTES, CropParams, LocalFeatures
 from dupligoned.core.neighbours import Pairs
 
+QUERY_BLOCK = 4096  # query photos per block: bounds the memory of the bucket joins
+MAX_SEGMENTS = 16  # more sorted batches than this are merged into one
+
+
+def _words(desc: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint64]:
+    """(N, 2) big-endian 64-bit words of 128-bit descriptors."""
+    return np.ascontiguousarray(desc).view(">u8").astype(np.uint64).reshape(-1, 2)
+
+
+def _keys(words: npt.NDArray[np.uint64], params: CropParams) -> npt.NDArray[np.int64]:
+    """(N, tables) bucket keys: consecutive, disjoint ``hash_bits``-bit slices of each descriptor."""
+    b = params.hash_bits
+    mask = np.uint64((1 << b) - 1)
+    hi, lo = words[:, 0], words[:, 1]
+    out = np.empty((words.shape[0], params.hash_tables), np.int64)
+    for t in range(params.hash_tables):
+        a, z = t * b, (t + 1) * b  # bits [a, z) counted from the top
+        if z <= 64:
+            v = (hi >> np.uint64(64 - z)) & mask
+        elif a >= 64:
+            v = (lo >> np.uint64(128 - z)) & mask
+        else:
+            v = ((hi << np.uint64(z - 64)) | (lo >> np.uint64(128 - z))) & mask
+        out[:, t] = v.astype(np.int64)
+    return out
+
+
+class _Segment:
+    """One batch of the index: descriptors, owners, and per table the keys sorted."""
+
+    def __init__(self, words: npt.NDArray[np.uint64], own: npt.NDArray[np.int64], params: CropParams) -> None:
+        self.words, self.own = words, own
+        keys = _keys(words, params)
+        self.order = [np.argsort(keys[:, t], kind="stable") for t in range(keys.shape[1])]
+        self.keys = [keys[o, t] for t, o in enumerate(self.order)]
+
 
 class CropIndex:
     """Every descriptor of a growing library, for proposing crop candidates.
 
-    Photos are added in batches with ``add``; ``candidates`` returns, for each query photo, the
-    library photos most worth verifying. The index needs no training, so its answers do not
-    depend on what was added before, nor on the order.
+    Locality-sensitive hashing: each descriptor goes into ``hash_tables`` buckets, each keyed by
+    a disjoint slice of ``hash_bits`` of its 128 bits (ORB's tests are chosen to be uncorrelated;
+    no training, so the index is the same whatever the library holds). Two descriptors of one keypoint (a few bits apart) share a bucket
+    in at least one table with good odds; unrelated ones almost never. Buckets holding more than
+    ``max_bucket`` descriptors (flat sky, repeated texture) are ignored like stop words. A query
+    descriptor votes for every photo owning a descriptor within ``match_bits`` of it in a shared
+    bucket; each query photo keeps its ``candidates_per_photo`` best-voted photos.
+    Photos are added in batches with ``add``; answers do not depend on the order of addition.
     """
 
     def __init__(self, params: CropParams = CropParams()) -> None:
         self.params = params
-        self._index = faiss.IndexBinaryMultiHash(DESC_BYTES * 8, params.hash_tables, params.hash_bits)
-        self._index.nflip = 1
-        self._owner: list[npt.NDArray[np.int64]] = []  # descriptor → photo id, per batch
-        self._owner_all: npt.NDArray[np.int64] = np.empty(0, np.int64)
+        self._segments: list[_Segment] = []
         self.photos = 0
         self.descriptors = 0
 
     def add(self, features: Sequence[LocalFeatures]) -> npt.NDArray[np.int64]:
-        """Add photos; returns their ids (consecutive, from ``photos`` before the call)."""
+        """Add photos; returns their ids (consecutive, from ``photos`` before the call).
+
+        Each batch becomes a sorted segment (only the batch is sorted: adding 1,000 photos to a
+        large library is cheap); many small segments are merged into one.
+        """
         ids = np.arange(self.photos, self.photos + len(features), dtype=np.int64)
         counts = np.array([len(f) for f in features], np.int64)
         if counts.sum():
-            self._index.add(np.concatenate([f.desc for f in features if len(f)]))
-        self._owner.append(np.repeat(ids, counts))
-        self._owner_all = np.concatenate(self._owner) if len(self._owner) > 1 else self._owner[0]
-        self._owner = [self._owner_all]
+            desc = np.concatenate([f.desc for f in features if len(f)])
+            self._segments.append(_Segment(_words(desc), np.repeat(ids, counts), self.params))
+        if len(self._segments) > MAX_SEGMENTS:
+            self._segments = [_Segment(
+                np.concatenate([g.words for g in self._segments]),
+                np.concatenate([g.own for g in self._segments]), self.params,
+            )]
         self.photos += len(features)
         self.descriptors += int(counts.sum())
         return ids
 
     @property
     def nbytes_per_photo(self) -> float:
-        """Index memory per photo: descriptors, their ids and the owner table."""
-        return (self.descriptors * (DESC_BYTES + 8 + 8)) / max(1, self.photos)
+        """Index memory per photo: descriptors, owners, and per table a sorted key and position."""
+        per_desc = DESC_BYTES + 8 + self.params.hash_tables * 16
+        return self.descriptors * per_desc / max(1, self.photos)
 
     def votes(self, features: Sequence[LocalFeatures], query_ids: npt.NDArray[np.int64] | None = None) -> Pairs:
         """(query position, library id, votes): how many of a query's descriptors found a partner.
@@ -57,24 +102,54 @@ class CropIndex:
         ``query_ids`` (the queries' own ids when they are in the library) are not paired with
         themselves. ``Pairs.dist`` holds the vote counts.
         """
-        counts = np.array([len(f) for f in features], np.int64)
+        out_i, out_j, out_v = [], [], []
+        for b0 in range(0, len(features), QUERY_BLOCK):
+            block = features[b0 : b0 + QUERY_BLOCK]
+            qids = None if query_ids is None else np.asarray(query_ids, np.int64)[b0 : b0 + QUERY_BLOCK]
+            v = self._votes_block(block, qids)
+            out_i.append(v.i + b0)
+            out_j.append(v.j)
+            out_v.append(v.dist)
+        if not out_i:
+            return Pairs(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))
+        return Pairs(np.concatenate(out_i), np.concatenate(out_j), np.concatenate(out_v))
+
+    def _votes_block(self, features: Sequence[LocalFeatures], query_ids: npt.NDArray[np.int64] | None) -> Pairs:
         empty = Pairs(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))
+        counts = np.array([len(f) for f in features], np.int64)
         if not counts.sum() or not self.descriptors:
             return empty
-        q = np.concatenate([f.desc for f in features if len(f)])
+        q = _words(np.concatenate([f.desc for f in features if len(f)]))
         qrow = np.repeat(np.arange(len(features), dtype=np.int64), counts)
-        lims, _, ids = self._index.range_search(q, self.params.match_bits + 1)
-        hits = np.diff(lims).astype(np.int64)
-        src_desc = np.repeat(np.arange(q.shape[0], dtype=np.int64), hits)
-        lib = self._owner_all[ids.astype(np.int64)]
-        keep = np.ones(lib.size, bool)
+        qkeys = _keys(q, self.params)
+        hit_q, hit_lib = [], []
+        for seg in self._segments:
+            for t in range(qkeys.shape[1]):
+                qo = np.argsort(qkeys[:, t])  # sorted queries: the binary searches stay in cache
+                lo = np.searchsorted(seg.keys[t], qkeys[qo, t], "left")
+                hi = np.searchsorted(seg.keys[t], qkeys[qo, t], "right")
+                size = hi - lo
+                size[size > self.params.max_bucket] = 0  # stop words
+                n = int(size.sum())
+                if not n:
+                    continue
+                src = np.repeat(qo, size)
+                offs = np.arange(n, dtype=np.int64) - np.repeat(np.cumsum(size) - size, size)
+                hl = seg.order[t][np.repeat(lo, size) + offs]
+                x = q[src] ^ seg.words[hl]
+                close = (np.bitwise_count(x[:, 0]) + np.bitwise_count(x[:, 1])) <= self.params.match_bits
+                hit_q.append(src[close])
+                hit_lib.append(seg.own[hl[close]])
+        if not hit_q:
+            return empty
+        hq, lib = np.concatenate(hit_q), np.concatenate(hit_lib)
         if query_ids is not None:
-            keep = lib != np.asarray(query_ids, np.int64)[qrow[src_desc]]
+            keep = lib != query_ids[qrow[hq]]
+            hq, lib = hq[keep], lib[keep]
         # One vote per query descriptor and library photo, however many partners it has there.
         n_lib = max(1, self.photos)
-        key = np.unique(src_desc[keep] * n_lib + lib[keep])
-        d_of_key, lib_of_key = key // n_lib, key % n_lib
-        pk = qrow[d_of_key] * n_lib + lib_of_key
+        key = np.unique(hq * n_lib + lib)
+        pk = qrow[key // n_lib] * n_lib + key % n_lib
         uniq, votes = np.unique(pk, return_counts=True)
         return Pairs(uniq // n_lib, uniq % n_lib, votes.astype(np.float32))
 
@@ -96,7 +171,7 @@ class CropIndex:
         order = np.lexsort((tie, -vv, qi))
         qi, li, vv = qi[order], li[order], vv[order]
         # Position of each row within its query's run: keep the first few.
-        start = np.r_[0, np.flatnonzero(np.diff(qi)) + 1]
+        start = np.r_[0, np.flatnonzero(np.diff(qi)) + 1] if qi.size else np.zeros(0, np.int64)
         run = np.arange(qi.size) - np.repeat(start, np.diff(np.r_[start, qi.size]))
         top = run < self.params.candidates_per_photo
         return Pairs(qi[top], li[top], vv[top])

@@ -6,9 +6,9 @@ as an unrelated photo, so a second stage finds it from local features:
 1. ``LocalFeatures``: per photo, a capped set of binary keypoint descriptors (the first 128 bits
    of ORB, which are its most discriminative tests) with positions quantised to 1/255 of the
    working image: 18 bytes a keypoint, 112 keypoints ≈ 2 KB. The adapter computes them.
-2. ``CropIndex`` (``core/crop_index.py``): every descriptor in a multi-hash table (faiss ``IndexBinaryMultiHash``: exact
-   buckets on several bit slices, one flipped bit probed), no training, so it is the same
-   whatever the library holds and grows by ``add``. A photo votes for the photos whose
+2. ``CropIndex`` (``core/crop_index.py``): every descriptor in locality-sensitive hash tables
+   (buckets keyed by fixed bit choices), no training, so it is the same whatever the library
+   holds and grows by ``add``. A photo votes for the photos whose
    descriptors fall within ``match_bits`` of its own; each photo keeps its ``candidates_per_photo``
    best-voted others. New photos are queried against the library through the same code.
 3. ``check_crop``: given the similarity transform RANSAC fitted on ratio-tested, mutual matches,
@@ -52,8 +52,9 @@ class CropParams:
     match_bits: int = 32  # of 128: unrelated ORB descriptors sit near 64 ± 8, so 32 is 4σ away
     min_votes: int = 3  # descriptors that must find a partner before a pair is worth checking
     candidates_per_photo: int = 8  # bounds the verification work to ≤ 8 pairs a photo
-    hash_bits: int = 16  # bits of each hash-table slice; 2 slices
-    hash_tables: int = 2
+    hash_bits: int = 24  # bits of a bucket key: 16M buckets, under one descriptor each at 100k photos
+    hash_tables: int = 5  # 5 × 24 of 128 bits; two descriptors 8% apart meet with 1-(1-.92²⁴)⁵ ≈ 52%
+    max_bucket: int = 64  # fuller buckets (sky, repeated texture) are stop words
     # Verification.
     ratio: float = 0.85  # Lowe's ratio test on the two nearest descriptors
     ransac_px: float = 3.0  # reprojection threshold: quantisation (≤1 px) plus keypoint jitter
@@ -74,6 +75,8 @@ class CropParams:
             problems.append("need 8 ≤ max_keypoints ≤ detect_keypoints")
         if not 0 < self.match_bits < DESC_BYTES * 8:
             problems.append("match_bits must be in (0, 128)")
+        if not 8 <= self.hash_bits <= 32 or self.hash_bits * self.hash_tables > DESC_BYTES * 8:
+            problems.append("need 8 ≤ hash_bits ≤ 32 and hash_bits × hash_tables ≤ 128")
         if self.min_votes < 1 or self.candidates_per_photo < 1:
             problems.append("min_votes and candidates_per_photo must be ≥ 1")
         if not 0 < self.ratio <= 1:

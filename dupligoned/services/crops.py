@@ -22,6 +22,7 @@ from dupligoned.core.neighbours import Pairs
 
 # map(fn, jobs) or a process pool's map: how verification is spread over cores.
 MapFn = Callable[..., Iterable[object]]
+VERIFY_BATCH = 20_000  # pairs handed to the map at once
 
 
 def _verify(pair: tuple[LocalFeatures, LocalFeatures], params: CropParams = CropParams()) -> CropMatch | None:
@@ -67,13 +68,16 @@ class CropLibrary:
         hi = np.where(rank[qa] < rank[lb], lb, qa)
         pairs = np.unique(np.stack([lo, hi], 1), axis=0) if lo.size else np.empty((0, 2), np.int64)
         t1 = time.perf_counter()
-        jobs = [(self.features[int(a)], self.features[int(b)]) for a, b in pairs]
-        results = list((map_fn or map)(partial(_verify, params=self.params), jobs))
+        verify = partial(_verify, params=self.params)
+        results: list[object] = []
+        for b0 in range(0, len(pairs), VERIFY_BATCH):  # bounded memory for a whole library
+            jobs = [(self.features[int(a)], self.features[int(b)]) for a, b in pairs[b0 : b0 + VERIFY_BATCH]]
+            results.extend((map_fn or map)(verify, jobs))
         t2 = time.perf_counter()
         if timings is not None:
             timings["crop_candidates"] = timings.get("crop_candidates", 0.0) + t1 - t0
             timings["crop_verify"] = timings.get("crop_verify", 0.0) + t2 - t1
-            timings["crop_pairs"] = timings.get("crop_pairs", 0.0) + len(jobs)
+            timings["crop_pairs"] = timings.get("crop_pairs", 0.0) + len(pairs)
         return [(int(a), int(b), r) for (a, b), r in zip(pairs, results, strict=True) if isinstance(r, CropMatch)]
 
 
