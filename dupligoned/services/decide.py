@@ -31,20 +31,25 @@ def _resize(img: npt.NDArray[np.uint8], w: int, h: int) -> npt.NDArray[np.uint8]
 
 
 def look_closer(photos: Sequence[PhotoInfo], params: keeper.KeeperParams = keeper.KeeperParams()) -> tuple[list[PhotoInfo], keeper.Comparison]:
-    """Members re-measured at one common size near full resolution (blur, noise and compression
-    show there, not at the working size), their faces, and their pixel comparison.
+    """The same-size copies re-measured at one common size near full resolution (blur, noise
+    and compression show there, not at the working size), their faces, and their comparison.
 
-    The common size is that of the smallest member among those of about the largest size. A
-    member that can no longer be decoded keeps its figures and compares as far from all.
+    Only members of about the largest size are decoded again: a smaller copy loses on
+    resolution whatever its figures. The common size is the smallest of theirs (capped). A
+    member that is not decoded, or can no longer be, compares as far from all.
     """
     ref = max(photos, key=lambda p: p.pixels)
-    peers = [p for p in photos if p.pixels >= params.resolution_ratio * ref.pixels]
-    long_edge = min(COMPARE_PX, min(max(p.width, p.height) for p in peers))
+    peers = {k for k, p in enumerate(photos) if p.pixels >= params.resolution_ratio * ref.pixels}
+    long_edge = min(COMPARE_PX, min(max(photos[k].width, photos[k].height) for k in peers))
     scale = long_edge / max(ref.width, ref.height)
     w, h = max(8, round(ref.width * scale)), max(8, round(ref.height * scale))
     images: list[npt.NDArray[np.uint8] | None] = []
     out: list[PhotoInfo] = []
-    for p in photos:
+    for k, p in enumerate(photos):
+        if k not in peers or len(peers) < 2:
+            images.append(None)
+            out.append(p)
+            continue
         try:
             work = decode_photo(p.path, work_px=long_edge).work
         except PhotoError:
