@@ -42,7 +42,9 @@ class ClusterParams:
     k: int = 1  # the k of the k-distance graph (k = min_samples - 1)
     kdist_sample: int = 5000  # photos sampled for the k-distance graph
     fallback_percentile: float = 10.0  # eps when there is no elbow (then the median)
-    max_diameter_factor: float = 1.5  # all members within factor × eps of each other
+    # All members within factor × eps of each other. 2 is what a group of copies of one original,
+    # each within eps of it, needs; a chain of frames drifting further apart is split.
+    max_diameter_factor: float = 2.0
     large_cluster: int = 3000  # bigger clusters are split greedily (complete linkage is n²)
 
     def __post_init__(self) -> None:
