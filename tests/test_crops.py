@@ -315,3 +315,23 @@ def test_keeper_keeps_the_original_even_when_a_crop_has_more_pixels(families):
     assert d.keep == [orig.path]
     assert d.verdicts[[v.path for v in d.verdicts].index(crop.path)].reason.startswith("cropped copy of")
     assert decide([orig, big_crop]).keep == [crop.path]  # without the crop relation: the bigger
+
+
+def test_the_index_answers_alike_however_photos_were_added():
+    """One batch, or many small ones (merged segments on the way): the same candidates."""
+    rng = np.random.default_rng(5)
+    base = [rng.integers(0, 256, (60, 16), dtype=np.uint8) for _ in range(6)]
+    feats = []
+    for k in range(40):  # photos sharing descriptors in pairs (bits flipped), others unrelated
+        d = base[k % 6].copy()
+        d[:, 0] ^= np.uint8(k)
+        feats.append(quantise(rng.uniform(0, 500, (60, 2)), d, 512, 384))
+    one = CropIndex()
+    ids = one.add(feats)
+    many = CropIndex()
+    for k in range(0, 40, 2):
+        many.add(feats[k : k + 2])
+    a = one.candidates(feats, query_ids=ids, rank_key=ids)
+    b = many.candidates(feats, query_ids=ids, rank_key=ids)
+    assert len(a) > 0
+    assert np.array_equal(a.i, b.i) and np.array_equal(a.j, b.j) and np.array_equal(a.dist, b.dist)

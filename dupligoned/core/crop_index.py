@@ -45,10 +45,11 @@ class _Segment:
     """One batch of the index: descriptors, owners, and per table the keys sorted."""
 
     def __init__(self, words: npt.NDArray[np.uint64], own: npt.NDArray[np.int64], params: CropParams) -> None:
-        self.words, self.own = words, own
+        # 32-bit owners, positions and keys (hash_bits ≤ 32): 60 bytes a descriptor with 5 tables.
+        self.words, self.own = words, own.astype(np.int32)
         keys = _keys(words, params)
-        self.order = [np.argsort(keys[:, t], kind="stable") for t in range(keys.shape[1])]
-        self.keys = [keys[o, t] for t, o in enumerate(self.order)]
+        self.order = [np.argsort(keys[:, t], kind="stable").astype(np.int32) for t in range(keys.shape[1])]
+        self.keys = [keys[o, t].astype(np.uint32) for t, o in enumerate(self.order)]
 
 
 class CropIndex:
@@ -93,7 +94,7 @@ class CropIndex:
     @property
     def nbytes_per_photo(self) -> float:
         """Index memory per photo: descriptors, owners, and per table a sorted key and position."""
-        per_desc = DESC_BYTES + 8 + self.params.hash_tables * 16
+        per_desc = DESC_BYTES + 4 + self.params.hash_tables * 8
         return self.descriptors * per_desc / max(1, self.photos)
 
     def votes(self, features: Sequence[LocalFeatures], query_ids: npt.NDArray[np.int64] | None = None) -> Pairs:
@@ -126,8 +127,9 @@ class CropIndex:
         for seg in self._segments:
             for t in range(qkeys.shape[1]):
                 qo = np.argsort(qkeys[:, t])  # sorted queries: the binary searches stay in cache
-                lo = np.searchsorted(seg.keys[t], qkeys[qo, t], "left")
-                hi = np.searchsorted(seg.keys[t], qkeys[qo, t], "right")
+                qk = qkeys[qo, t].astype(np.uint32)
+                lo = np.searchsorted(seg.keys[t], qk, "left")
+                hi = np.searchsorted(seg.keys[t], qk, "right")
                 size = hi - lo
                 size[size > self.params.max_bucket] = 0  # stop words
                 n = int(size.sum())
@@ -139,7 +141,7 @@ class CropIndex:
                 x = q[src] ^ seg.words[hl]
                 close = (np.bitwise_count(x[:, 0]) + np.bitwise_count(x[:, 1])) <= self.params.match_bits
                 hit_q.append(src[close])
-                hit_lib.append(seg.own[hl[close]])
+                hit_lib.append(seg.own[hl[close]].astype(np.int64))
         if not hit_q:
             return empty
         hq, lib = np.concatenate(hit_q), np.concatenate(hit_lib)
