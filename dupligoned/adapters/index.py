@@ -24,6 +24,11 @@ Tables (times are Unix seconds, REAL):
   ``trashed`` → ``restored`` | ``purged``; ``moved_at``, ``restored_at``, ``purged_at``). A row is
   written before the file moves, so an interrupted move is finished or undone at the next start.
 * ``meta``: small key/value facts (the library's eps, schema notes).
+* ``photo_features``: the crop stage's local features of an analysed photo (``data``, the
+  ``LocalFeatures.to_bytes`` blob, about 2 KB), beside ``photos`` so that the many queries reading
+  whole photo rows never load them; ``crops_searched`` is 1 once the photo was matched against
+  the library. ``crop_pairs``: verified heavy crops (``crop_id`` is cut from ``original_id``).
+  Both go with their photo rows (``ON DELETE CASCADE``).
 """
 
 from __future__ import annotations
@@ -168,6 +173,28 @@ def m002_mirror_outbox(db: sqlite_utils.Database) -> None:
     from dupligoned.adapters import outbox
 
     outbox.create(db)
+
+
+@migrations()
+def m003_crop_features(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """CREATE TABLE photo_features (
+            photo_id INTEGER PRIMARY KEY REFERENCES photos(id) ON DELETE CASCADE,
+            data BLOB NOT NULL,
+            crops_searched INTEGER NOT NULL DEFAULT 0
+        )"""
+    )
+    db.execute("CREATE INDEX photo_features_pending ON photo_features(crops_searched) WHERE crops_searched = 0")
+    db.execute(
+        """CREATE TABLE crop_pairs (
+            crop_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+            original_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+            inliers INTEGER NOT NULL,
+            found_at REAL NOT NULL,
+            PRIMARY KEY (crop_id, original_id)
+        )"""
+    )
+    db.execute("CREATE INDEX crop_pairs_original ON crop_pairs(original_id)")
 
 
 class Index:

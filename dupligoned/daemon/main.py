@@ -30,13 +30,14 @@ from types import FrameType
 from typing import Any
 
 from dupligoned import __version__
+from dupligoned.adapters import orb
 from dupligoned.adapters.config import Config, find_config, load_config
 from dupligoned.adapters.index import Index, open_index
 from dupligoned.adapters.thumbs import ThumbStore
 from dupligoned.daemon.queue import Queues, make_queues
 from dupligoned.daemon.watcher import RawEvent, StabilityTracker, Watcher
 from dupligoned.errors import ConfigError, DupliGoneError
-from dupligoned.services import cluster, sessions, trash
+from dupligoned.services import cluster, library_crops, sessions, trash
 from dupligoned.services.ingest import Folder, Ingest
 
 log = logging.getLogger("dupligone.daemon")
@@ -232,13 +233,16 @@ class Daemon:
         ready = sessions.ready_to_cluster(self.index)
         if not ready:
             return 0
+        crops = orb.crops_enabled()
+        if crops:  # new photos against the library, before the sessions that hold them
+            library_crops.search_pending(self.index, workers=self.cfg.queue.workers or os.cpu_count() or 1)
         lib = cluster.Library.load(self.index)
         eps = cluster.library_eps(self.index, lib, self.settings)
         for sid in ready:
             if self.stopping:
                 break
             t0 = time.perf_counter()
-            n = cluster.cluster_session(self.index, sid, lib, self.settings, eps=eps)
+            n = cluster.cluster_session(self.index, sid, lib, self.settings, eps=eps, crops=crops)
             token = self.index.scalar("SELECT token FROM sessions WHERE id = ?", (sid,))
             log.info("session %s clustered: %d groups (%.1f s)", str(token)[:6] + "…", n, time.perf_counter() - t0)
         _release_memory()

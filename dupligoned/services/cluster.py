@@ -6,6 +6,8 @@ with the old one. eps is chosen once for the whole library (the k-distance elbow
 photos to mean anything) and cached in ``meta`` until the library grows or shrinks by a tenth
 or the parameters change.
 
+Heavy crops recorded by ``library_crops`` join the members and the grouping as verified pairs.
+
 Groups are replaced at every re-clustering; decisions are kept in their own table, so what a
 person decided survives. A photo a person split out ("not a duplicate") stays out of the
 session's groups.
@@ -28,9 +30,12 @@ import numpy.typing as npt
 from dupligoned.adapters.config import ClusterConfig, KeeperConfig
 from dupligoned.adapters.index import Index
 from dupligoned.core import clustering, neighbours
+from dupligoned.core.crops import crop_links
 from dupligoned.core.keeper import KeeperParams
 from dupligoned.core.model import GroupDecision, PhotoInfo
 from dupligoned.core.quality import Quality, QualityWeights
+from dupligoned.services import library_crops
+from dupligoned.services.crops import mark_crops
 from dupligoned.services.grouping import group_photos
 
 log = logging.getLogger("dupligone.cluster")
@@ -116,6 +121,27 @@ def _default_decider(photos: Sequence[PhotoInfo], params: KeeperParams) -> Group
     return decide_group(photos, params)
 
 
+def _crop_links(
+    infos: list[PhotoInfo], ids: list[int], crop_pairs: Sequence[tuple[int, int]]
+) -> tuple[neighbours.Pairs | None, list[PhotoInfo]]:
+    """The verified pairs for grouping (indices into ``infos``) and the photos with each crop's
+    original noted for the keeper, from the recorded (crop id, original id) pairs."""
+    at = {pid: k for k, pid in enumerate(ids)}
+    inside = [(at[c], at[o]) for c, o in crop_pairs if c in at and o in at]
+    if not inside:
+        return None, infos
+    outer_of: dict[int, list[int]] = {}
+    for c, o in inside:
+        outer_of.setdefault(c, []).append(o)
+    # Of several photos a crop lies in, name the largest (then by path): the original.
+    crop_of = {infos[c].path: infos[min(os_, key=lambda o: (-infos[o].pixels, infos[o].path))].path
+               for c, os_ in outer_of.items()}
+    links = crop_links(inside)
+    verified = neighbours.Pairs(np.array([a for a, _ in links], np.int64), np.array([b for _, b in links], np.int64),
+                                np.zeros(len(links), np.float32))
+    return verified, mark_crops(infos, crop_of)
+
+
 def cluster_session(
     index: Index,
     session_id: int,
@@ -125,8 +151,13 @@ def cluster_session(
     eps: float | None = None,
     decider: Decider = _default_decider,
     now: float | None = None,
+    crops: bool = True,
 ) -> int:
-    """Recompute the groups of one session; returns how many groups it has now."""
+    """Recompute the groups of one session; returns how many groups it has now.
+
+    ``crops`` adds the heavy crops recorded in ``crop_pairs`` (``library_crops``) to the
+    session's members and their grouping.
+    """
     now = time.time() if now is None else now
     eps = library_eps(index, lib, settings) if eps is None else eps
     params = dataclasses.replace(settings.cluster, eps_min=eps, eps_max=eps)
@@ -144,6 +175,22 @@ def cluster_session(
         pos = pos[ok]
         pairs = neighbours.query(lib.codes[pos], lib.codes, params.search_radius)
         member_ids.update(int(x) for x in lib.ids[pairs.j])
+    crop_pairs: list[tuple[int, int]] = []
+    if crops and member_ids:
+        # Heavy crops (issue 4) of the members, found when either photo arrived; their own
+        # hash neighbours (a crop's resized copies) come along.
+        crop_pairs = library_crops.relations(index, member_ids - split)
+        extra = {x for p in crop_pairs for x in p} - member_ids - split
+        if extra and len(lib.ids):
+            ex = np.array(sorted(extra), np.int64)
+            pos = np.searchsorted(lib.ids, ex)
+            ok = (pos < len(lib.ids))
+            ok[ok] &= lib.ids[pos[ok]] == ex[ok]
+            member_ids |= extra
+            if ok.any():
+                near = neighbours.query(lib.codes[pos[ok]], lib.codes, params.search_radius)
+                member_ids.update(int(x) for x in lib.ids[near.j])
+            crop_pairs = library_crops.relations(index, member_ids - split)
     member_ids -= split
     groups: list[GroupDecision] = []
     by_path: dict[str, int] = {}
@@ -158,7 +205,8 @@ def cluster_session(
         infos = [_info(r, bool(r["folder_protected"])) for r in rows]
         by_path = {str(r["path"]): int(r["id"]) for r in rows}
         own_set = set(own)
-        grouping = group_photos(infos, params)
+        verified, infos = _crop_links(infos, [int(r["id"]) for r in rows], crop_pairs)
+        grouping = group_photos(infos, params, verified=verified)
         for g in grouping.groups:
             if not any(by_path[infos[k].path] in own_set for k in g):
                 continue  # a group of older photos only: another session's business

@@ -3,7 +3,7 @@
 Two halves, so that the work can run anywhere and the index has one writer:
 
 * ``analyse_for_index`` runs in a worker process (maybe on another machine): one decode, hashes,
-  quality figures and a thumbnail from the same decode. Takes a path, returns plain data.
+  quality figures, the crop stage's local features and a thumbnail from the same decode. Takes a path, returns plain data.
 * ``Ingest`` runs in the daemon: it decides what a file event means (new, changed, moved,
   unchanged, gone), records it in the index, queues analysis through the ``enqueue`` callable it
   is given, and writes the results back. A photo is queued only when its row is not already
@@ -23,10 +23,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dupligoned.adapters import orb
 from dupligoned.adapters.decode import decode_photo
 from dupligoned.adapters.index import Index, to_signed64
 from dupligoned.adapters.thumbs import ThumbStore, encode_thumbnail
 from dupligoned.adapters.walk import is_ignored_name, walk_photos
+from dupligoned.core.crops import LocalFeatures
 from dupligoned.core.hashing import combined_hex
 from dupligoned.errors import PhotoError, UnreadableFile
 from dupligoned.services import sessions
@@ -74,8 +76,9 @@ def analyse_for_index(job: AnalysisJob, *, last_attempt: bool = True) -> dict[st
         return {**out, "ok": False, "error": exc.reason}
     except PhotoError as exc:
         return {**out, "ok": False, "error": exc.reason}
-    info = info_from_decoded(job.path, dec)
+    info = info_from_decoded(job.path, dec)  # crop features from the same decode, in ``extra``
     thumb = encode_thumbnail(dec.colour, job.thumb_px) if dec.colour is not None else b""
+    feats = orb.features_of(info.extra)
     q = info.quality
     return {
         **out, "ok": True,
@@ -85,7 +88,29 @@ def analyse_for_index(job: AnalysisJob, *, last_attempt: bool = True) -> dict[st
         "contrast": q.contrast, "noise": q.noise, "faces": q.faces,
         "taken_at": info.taken_at, "camera": info.camera, "has_gps": info.has_gps,
         "thumb": base64.b64encode(thumb).decode("ascii"),
+        "features": None if feats is None else base64.b64encode(feats.to_bytes()).decode("ascii"),
     }
+
+
+MAX_FEATURE_BYTES = 8192  # a result claiming more is not ours (a stored blob is about 2 KB)
+
+
+def _store_features(conn: sqlite3.Connection, photo_id: int, encoded: str | None) -> None:
+    """Keep a photo's crop features, to be matched against the library at the next clustering.
+
+    New content drops whatever was known about the old one: its verified crops, and its
+    features when the stage was off for this analysis. Raises ``ValueError`` on a malformed blob.
+    """
+    conn.execute("DELETE FROM crop_pairs WHERE crop_id = ? OR original_id = ?", (photo_id, photo_id))
+    if not encoded:
+        conn.execute("DELETE FROM photo_features WHERE photo_id = ?", (photo_id,))
+        return
+    data = base64.b64decode(encoded, validate=True)
+    if len(data) > MAX_FEATURE_BYTES:
+        raise ValueError(f"crop features of {len(data)} bytes")
+    LocalFeatures.from_bytes(data)  # parses, or raises ValueError
+    conn.execute("INSERT INTO photo_features(photo_id, data, crops_searched) VALUES (?, ?, 0) "
+                 "ON CONFLICT(photo_id) DO UPDATE SET data = excluded.data, crops_searched = 0", (photo_id, data))
 
 
 @dataclass(frozen=True)
@@ -384,6 +409,7 @@ class Ingest:
                      payload["noise"], payload["faces"], payload["taken_at"], payload["camera"],
                      int(payload["has_gps"]), thumb_rel, pid),
                 )
+                _store_features(conn, pid, payload.get("features"))
                 sessions.mark_dirty(conn, sessions.sessions_touching(conn, [pid]))
                 return "ok"
         if requeue is not None:
