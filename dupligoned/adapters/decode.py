@@ -12,7 +12,7 @@ import hashlib
 import io
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -81,6 +81,18 @@ class DecodedPhoto:
 
 def is_photo_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in PHOTO_EXTENSIONS
+
+
+def hash_file(path: str) -> str:
+    """``content_hash`` of a file's bytes, read in blocks. Raises ``UnreadableFile``."""
+    h = hashlib.blake2b(digest_size=16)
+    try:
+        with open(path, "rb") as fh:
+            while block := fh.read(1 << 20):
+                h.update(block)
+    except OSError as exc:
+        raise UnreadableFile(path, f"cannot read: {exc.strerror or exc}") from None
+    return h.hexdigest()
 
 
 def content_hash(data: bytes) -> str:
@@ -163,12 +175,14 @@ def decode_photo(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     work_px: int = DEFAULT_WORK_PX,
     colour_px: int = 0,
+    hash_bytes: bool = True,
 ) -> DecodedPhoto:
     """Decode ``path`` for analysis.
 
     ``work_px`` is the long edge of the greyscale working image (the fixed size quality is
     measured at); ``colour_px`` > 0 also returns an RGB image at least that large (for
-    thumbnails), decoded in the same pass.
+    thumbnails), decoded in the same pass. ``hash_bytes=False`` leaves ``content_hash`` empty
+    (a one-shot scan hashes only files whose size another file shares: see ``hash_file``).
 
     Raises ``EmptyFile``, ``NotAnImage``, ``CorruptImage``, ``TooManyPixels`` or
     ``UnreadableFile``; never modifies the file.
@@ -183,7 +197,8 @@ def decode_photo(
     if not data:
         raise EmptyFile(path, "empty file (0 bytes)")
     try:
-        return _decode_bytes(path, data, max_pixels=max_pixels, work_px=work_px, colour_px=colour_px)
+        dec = _decode_bytes(path, data, max_pixels=max_pixels, work_px=work_px, colour_px=colour_px)
+        return replace(dec, content_hash=content_hash(data)) if hash_bytes else dec
     except (EmptyFile, NotAnImage, CorruptImage, TooManyPixels):
         raise
     except UnidentifiedImageError:
@@ -246,7 +261,7 @@ def _decode_bytes(path: str, data: bytes, *, max_pixels: int, work_px: int, colo
     work = np.asarray(_resize_long_edge(grey_img, work_px))
     return DecodedPhoto(
         width=width, height=height, format=fmt, lossless=lossless, jpeg_quality=jpeg_q,
-        size_bytes=len(data), content_hash=content_hash(data), grey32=grey32, grey9x8=grey9x8,
+        size_bytes=len(data), content_hash="", grey32=grey32, grey9x8=grey9x8,
         work=work, colour=colour, taken_at=taken, camera=camera, has_gps=has_gps,
     )
 

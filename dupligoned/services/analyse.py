@@ -39,9 +39,13 @@ def analyse_file(
     protected: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     work_px: int = DEFAULT_WORK_PX,
+    hash_bytes: bool = True,
 ) -> PhotoInfo:
-    """Decode ``path`` once and measure it. Raises ``PhotoError`` subclasses for bad files."""
-    dec = decode_photo(path, max_pixels=max_pixels, work_px=work_px)
+    """Decode ``path`` once and measure it. Raises ``PhotoError`` subclasses for bad files.
+
+    ``hash_bytes=False`` leaves ``content_hash`` empty for the caller to fill in.
+    """
+    dec = decode_photo(path, max_pixels=max_pixels, work_px=work_px, hash_bytes=hash_bytes)
     return info_from_decoded(path, dec, protected=protected)
 
 
@@ -54,7 +58,8 @@ class Failed:
 
 
 def analyse_job(job: tuple[str, bool]) -> PhotoInfo | Failed:
-    """``analyse_file`` for a process pool: ``(path, protected)`` in, never raises a PhotoError.
+    """``analyse_file`` for a scan's process pool: ``(path, protected)`` in, never raises a
+    PhotoError. The content hash is left empty: the scan hashes only files of a shared size.
 
     It lives here, beside the light imports the analysis needs, so that a worker process
     imports the decoder and the measurements only — not the grouping stack (scikit-learn,
@@ -62,6 +67,6 @@ def analyse_job(job: tuple[str, bool]) -> PhotoInfo | Failed:
     """
     path, protected = job
     try:
-        return analyse_file(path, protected=protected)
+        return analyse_file(path, protected=protected, hash_bytes=False)
     except PhotoError as exc:
         return Failed(path, exc.reason)
