@@ -34,7 +34,7 @@ from dupligoned.core.crops import CropMatch, CropParams, LocalFeatures
 log = logging.getLogger("dupligone.crops")
 
 QUERY_BATCH = 2_000  # new photos searched together: ~25 MB of query index
-LIBRARY_BLOCK = 10_000  # library photos read and streamed at once: ~20 MB of blobs
+LIBRARY_BLOCK = 4_000  # library photos streamed at once: ~40 MB while a block is searched
 POOL_MIN_PAIRS = 4_000  # fewer pairs (about 2 s) are verified in the daemon itself
 SQL_CHUNK = 500
 
