@@ -179,6 +179,12 @@ def take(conn: sqlite3.Connection, mirror: str, limit: int) -> list[Item]:
     return [Item(r[0], r[1], int(r[2]), float(r[3])) for r in rows]
 
 
+def oldest_pending_at(conn: sqlite3.Connection, mirror: str) -> float | None:
+    """When the oldest change still waiting for ``mirror`` was made (None: nothing waits)."""
+    row = conn.execute("SELECT MIN(queued_at) FROM mirror_outbox WHERE mirror = ?", (mirror,)).fetchone()
+    return None if row is None or row[0] is None else float(row[0])
+
+
 def has_pending(conn: sqlite3.Connection, mirror: str) -> bool:
     return conn.execute("SELECT 1 FROM mirror_outbox WHERE mirror = ? LIMIT 1", (mirror,)).fetchone() is not None
 

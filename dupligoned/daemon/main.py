@@ -300,7 +300,10 @@ class Daemon:
             sessions.close_quiet_sessions(self.index, now, self.cfg.sessions.quiet_s)
             busy |= self.cluster_ready() > 0
             self.check_workers(now)
-            self.mirrors.tick(now)
+            if self.mirrors.mirrors:
+                busy_analysing = self.index.conn.execute(
+                    "SELECT 1 FROM photos WHERE status = 'queued' LIMIT 1").fetchone() is not None
+                self.mirrors.tick(now, analysis_busy=busy_analysing)
         return busy
 
     # ------------------------------------------------------------ stop

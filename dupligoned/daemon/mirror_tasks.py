@@ -37,6 +37,9 @@ log = logging.getLogger("dupligone.mirror")
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 60.0
 TICK_EVERY_S = 0.5
+# While photos wait for analysis, mirror changes wait too, at most this long (then they go
+# anyway: a mirror never falls behind without bound on a library that keeps growing).
+DEFER_MAX_S = 300.0
 
 
 class _InProcessConsumer(Consumer):  # type: ignore[misc]
@@ -67,6 +70,7 @@ class MirrorRunner:
         self.mirrors: dict[str, _Mirror] = {}
         self._stop = threading.Event()
         self._last_tick = 0.0
+        self._analysis_busy = False
         self.consumer: Any = None
         self.task: Any = None
 
@@ -95,20 +99,33 @@ class MirrorRunner:
         self.consumer.start()
         log.info("mirrors on: %s", ", ".join(self.names))
 
-    def tick(self, now: float | None = None) -> None:
-        """Queue a drain for each mirror with pending changes (cheap; call it often)."""
+    def tick(self, now: float | None = None, *, analysis_busy: bool = False) -> None:
+        """Queue a drain for each mirror with pending changes (cheap; call it often).
+
+        While photos wait for analysis, mirrors give way: uploads and documents wait until the
+        analysis queue is empty, or until the oldest waiting change is ``DEFER_MAX_S`` old, so
+        mirroring never slows the work a person is waiting for (and never lags without bound).
+        """
         if not self.mirrors:
             return
         now = time.time() if now is None else now
+        self._analysis_busy = analysis_busy
         if now - self._last_tick < TICK_EVERY_S:
             return
         self._last_tick = now
         for name, m in self.mirrors.items():
-            if m.queued or now < m.retry_at:
+            if m.queued or now < m.retry_at or self._give_way(name, now):
                 continue
             if outbox.has_pending(self.index.conn, name):
                 m.queued = True
                 self.task(name)
+
+    def _give_way(self, name: str, now: float, index: Index | None = None) -> bool:
+        """True while analysis is busy and this mirror's oldest change is younger than the limit."""
+        if not self._analysis_busy:
+            return False
+        oldest = outbox.oldest_pending_at((index or self.index).conn, name)
+        return oldest is not None and now - oldest < DEFER_MAX_S
 
     def drain(self, name: str) -> int:
         """The task body: push until the outbox of ``name`` is empty; on failure schedule a
@@ -121,7 +138,8 @@ class MirrorRunner:
             m.queued = False
             mirror.lower_thread_priority()
             try:
-                n = mirror.drain(m.index, m.sync, stop=self._stop)
+                n = mirror.drain(m.index, m.sync, stop=self._stop,
+                                 pause=lambda: self._give_way(name, time.time(), m.index))
             except MirrorError as exc:
                 failures = int(m.index.scalar("SELECT failures FROM mirrors WHERE name = ?", (name,)) or 1)
                 delay = min(self.backoff_max_s, self.backoff_first_s * 2 ** (failures - 1))

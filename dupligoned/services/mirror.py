@@ -26,7 +26,7 @@ import os
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -309,10 +309,12 @@ def drain_once(index: Index, sync: Sync, batch: int = BATCH) -> int:
     return len(items)
 
 
-def drain(index: Index, sync: Sync, *, stop: threading.Event | None = None, batch: int = BATCH) -> int:
-    """Drain until the outbox of ``sync`` is empty (or ``stop`` is set). Raises ``MirrorError``."""
+def drain(index: Index, sync: Sync, *, stop: threading.Event | None = None, batch: int = BATCH,
+          pause: Callable[[], bool] | None = None) -> int:
+    """Drain until the outbox of ``sync`` is empty, ``stop`` is set, or ``pause()`` says to
+    give way (between batches). Raises ``MirrorError``."""
     total = 0
-    while stop is None or not stop.is_set():
+    while (stop is None or not stop.is_set()) and not (pause is not None and pause()):
         n = drain_once(index, sync, batch)
         if n == 0:
             break
