@@ -38,6 +38,13 @@ class StreamedQuery:
         keys = _keys(self.words, params)
         self.order = [np.argsort(keys[:, t], kind="stable") for t in range(params.hash_tables)]
         self.sorted = [keys[o, t] for t, o in enumerate(self.order)]
+        # Per table, one bit per possible key (2 MB at 24 bits): a library descriptor whose bucket
+        # holds no query descriptor — nearly all of them — is dropped before any binary search.
+        self.present = []
+        for t in range(params.hash_tables):
+            bits = np.zeros(1 << params.hash_bits, bool)
+            bits[keys[:, t]] = True
+            self.present.append(np.packbits(bits, bitorder="little"))
         # Library descriptors in each query bucket, counted at the bucket's first sorted position.
         self.bucket = [np.zeros(self.n_desc, np.int64) for _ in range(params.hash_tables)]
         self._hit_desc: list[npt.NDArray[np.int64]] = []  # query descriptor (position in ``words``)
@@ -58,19 +65,20 @@ class StreamedQuery:
         own = np.asarray(owners, np.int64)
         self.fed += len(desc)
         for t in range(self.params.hash_tables):
-            srt = self.sorted[t]
-            lo = np.searchsorted(srt, lkeys[:, t], "left")
-            hi = np.searchsorted(srt, lkeys[:, t], "right")
-            size = hi - lo
-            has = np.flatnonzero(size)  # most library descriptors share no bucket with a query
+            lk = lkeys[:, t]
+            has = np.flatnonzero((self.present[t][lk >> 3] >> (lk & 7).astype(np.uint8)) & 1)
             if not has.size:
                 continue
-            self.bucket[t] += np.bincount(lo[has], minlength=self.n_desc)
-            sz = size[has]
+            srt = self.sorted[t]
+            lo = np.searchsorted(srt, lk[has], "left")
+            sz = np.searchsorted(srt, lk[has], "right") - lo
+            self.bucket[t] += np.bincount(lo, minlength=self.n_desc)
+            live = self.bucket[t][lo] <= self.params.max_bucket  # a full bucket is a stop word already
+            has, lo, sz = has[live], lo[live], sz[live]
             n = int(sz.sum())
             src = np.repeat(has, sz)  # library descriptor
             offs = np.arange(n, dtype=np.int64) - np.repeat(np.cumsum(sz) - sz, sz)
-            qd = self.order[t][np.repeat(lo[has], sz) + offs]  # query descriptor
+            qd = self.order[t][np.repeat(lo, sz) + offs]  # query descriptor
             x = lw[src] ^ self.words[qd]
             close = (np.bitwise_count(x[:, 0]) + np.bitwise_count(x[:, 1])) <= self.params.match_bits
             self._hit_desc.append(qd[close])
