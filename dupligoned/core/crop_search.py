@@ -47,9 +47,11 @@ class StreamedQuery:
             self.present.append(np.packbits(bits, bitorder="little"))
         # Library descriptors in each query bucket, counted at the bucket's first sorted position.
         self.bucket = [np.zeros(self.n_desc, np.int64) for _ in range(params.hash_tables)]
-        self._hit_desc: list[npt.NDArray[np.int64]] = []  # query descriptor (position in ``words``)
-        self._hit_lib: list[npt.NDArray[np.int64]] = []  # library photo id
-        self._hit_table: list[npt.NDArray[np.int64]] = []
+        # Per block, the unique (query descriptor, library photo) hits, with a bit per table
+        # that found them: 9 bytes a hit (stop words are known only once the library is fed).
+        self._hit_desc: list[npt.NDArray[np.uint32]] = []
+        self._hit_lib: list[npt.NDArray[np.uint32]] = []
+        self._hit_tables: list[npt.NDArray[np.uint8]] = []
         self.fed = 0
 
     def feed(self, desc: npt.NDArray[np.uint8], owners: npt.NDArray[np.int64]) -> None:
@@ -64,6 +66,7 @@ class StreamedQuery:
         lkeys = _keys(lw, self.params)
         own = np.asarray(owners, np.int64)
         self.fed += len(desc)
+        keys_found, tables_found = [], []
         for t in range(self.params.hash_tables):
             lk = lkeys[:, t]
             has = np.flatnonzero((self.present[t][lk >> 3] >> (lk & 7).astype(np.uint8)) & 1)
@@ -81,35 +84,40 @@ class StreamedQuery:
             qd = self.order[t][np.repeat(lo, sz) + offs]  # query descriptor
             x = lw[src] ^ self.words[qd]
             close = (np.bitwise_count(x[:, 0]) + np.bitwise_count(x[:, 1])) <= self.params.match_bits
-            self._hit_desc.append(qd[close])
-            self._hit_lib.append(own[src[close]])
-            self._hit_table.append(np.full(int(close.sum()), t, np.int64))
+            keys_found.append((qd[close] << 32) | own[src[close]])
+            tables_found.append(np.full(int(close.sum()), 1 << t, np.uint8))
+        if not keys_found:
+            return
+        uniq, inv = np.unique(np.concatenate(keys_found), return_inverse=True)
+        mask = np.zeros(uniq.size, np.uint8)
+        np.bitwise_or.at(mask, inv.ravel(), np.concatenate(tables_found))
+        self._hit_desc.append((uniq >> 32).astype(np.uint32))
+        self._hit_lib.append((uniq & 0xFFFFFFFF).astype(np.uint32))
+        self._hit_tables.append(mask)
 
     def votes(self) -> Pairs:
         """(query position, library id, votes) for every pair with at least one vote."""
         empty = Pairs(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))
         if not self._hit_desc:
             return empty
-        qd, lib, tab = np.concatenate(self._hit_desc), np.concatenate(self._hit_lib), np.concatenate(self._hit_table)
-        # Stop words: a bucket's size is kept at its first sorted position; find it per hit.
-        full = np.zeros(qd.size, bool)
+        qd = np.concatenate(self._hit_desc).astype(np.int64)
+        lib = np.concatenate(self._hit_lib).astype(np.int64)
+        tables = np.concatenate(self._hit_tables)
+        # Stop words: a bucket's size is kept at its first sorted position. A hit counts when
+        # one of the tables that found it has a bucket that is not full.
+        open_tables = np.zeros(self.n_desc, np.uint8)
         for t in range(self.params.hash_tables):
-            sel = np.flatnonzero(tab == t)
-            if not sel.size:
-                continue
             inv = np.empty(self.n_desc, np.int64)
             inv[self.order[t]] = np.arange(self.n_desc)
-            first = np.searchsorted(self.sorted[t], self.sorted[t][inv[qd[sel]]], "left")
-            full[sel] = self.bucket[t][first] > self.params.max_bucket
-        keep = ~full & (lib != self.ids[self.row[qd]])
+            first = np.searchsorted(self.sorted[t], self.sorted[t][inv], "left")
+            open_tables |= np.where(self.bucket[t][first] <= self.params.max_bucket, 1 << t, 0).astype(np.uint8)
+        keep = ((tables & open_tables[qd]) != 0) & (lib != self.ids[self.row[qd]])
         qd, lib = qd[keep], lib[keep]
         if not qd.size:
             return empty
-        # One vote per query descriptor and library photo, however many partners it has there.
+        # One vote per query descriptor and library photo (hits are unique per pair already).
         n_lib = int(lib.max()) + 1
-        key = np.unique(qd * n_lib + lib)
-        pk = self.row[key // n_lib] * n_lib + key % n_lib
-        uniq, counts = np.unique(pk, return_counts=True)
+        uniq, counts = np.unique(self.row[qd] * n_lib + lib, return_counts=True)
         return Pairs(uniq // n_lib, uniq % n_lib, counts.astype(np.float32))
 
     def candidates(self, rank: Callable[[npt.NDArray[np.int64]], npt.NDArray[np.int64]] | None = None) -> Pairs:
