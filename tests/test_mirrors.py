@@ -144,6 +144,20 @@ def test_mirrors_follow_ingest_review_purge_and_cleanup(tmp_path: Path, servers:
             with pytest.raises(urllib.error.HTTPError) as refused:
                 urllib.request.urlopen(put, timeout=10)
             assert refused.value.code == 403
+            # The review page links mirrored photos through SAS, and its CSP lets that origin in.
+            from litestar.testing import TestClient
+
+            from dupligoned.web.app import create_app
+
+            token = rows(cfg, "SELECT token FROM sessions ORDER BY id")[0]["token"]
+            with TestClient(create_app(conf)) as client:
+                res = client.get(f"/api/sessions/{token}/result")
+                assert res.status_code == 200, res.text
+                links = [p["preview_url"] for g in res.json()["groups"] for p in g["photos"]]
+                origin = f"http://127.0.0.1:{az.port}"
+                assert links and all(u.startswith(origin + "/") and "sig=" in u for u in links), links
+                assert f"img-src 'self' data: {origin};" in res.headers["content-security-policy"]
+                assert urllib.request.urlopen(links[0], timeout=10).status == 200
             time.sleep(4.5)
             with pytest.raises(urllib.error.HTTPError) as expired:
                 urllib.request.urlopen(url, timeout=10)

@@ -366,6 +366,14 @@ def preview_url(index: Index, cfg: Config, photo_id: int, *, thumb: bool = False
     return str(_blob_store(cfg).sas_url(name, ttl_s if ttl_s is not None else cfg.web.preview_ttl_s))
 
 
+def blob_origin(cfg: Config) -> str:
+    """``scheme://host[:port]`` of the configured Blob service (for the page's CSP)."""
+    from urllib.parse import urlsplit
+
+    u = urlsplit(str(_blob_store(cfg).container.url))
+    return f"{u.scheme}://{u.netloc}"
+
+
 def lower_thread_priority(niceness: int = 10) -> None:
     """Mirror pushes yield the CPU to analysis (Linux: per-thread nice; a no-op elsewhere)."""
     try:

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -52,8 +53,9 @@ from dupligoned.adapters.config import Config
 from dupligoned.adapters.index import Index, open_index
 from dupligoned.adapters.thumbs import ThumbStore
 from dupligoned.core.quality import QualityWeights
+from dupligoned.errors import DupliGoneError
+from dupligoned.services import mirror, sessions, trash
 from dupligoned.services import review_web as rv
-from dupligoned.services import sessions, trash
 from dupligoned.services.review import ReviewError
 from dupligoned.web import uploads
 from dupligoned.web.security import Signer, load_secret, verify_password
@@ -69,10 +71,16 @@ TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 BROWSER_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
 CLOSE_WAIT_S = 120.0
 
+def _csp(img_origins: tuple[str, ...] = ()) -> bytes:
+    # Mirrored photos are shown straight from Azure Blob through signed links: that origin,
+    # and no other, may serve images too.
+    img = " ".join(("'self'", "data:", *img_origins))
+    return (f"default-src 'self'; script-src 'self'; style-src 'self'; img-src {img}; object-src 'none'; "
+            "base-uri 'none'; form-action 'self'; frame-ancestors 'none'").encode()
+
+
 SECURITY_HEADERS = [
-    (b"content-security-policy",
-     b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
-     b"base-uri 'none'; form-action 'self'; frame-ancestors 'none'"),
+    (b"content-security-policy", _csp()),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),  # session tokens are in page URLs
@@ -81,8 +89,9 @@ SECURITY_HEADERS = [
 ]
 
 
-def security_headers(app: ASGIApp) -> ASGIApp:
+def security_headers(app: ASGIApp, img_origins: tuple[str, ...] = ()) -> ASGIApp:
     """ASGI middleware: the security headers on every HTTP response, errors and static files too."""
+    own = [(b"content-security-policy", _csp(img_origins)), *SECURITY_HEADERS[1:]]
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -93,7 +102,7 @@ def security_headers(app: ASGIApp) -> ASGIApp:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 have = {k.lower() for k, _ in headers}
-                headers += [(k, v) for k, v in SECURITY_HEADERS if k not in have]
+                headers += [(k, v) for k, v in own if k not in have]
                 message["headers"] = headers
             await send(message)
 
@@ -172,7 +181,28 @@ class WebState:
         return self.signer.token("login", {"pw": self.login_fingerprint()}, self.cfg.web.login_days * 86400)
 
     def preview_url(self, photo_id: int) -> str:
+        """A time-limited link to the full photo: a read-only SAS link when the Azure mirror
+        holds it (the local form otherwise: an HMAC-signed link to this server)."""
+        if self.cfg.azure is not None:
+            try:
+                sas = mirror.preview_url(self.index, self.cfg, photo_id)
+            except DupliGoneError as exc:  # a missing extra or a bad connection string
+                log.warning("Azure preview links unavailable: %s", exc)
+                sas = None
+            if sas:
+                return sas
         return f"/preview/{photo_id}?{self.signer.preview_query(photo_id, self.cfg.web.preview_ttl_s)}"
+
+
+def _blob_origins(cfg: Config) -> tuple[str, ...]:
+    """The Azure Blob origin previews may come from (none without the Azure mirror)."""
+    if cfg.azure is None:
+        return ()
+    try:
+        return (mirror.blob_origin(cfg),)
+    except DupliGoneError as exc:
+        log.warning("Azure preview links unavailable: %s", exc)
+        return ()
 
 
 def _state(request: Request[Any, Any, Any] | ASGIConnection[Any, Any, Any, Any]) -> WebState:
@@ -747,7 +777,8 @@ def create_app(cfg: Config, *, index_path: str | None = None) -> Litestar:
             uploads.UploadRefused: on_upload_refused,
             trash.TrashError: on_trash_error,
         },
-        middleware=[security_headers, body_limit(limits, cfg.web.max_upload_mb)],
+        middleware=[partial(security_headers, img_origins=_blob_origins(cfg)),
+                    body_limit(limits, cfg.web.max_upload_mb)],
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
         request_max_body_size=1_000_000,
