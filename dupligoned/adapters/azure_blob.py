@@ -63,10 +63,18 @@ def hash_of_blob(name: str) -> str | None:
     return h if h and all(c in "0123456789abcdef" for c in h) else None
 
 
-def read_connection_string(connection_string: str | None, connection_string_file: str | None) -> str:
-    """The connection string from the config or the file it names. Raises ``ConfigError``."""
+def read_connection_string(connection_string: str | None, connection_string_file: str | None,
+                           connection_string_env: str | None = None) -> str:
+    """The connection string from the config, the file it names, or the environment variable
+    it names. Raises ``ConfigError``."""
     if connection_string:
         return connection_string.strip()
+    if connection_string_env:
+        value = os.environ.get(connection_string_env, "").strip()
+        if not value:
+            raise ConfigError([f"At 'azure.connection_string_env': the environment variable "
+                               f"{connection_string_env} is not set or empty"])
+        return value
     if connection_string_file:
         try:
             with open(connection_string_file, encoding="utf-8") as f:
@@ -77,7 +85,8 @@ def read_connection_string(connection_string: str | None, connection_string_file
         if not text:
             raise ConfigError([f"At 'azure.connection_string_file': {connection_string_file} is empty"])
         return text
-    raise ConfigError(["At 'azure.connection_string': set it or 'azure.connection_string_file'"])
+    raise ConfigError(["At 'azure.connection_string': set it, 'azure.connection_string_file' or "
+                       "'azure.connection_string_env'"])
 
 
 @dataclass(frozen=True)

@@ -161,6 +161,8 @@ class AzureConfig:
     container: str = setting("dupligone", "blob container of the mirror")
     connection_string: str | None = setting(None, "Azure Storage connection string", secret=True)
     connection_string_file: str | None = setting(None, "a file holding the connection string instead")
+    connection_string_env: str | None = setting(
+        None, "an environment variable holding the connection string instead (e.g. from systemd)")
 
 
 @dataclass(frozen=True)
@@ -318,8 +320,10 @@ def parse_config(raw: Mapping[str, Any], base_dir: str | Path = ".", source: str
     k = cfg.keeper
     if k.weight_sharpness + k.weight_brightness + k.weight_contrast + k.weight_faces <= 0:
         problems.append("At 'keeper.weight_sharpness': at least one quality weight must be > 0")
-    if cfg.azure is not None and not (cfg.azure.connection_string or cfg.azure.connection_string_file):
-        problems.append("At 'azure.connection_string': set it or 'azure.connection_string_file' (or drop the [azure] table)")
+    if cfg.azure is not None and not (cfg.azure.connection_string or cfg.azure.connection_string_file
+                                      or cfg.azure.connection_string_env):
+        problems.append("At 'azure.connection_string': set it, 'azure.connection_string_file' or "
+                        "'azure.connection_string_env' (or drop the [azure] table)")
     if problems:
         raise ConfigError(problems, source)
     state = _resolve(base, cfg.state_dir) if cfg.state_dir else default_state_dir()

@@ -270,7 +270,8 @@ def make_sync(cfg: Config, name: str) -> Sync:
         assert cfg.azure is not None
         from dupligoned.adapters.azure_blob import BlobStore, read_connection_string
 
-        cs = read_connection_string(cfg.azure.connection_string, cfg.azure.connection_string_file)
+        cs = read_connection_string(cfg.azure.connection_string, cfg.azure.connection_string_file,
+                                cfg.azure.connection_string_env)
         return AzureSync(BlobStore(cs, cfg.azure.container), ThumbStore(cfg.thumbs_path))
     if name == "mongo":
         assert cfg.mongo is not None
@@ -340,7 +341,8 @@ def _blob_store(cfg: Config) -> Any:
     from dupligoned.adapters.azure_blob import BlobStore, read_connection_string
 
     assert cfg.azure is not None
-    cs = read_connection_string(cfg.azure.connection_string, cfg.azure.connection_string_file)
+    cs = read_connection_string(cfg.azure.connection_string, cfg.azure.connection_string_file,
+                                cfg.azure.connection_string_env)
     key = (cs, cfg.azure.container)
     with _stores_lock:
         if key not in _stores:
