@@ -32,6 +32,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     if not args.quiet:
         from tqdm import tqdm
 
+        tqdm.monitor_interval = 0  # no monitor thread: the scan may then fork its workers
         bar = tqdm(total=0, unit="photo", file=sys.stderr, desc="analysing", dynamic_ncols=True)
 
     def progress(done: int, total: int) -> None:
