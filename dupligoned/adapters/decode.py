@@ -117,18 +117,23 @@ def _estimate_jpeg_quality(im: Image.Image) -> int | None:
     return int(round(min(100.0, max(1.0, quality))))
 
 
-def _signature(data: bytes) -> str | None:
-    """The image format a file's first bytes announce, if any."""
-    if data[:3] == b"\xff\xd8\xff":
+def sniff_format(head: bytes) -> str | None:
+    """The photo format a file's first bytes announce (``JPEG``, ``PNG``, ``WebP``, ``TIFF``,
+    ``AVIF``, ``HEIF``), or None. Sixteen bytes are enough."""
+    if head[:3] == b"\xff\xd8\xff":
         return "JPEG"
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
         return "PNG"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "WebP"
-    if data[:4] in (b"II*\x00", b"MM\x00*"):
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
         return "TIFF"
-    if data[4:8] == b"ftyp" and data[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"avif", b"hevc"):
-        return "HEIF/AVIF"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in (b"avif", b"avis"):
+            return "AVIF"
+        if brand in (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"):
+            return "HEIF"
     return None
 
 
@@ -202,7 +207,7 @@ def decode_photo(
     except (EmptyFile, NotAnImage, CorruptImage, TooManyPixels):
         raise
     except UnidentifiedImageError:
-        kind = _signature(data)
+        kind = sniff_format(data)
         if kind:  # it starts like a known format, so it is a damaged photo, not some other file
             raise CorruptImage(path, f"corrupt {kind} (the header cannot be read)") from None
         raise NotAnImage(path, "not an image (format not recognised)") from None

@@ -14,6 +14,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import IO
 
+from dupligoned.adapters.decode import sniff_format
+
 # What the first bytes must say, and the extensions that go with it (the first is the default).
 FORMATS: dict[str, tuple[str, ...]] = {
     "JPEG": (".jpg", ".jpeg", ".jpe", ".jfif"),
@@ -34,25 +36,6 @@ class UploadRefused(Exception):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
-
-
-def sniff(head: bytes) -> str | None:
-    """The photo format the first bytes announce (``JPEG``, ``PNG`` ...), or None."""
-    if head[:3] == b"\xff\xd8\xff":
-        return "JPEG"
-    if head[:8] == b"\x89PNG\r\n\x1a\n":
-        return "PNG"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "WebP"
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
-        return "TIFF"
-    if head[4:8] == b"ftyp":
-        brand = head[8:12]
-        if brand in (b"avif", b"avis"):
-            return "AVIF"
-        if brand in (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"):
-            return "HEIF"
-    return None
 
 
 def safe_name(name: str, fmt: str) -> str:
@@ -96,7 +79,7 @@ def check(filename: str, head: bytes, size: int, max_bytes: int) -> str:
     if size > max_bytes:
         raise UploadRefused(f"{shown} is too large: {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:g} MB "
                             "([web] max_upload_mb)", 413)
-    fmt = sniff(head)
+    fmt = sniff_format(head)
     if fmt is None:
         raise UploadRefused(f"{shown} is not a photo: its content is not {ACCEPTED}", 415)
     return fmt
