@@ -54,3 +54,13 @@ def test_bad_weights_and_images_are_refused() -> None:
         QualityWeights(0, 0, 0, 0)
     with pytest.raises(ValueError):
         measure(np.zeros((2, 2), np.uint8))
+
+
+def test_halve_is_a_2x2_box_filter() -> None:
+    from dupligoned.core.quality import halve
+
+    img = np.array([[0, 4, 8, 8, 9], [4, 8, 8, 8, 9], [200, 200, 1, 3, 9]], np.uint8)
+    assert halve(img).tolist() == [[4, 8]]  # odd last row and column dropped; (0+4+4+8)/4 = 4
+    big = np.random.default_rng(0).integers(0, 256, (512, 384), dtype=np.uint8)
+    assert halve(big).shape == (256, 192)
+    assert abs(float(halve(big).mean()) - float(big.mean())) < 1.0

@@ -52,6 +52,13 @@ def estimate_noise(grey: npt.NDArray[np.uint8]) -> float:
     return float(math.sqrt(math.pi / 2) * np.abs(m).sum(dtype=np.float64) / (6.0 * (w - 2) * (h - 2)))
 
 
+def halve(grey: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """A 2×2 box-filtered half-size image (odd last row/column dropped)."""
+    h, w = (grey.shape[0] // 2) * 2, (grey.shape[1] // 2) * 2
+    g = grey[:h, :w].astype(np.uint16)
+    return ((g[0::2, 0::2] + g[1::2, 0::2] + g[0::2, 1::2] + g[1::2, 1::2] + 2) // 4).astype(np.uint8)
+
+
 def measure(grey: npt.NDArray[np.uint8]) -> Quality:
     """Quality figures of a greyscale working image (at least 3×3)."""
     if grey.ndim != 2 or min(grey.shape) < 3:

@@ -24,7 +24,9 @@ def info_from_decoded(path: str, dec: DecodedPhoto, *, protected: bool = False) 
         content_hash=dec.content_hash,
         phash=hashing.phash(dec.grey32),
         dhash=hashing.dhash(dec.grey9x8),
-        quality=quality.measure(dec.work),
+        # At half the working size (256 px): a fixed size all copies share, and a quarter of the
+        # pixels. The keeper measures same-size copies again near full size (services/decide.py).
+        quality=quality.measure(quality.halve(dec.work)),
         taken_at=dec.taken_at,
         camera=dec.camera,
         has_gps=dec.has_gps,
