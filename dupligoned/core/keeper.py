@@ -85,6 +85,12 @@ def compare(images: Sequence[npt.NDArray[np.uint8] | None]) -> Comparison:
     return Comparison(diff, white)
 
 
+def pair_distances(photos: Sequence[PhotoInfo]) -> list[float]:
+    """Hash distances of every pair: copies of one shot stay within a few bits, frames do not."""
+    return [hashing.distance(a.phash, a.dhash, b.phash, b.dhash)
+            for x, a in enumerate(photos) for b in photos[x + 1:]]
+
+
 def looks_like_copy(path: str) -> bool:
     stem = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
     return bool(_COPY_NAME.search(stem))
@@ -185,8 +191,7 @@ def decide(
         drop(noisy)
 
     # 5. rank what is left.
-    hd = [hashing.distance(photos[a].phash, photos[a].dhash, photos[b].phash, photos[b].dhash)
-          for x, a in enumerate(left) for b in left[x + 1:]]
+    hd = pair_distances([photos[k] for k in left])
     distinct_shots = bool(hd) and float(np.median(hd)) > params.shot_distance
     totals = {k: (float(comparison.diff[k, left].sum()) if comparison is not None else 0.0) for k in left}
     worst = max(totals.values()) or 1.0

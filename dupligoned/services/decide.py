@@ -32,7 +32,8 @@ def _resize(img: npt.NDArray[np.uint8], w: int, h: int) -> npt.NDArray[np.uint8]
 
 def look_closer(photos: Sequence[PhotoInfo], params: keeper.KeeperParams = keeper.KeeperParams()) -> tuple[list[PhotoInfo], keeper.Comparison]:
     """The same-size copies re-measured at one common size near full resolution (blur, noise
-    and compression show there, not at the working size), their faces, and their comparison.
+    and compression show there, not at the working size), their faces when they are distinct
+    shots, and their comparison.
 
     Only members of about the largest size are decoded again: a smaller copy loses on
     resolution whatever its figures. The common size is the smallest of theirs (capped). A
@@ -43,6 +44,9 @@ def look_closer(photos: Sequence[PhotoInfo], params: keeper.KeeperParams = keepe
     long_edge = min(COMPARE_PX, min(max(photos[k].width, photos[k].height) for k in peers))
     scale = long_edge / max(ref.width, ref.height)
     w, h = max(8, round(ref.width * scale)), max(8, round(ref.height * scale))
+    # Faces only enter the keeper's choice between distinct shots (a burst): the quality score
+    # ranks those. Between copies of one shot they cannot differ, so they are not looked for.
+    shots = any(d > params.shot_distance for d in keeper.pair_distances([photos[k] for k in sorted(peers)]))
     images: list[npt.NDArray[np.uint8] | None] = []
     out: list[PhotoInfo] = []
     for k, p in enumerate(photos):
@@ -57,8 +61,10 @@ def look_closer(photos: Sequence[PhotoInfo], params: keeper.KeeperParams = keepe
             out.append(p)
             continue
         img = _resize(work, w, h)
-        f = min(1.0, FACES_PX / max(work.shape))
-        faces = count_faces(_resize(work, round(work.shape[1] * f), round(work.shape[0] * f)))
+        faces = p.quality.faces
+        if shots:
+            f = min(1.0, FACES_PX / max(work.shape))
+            faces = count_faces(_resize(work, round(work.shape[1] * f), round(work.shape[0] * f)))
         # Figures at the common size, so that copies of one size compare like for like.
         out.append(replace(p, quality=replace(measure(img), faces=faces)))
         images.append(img)
