@@ -85,7 +85,9 @@ def analyse_for_index(job: AnalysisJob, *, last_attempt: bool = True) -> dict[st
         "content_hash": info.content_hash, "phash": info.phash, "dhash": info.dhash,
         "width": info.width, "height": info.height, "format": info.format, "lossless": info.lossless,
         "jpeg_quality": info.jpeg_quality, "sharpness": q.sharpness, "brightness": q.brightness,
-        "contrast": q.contrast, "noise": q.noise, "faces": q.faces,
+        # Faces are not looked for at ingest (they only decide between distinct shots of a
+        # group, where the keeper counts them): NULL, "not measured", never a false 0.
+        "contrast": q.contrast, "noise": q.noise, "faces": None,
         "taken_at": info.taken_at, "camera": info.camera, "has_gps": info.has_gps,
         "thumb": base64.b64encode(thumb).decode("ascii"),
         "features": None if feats is None else base64.b64encode(feats.to_bytes()).decode("ascii"),

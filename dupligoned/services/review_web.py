@@ -111,7 +111,9 @@ def _photo(r: Any, weights: QualityWeights) -> dict[str, Any]:
         "taken_at": r["taken_at"], "camera": r["camera"], "has_gps": bool(r["has_gps"]),
         "jpeg_quality": r["jpeg_quality"], "lossless": bool(r["lossless"]),
         "quality": {"sharpness": round(q.sharpness, 1), "brightness": round(q.brightness, 1),
-                    "contrast": round(q.contrast, 1), "faces": q.faces, "score": round(score(q, weights), 3)},
+                    "contrast": round(q.contrast, 1),
+                    "faces": None if r["faces"] is None else int(r["faces"]),  # None: not measured
+                    "score": round(score(q, weights), 3)},
         "recommended": r["recommended"], "reason": r["reason"], "decision": r["action"],
         "verdict": verdict, "protected": protected, "has_thumb": bool(r["thumb"]),
     }
