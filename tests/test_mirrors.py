@@ -229,8 +229,11 @@ def test_outage_mid_ingest_blocks_nothing_and_mirrors_converge(tmp_path: Path, s
             copy_photo(rel, lib, f"b{i + 6:02d}{Path(rel).suffix}")
         os.unlink(lib / f"a00{Path(first[0]).suffix}")
         # Local work finishes without them.
-        st = wait_for(lambda: settled(cfg) if settled(cfg) and settled(cfg)["photos"] == len(picks) - 1 else None,
-                      120, "local work to finish while the mirrors are down")
+        def all_settled() -> dict[str, Any] | None:
+            st = settled(cfg)  # read once: the daemon may move on between two reads
+            return st if st and st["photos"] == len(picks) - 1 else None
+
+        st = wait_for(all_settled, 120, "local work to finish while the mirrors are down")
         assert st["queued"] == 0
         down = wait_for(lambda: [m for m in status(cfg)["mirrors"] if m["last_error"] and m["pending"]] if
                         len([m for m in status(cfg)["mirrors"] if m["last_error"] and m["pending"]]) == 2 else None,

@@ -136,9 +136,9 @@ def test_review_in_a_browser(daemon: tuple[Daemon, Path, int], browser: Any, tmp
 
     # Help with "?", closed with Escape.
     page.keyboard.press("?")
-    assert page.locator("#help").is_visible()
+    page.wait_for_selector("#help", state="visible")  # waits for the page's key handler
     page.keyboard.press("Escape")
-    assert not page.locator("#help").is_visible()
+    page.wait_for_selector("#help", state="hidden")
 
     # Compare side by side with zoom to 100%.
     page.goto(f"{base}/s/{token}?g=1")
