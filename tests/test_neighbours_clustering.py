@@ -161,10 +161,37 @@ def test_sparse_dbscan_equals_scikit_learn(seed: int, min_samples: int) -> None:
     dense = np.maximum(dense, dense.T)  # a distance graph is symmetric, as the product builds it
     ii, jj = np.nonzero(dense)
     graph = sp.csr_matrix((dense[ii, jj], (ii, jj)), shape=(n, n))
-    ours = clustering.dbscan(graph, 3.0, min_samples)
+    ours = clustering.dbscan(n, ii, jj, dense[ii, jj], 3.0, min_samples)
     theirs = DBSCAN(eps=3.0, min_samples=min_samples, metric="precomputed").fit(graph).labels_
     assert np.array_equal(ours == -1, theirs == -1)
     # Same partition (labels may be numbered differently).
     pairs_ours = {(a, b) for a in range(n) for b in range(n) if ours[a] >= 0 and ours[a] == ours[b]}
     pairs_theirs = {(a, b) for a in range(n) for b in range(n) if theirs[a] >= 0 and theirs[a] == theirs[b]}
     assert pairs_ours == pairs_theirs
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(min_value=0, max_value=10_000), st.integers(min_value=1, max_value=3000))
+def test_components_equal_scipy(seed: int, n: int) -> None:
+    """Connected components (lowest node of each) as scipy's, on random graphs and long chains."""
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
+
+    rng = np.random.default_rng(seed)
+    m = int(rng.integers(0, 2 * n))
+    a, b = rng.integers(0, n, m), rng.integers(0, n, m)
+    chain = rng.permutation(n)  # a chain through every node in random order, cut in places
+    cut = rng.random(n - 1) < 0.05
+    a = np.concatenate([a, chain[:-1][~cut]]).astype(np.int64)
+    b = np.concatenate([b, chain[1:][~cut]]).astype(np.int64)
+    ours = clustering._components(n, a, b)
+    _, theirs = connected_components(sp.coo_matrix((np.ones(a.size), (a, b)), shape=(n, n)), directed=False)
+    assert np.array_equal(ours[ours], ours)  # every node points at a root
+    assert all(ours[k] <= k for k in range(n))  # the lowest node of its component
+    same_ours = ours[a] == ours[b]
+    assert same_ours.all()
+    # Same partition: two nodes share a root exactly when scipy puts them together.
+    first = {}
+    for k in range(n):
+        first.setdefault(int(theirs[k]), k)
+    assert [first[int(theirs[k])] for k in range(n)] == ours.tolist()

@@ -1,6 +1,6 @@
 """Grouping photos: automatic eps, DBSCAN on a sparse graph, and no chains.
 
-1. ``choose_eps`` reads the elbow of the k-distance graph (kneed), scales it, clamps it to
+1. ``choose_eps`` reads the elbow of the k-distance graph (Kneedle, as kneed finds it), scales it, clamps it to
    [eps_min, eps_max], and falls back to stricter figures when there is no elbow.
 2. ``cluster`` runs DBSCAN on a sparse precomputed graph holding only pairs within eps, then splits
    every cluster by complete linkage so that all members of a group are within ``max_diameter``
@@ -17,14 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
 
+from dupligoned.core.elbow import elbow_index
 from dupligoned.core.neighbours import Pairs
 
-# kneed (through scipy.signal) and scipy's hierarchical clustering cost ~100 MB of resident
-# memory when imported; the daemon keeps running for months, so they are imported only when
-# used: kneed when eps is chosen, linkage only for a cluster that must be split.
+# scipy's hierarchical clustering costs memory and start-up when imported; the daemon keeps
+# running for months, so it is imported only for a cluster that must be split.
 
 
 @dataclass(frozen=True)
@@ -84,15 +82,9 @@ def choose_eps(kdist: npt.NDArray[np.floating], params: ClusterParams) -> EpsCho
         return EpsChoice(params.eps_max, "default", float("nan"))
     raw = float("nan")
     method = ""
-    x = np.arange(values.size, dtype=np.float64)
-    from kneed import KneeLocator
-
-    try:
-        knee = KneeLocator(x, values, curve="convex", direction="increasing", online=False)
-        if knee.knee_y is not None:
-            raw, method = float(knee.knee_y), "elbow"
-    except (ValueError, IndexError):
-        pass
+    knee = elbow_index(values)  # kneed's KneeLocator (convex, increasing, offline, S = 1)
+    if knee is not None:
+        raw, method = float(values[knee]), "elbow"
     if not method:
         raw, method = float(np.percentile(values, params.fallback_percentile)), "percentile"
         if raw <= 0:
@@ -149,37 +141,67 @@ def _split_by_diameter(
     return out
 
 
-def dbscan(graph: sp.csr_matrix, eps: float, min_samples: int) -> npt.NDArray[np.int64]:
-    """DBSCAN labels (-1 = noise) on a sparse precomputed distance graph.
+def _components(n: int, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Connected components of an undirected graph: each node's lowest-numbered node.
 
-    Stored entries are the only neighbours (as scikit-learn's DBSCAN with
-    ``metric="precomputed"`` reads a sparse matrix); a point counts itself, so it is a core
-    point when it has ``min_samples - 1`` stored neighbours within ``eps``. Core points within
-    eps of each other share a cluster; a border point joins the first-found cluster among its
-    core neighbours' (DBSCAN expands clusters in index order); the rest is noise. Clusters are numbered by their lowest core
-    point. Same partition as scikit-learn (tested), without its 100 MB import.
+    Union by hooking each edge's higher root under its lower one, then pointer jumping, until
+    no edge joins two roots: a few array passes even for a million nodes, no recursion.
     """
-    n = graph.shape[0]
-    g = graph.tocsr(copy=True)
-    g.data = np.where(g.data <= eps, 1, 0).astype(np.int8)
-    g.eliminate_zeros()
-    core = (np.diff(g.indptr) + 1) >= min_samples
+    root = np.arange(n, dtype=np.int64)
+    while a.size:
+        ra, rb = root[a], root[b]
+        apart = ra != rb
+        if not apart.any():
+            break
+        lo, hi = np.minimum(ra[apart], rb[apart]), np.maximum(ra[apart], rb[apart])
+        np.minimum.at(root, hi, lo)  # hi is a root: it now points at a lower root
+        while True:  # pointer jumping: every node points straight at its root
+            up = root[root]
+            if np.array_equal(up, root):
+                break
+            root = up
+    return root
+
+
+def dbscan(
+    n: int,
+    i: npt.NDArray[np.int64],
+    j: npt.NDArray[np.int64],
+    dist: npt.ArrayLike,
+    eps: float,
+    min_samples: int,
+) -> npt.NDArray[np.int64]:
+    """DBSCAN labels (-1 = noise) of ``n`` points on a sparse precomputed distance graph.
+
+    The edges (``i[k]``, ``j[k]``) at ``dist[k]`` (either direction, repeats allowed) are the
+    only neighbours, as scikit-learn's DBSCAN with ``metric="precomputed"`` reads a sparse
+    matrix; a point counts itself, so it is a core point when it has ``min_samples - 1``
+    neighbours within ``eps``. Core points within eps of each other share a cluster; a border
+    point joins the first-found cluster among its core neighbours' (DBSCAN expands clusters in
+    index order); the rest is noise. Clusters are numbered by their lowest core point. Same
+    partition as scikit-learn (tested), without its import — nor scipy's.
+    """
+    i, j, d = np.asarray(i, np.int64), np.asarray(j, np.int64), np.asarray(dist, np.float64)
+    near = (d <= eps) & (i != j)
+    key = np.unique(np.minimum(i[near], j[near]) * n + np.maximum(i[near], j[near]))
+    a, b = key // n, key % n  # each neighbouring pair once, a < b
+    core = np.bincount(a, minlength=n) + np.bincount(b, minlength=n) + 1 >= min_samples
     labels = np.full(n, -1, np.int64)
     if not core.any():
         return labels
+    both = core[a] & core[b]
+    root = _components(n, a[both], b[both])
     core_idx = np.flatnonzero(core)
-    sub = g[core_idx][:, core_idx]
-    _, comp = connected_components(sub, directed=False)
-    # Number clusters by their lowest core point, whatever scipy called them.
-    first: dict[int, int] = {}
-    for c in comp:
-        first.setdefault(int(c), len(first))
-    labels[core_idx] = [first[int(c)] for c in comp]
-    for b in np.flatnonzero(~core):
-        nbrs = g.indices[g.indptr[b] : g.indptr[b + 1]]
-        core_nbrs = nbrs[core[nbrs]]
-        if core_nbrs.size:  # the cluster found first, as DBSCAN expands in index order
-            labels[b] = labels[core_nbrs].min()
+    # Roots are each cluster's lowest core point: number clusters in that order.
+    _, labels[core_idx] = np.unique(root[core_idx], return_inverse=True)
+    # Border points: the lowest-numbered cluster among their core neighbours.
+    one = core[a] != core[b]
+    border = np.where(core[a[one]], b[one], a[one])
+    via = np.where(core[a[one]], a[one], b[one])
+    best = np.full(n, np.iinfo(np.int64).max, np.int64)
+    np.minimum.at(best, border, labels[via])
+    joined = best < np.iinfo(np.int64).max
+    labels[joined] = best[joined]
     return labels
 
 
@@ -213,10 +235,7 @@ def cluster(
         i, j = np.concatenate([i, vi]), np.concatenate([j, vj])
         d = np.concatenate([d, np.zeros(vi.size)])
         links = {(int(min(a, b)), int(max(a, b))) for a, b in zip(vi, vj, strict=True)}
-    # Sparse precomputed graph. A tiny offset keeps distance-0 pairs as explicit entries.
-    d = d + 1e-6
-    graph = sp.csr_matrix((np.concatenate([d, d]), (np.concatenate([i, j]), np.concatenate([j, i]))), shape=(n, n))
-    labels = dbscan(graph, eps + 2e-6, params.min_samples)
+    labels = dbscan(n, i, j, d, eps, params.min_samples)
     ranked_codes = codes[perm]
     groups: list[list[int]] = []
     max_diameter = eps * params.max_diameter_factor

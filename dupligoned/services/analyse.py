@@ -64,8 +64,7 @@ def analyse_job(job: tuple[str, bool]) -> PhotoInfo | Failed:
     PhotoError. The content hash is left empty: the scan hashes only files of a shared size.
 
     It lives here, beside the light imports the analysis needs, so that a worker process
-    imports the decoder and the measurements only — not the grouping stack (scikit-learn,
-    scipy, kneed, faiss: about a second of start-up).
+    imports the decoder and the measurements only — not the grouping stack.
     """
     path, protected = job
     try:

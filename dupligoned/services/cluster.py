@@ -70,16 +70,6 @@ class Library:
         return cls(arr[:, 0].copy(), codes)
 
 
-def _choose_eps_elsewhere(kd: npt.NDArray[np.float32], params: clustering.ClusterParams) -> clustering.EpsChoice:
-    """``choose_eps`` in a one-shot process: kneed pulls in scipy.signal (~75 MB resident), which
-    a daemon that chooses eps once in a while should not carry for the rest of its life."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as ex:
-        return ex.submit(clustering.choose_eps, kd, params).result()
-
-
 def library_eps(index: Index, lib: Library, settings: ClusterSettings) -> float:
     """eps for the whole library, cached in ``meta`` (recomputed when the library changes by 10%)."""
     fp = settings.fingerprint()
@@ -91,7 +81,7 @@ def library_eps(index: Index, lib: Library, settings: ClusterSettings) -> float:
             return float(c["eps"])
     p = settings.cluster
     kd = neighbours.kth_neighbour_distance(lib.codes, p.k, p.kdist_sample) if len(lib.ids) else np.empty(0, np.float32)
-    choice = _choose_eps_elsewhere(kd, p)
+    choice = clustering.choose_eps(kd, p)
     with index.tx() as conn:
         index.set_meta(conn, "library_eps", json.dumps(
             {"eps": choice.eps, "method": choice.method, "photos": len(lib.ids), "fp": fp}))

@@ -17,9 +17,9 @@ from dupligoned.core.keeper import KeeperParams
 from dupligoned.core.model import GroupDecision, PhotoInfo
 from dupligoned.services.analyse import Failed, analyse_job
 
-# The grouping stack (scikit-learn, scipy, kneed, faiss) takes about a second to import. It is
-# imported inside ``scan`` once the workers have their jobs, so that second overlaps with the
-# decoding instead of delaying it, and a worker that unpickles ``_decide_one`` does not pay it.
+# The grouping stack (faiss, the crop index) is imported inside ``scan`` once the workers have
+# their jobs, so its start-up overlaps with the decoding instead of delaying it, and a worker
+# that unpickles ``_decide_one`` does not pay it.
 if TYPE_CHECKING:
     from dupligoned.core.clustering import ClusterParams, EpsChoice
 
@@ -165,9 +165,6 @@ def scan(
         from dupligoned.services.crops import find_crops, mark_crops
         from dupligoned.services.decide import decide_group
         from dupligoned.services.grouping import group_photos
-
-        if len(jobs) > 2:
-            import kneed  # noqa: F401  - choose_eps imports it lazily; pay for it while workers decode
 
         cluster_params = cluster_params or ClusterParams()
         for done, r in enumerate(results, 1):
