@@ -28,8 +28,13 @@ PEER_STUB = SHARED / "peers" / "stub"
 
 
 def dupligone_command() -> list[str]:
-    """The installed ``dupligone`` console script, else the module run by this python."""
-    exe = shutil.which("dupligone")
+    """The installed ``dupligone`` console script, else the module run by this python.
+
+    The script beside this python comes first: a version manager's shim on PATH (pyenv's is a
+    bash script that runs ``pyenv exec``) would add ~40 ms to every run that is not ours.
+    """
+    beside = Path(sys.executable).parent / "dupligone"
+    exe = str(beside) if beside.is_file() else shutil.which("dupligone")
     return [exe] if exe else [sys.executable, "-m", "dupligoned.cli.main"]
 
 

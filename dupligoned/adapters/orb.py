@@ -40,15 +40,22 @@ def _orb(n: int) -> cv2.ORB:
 
 
 def extract(work: npt.NDArray[np.uint8], params: CropParams = CropParams()) -> LocalFeatures:
-    """The strongest ``max_keypoints`` ORB keypoints of a greyscale working image."""
+    """The strongest ``max_keypoints`` ORB keypoints of a greyscale working image.
+
+    Keypoints are detected first and only the kept ones are described: the same descriptors
+    ``detectAndCompute`` gives them (tested), for a fraction of the cost (1,500 detected, 99
+    kept: 4.7 -> 3.6 ms a photo, measured on 12-MP camera JPEGs).
+    """
     h, w = work.shape[:2]
     thumb = np.asarray(cv2.resize(work, (params.thumb_px, params.thumb_px), interpolation=cv2.INTER_AREA), np.uint8)
-    kps, desc = _orb(params.detect_keypoints).detectAndCompute(work, None)
-    if desc is None or not kps:
+    orb = _orb(params.detect_keypoints)
+    kps = orb.detect(work, None)
+    if not kps:
         return quantise(np.empty((0, 2)), np.zeros((0, 32), np.uint8), w, h, thumb)
-    resp = np.array([k.response for k in kps], np.float64)
-    xy = np.array([k.pt for k in kps], np.float64)
-    level = np.array([k.octave for k in kps], np.int64)
+    n = len(kps)
+    resp = np.fromiter((k.response for k in kps), np.float64, n)
+    xy = np.asarray(cv2.KeyPoint_convert(kps), np.float64).reshape(n, 2)
+    level = np.fromiter((k.octave for k in kps), np.int64, n)
     # Strongest first (ties by position, so the choice is deterministic).
     order = np.lexsort((xy[:, 1], xy[:, 0], -resp))
     g = GRID
@@ -61,7 +68,19 @@ def extract(work: npt.NDArray[np.uint8], params: CropParams = CropParams()) -> L
     hi = _spread(order[coarse[order]], cell, n_coarse, params.cell_share)
     lo = _spread(order[~coarse[order]], cell, params.max_keypoints - hi.size, params.cell_share)
     chosen = np.concatenate([lo, hi])
-    return quantise(xy[chosen], np.asarray(desc[chosen], np.uint8), w, h, thumb)
+    # ``compute`` returns keypoints grouped by pyramid level, as ``detect`` made them: pass them
+    # in detection order, check each came back, and put the descriptors in the chosen order.
+    idx = np.sort(chosen)
+    given = [kps[k] for k in idx]
+    described, desc = orb.compute(work, given)
+    same = desc is not None and len(described) == len(given) and all(
+        d.pt == g.pt and d.octave == g.octave for d, g in zip(described, given, strict=True))
+    if same:
+        desc = np.asarray(desc)[np.searchsorted(idx, chosen)]
+    else:  # a keypoint was dropped or moved: describe them all, as detectAndCompute does
+        _, desc_all = orb.compute(work, kps)
+        desc = np.asarray(desc_all)[chosen]
+    return quantise(xy[chosen], np.asarray(desc, np.uint8), w, h, thumb)
 
 
 def _spread(
@@ -71,11 +90,13 @@ def _spread(
     strongest responses cluster on one textured patch, and a crop of another part of the photo
     would find nothing to match."""
     per_cell = max(1, math.ceil(share * n / (GRID * GRID)))
-    seen = np.zeros(order.size, np.int64)
-    counts: dict[int, int] = {}
-    for r, c in enumerate(cell[order].tolist()):
-        seen[r] = counts.get(c, 0)
-        counts[c] = seen[r] + 1
+    cells = cell[order]
+    by_cell = np.argsort(cells, kind="stable")  # within a cell, still strongest first
+    sorted_cells = cells[by_cell]
+    run_start = np.flatnonzero(np.r_[True, sorted_cells[1:] != sorted_cells[:-1]])
+    starts = np.repeat(run_start, np.diff(np.r_[run_start, cells.size]))
+    seen = np.empty(cells.size, np.int64)
+    seen[by_cell] = np.arange(cells.size) - starts  # how many stronger ones share the cell
     return order[seen < per_cell][:n]
 
 
