@@ -104,5 +104,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def run() -> None:
+    """The ``dupligone`` console script: ``main``, then exit.
+
+    A scan changes nothing and has shut its workers down by the time it returns, so once its
+    output is flushed the process ends at once instead of tearing down the interpreter (numpy,
+    OpenCV, faiss: ~45 ms, a twentieth of a 60-photo scan). Every other command exits
+    normally (they may hold an index open).
+    """
+    argv = sys.argv[1:]
+    rc = main(argv)
+    if argv[:1] == ["scan"]:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except OSError:  # a closed pipe: nothing more can be said
+            rc = rc or 1
+        os._exit(rc)
+    sys.exit(rc)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
