@@ -335,3 +335,26 @@ def test_the_index_answers_alike_however_photos_were_added():
     b = many.candidates(feats, query_ids=ids, rank_key=ids)
     assert len(a) > 0
     assert np.array_equal(a.i, b.i) and np.array_equal(a.j, b.j) and np.array_equal(a.dist, b.dist)
+
+
+def test_kept_keypoints_carry_the_descriptors_detect_and_compute_gives_them():
+    """``extract`` describes only the keypoints it keeps; each must keep its own descriptor
+    (OpenCV returns described keypoints regrouped by pyramid level)."""
+    from dupligoned.adapters.decode import decode_photo
+    from dupligoned.core.crops import DESC_BYTES, POS_LEVELS
+
+    params = CropParams()
+    for k in range(len(SOURCES)):
+        work = decode_photo(str(DEV / SOURCES[k])).work
+        h, w = work.shape
+        feats = orb.extract(work, params)
+        kps, desc = orb._orb(params.detect_keypoints).detectAndCompute(work, None)
+        where: dict[bytes, set[tuple[int, int]]] = {}
+        for kp, d in zip(kps, desc, strict=True):
+            q = (int(np.clip(np.rint(kp.pt[0] / max(1, w - 1) * POS_LEVELS), 0, POS_LEVELS)),
+                 int(np.clip(np.rint(kp.pt[1] / max(1, h - 1) * POS_LEVELS), 0, POS_LEVELS)))
+            where.setdefault(bytes(d[:DESC_BYTES]), set()).add(q)
+        levels = {kp.octave for kp in kps}
+        assert len(feats) > params.max_keypoints // 2 and len(levels) > 2  # keypoints from many levels
+        for pos, d in zip(feats.pos, feats.desc, strict=True):
+            assert (int(pos[0]), int(pos[1])) in where[bytes(d)]

@@ -54,7 +54,7 @@ def extract(work: npt.NDArray[np.uint8], params: CropParams = CropParams()) -> L
         return quantise(np.empty((0, 2)), np.zeros((0, 32), np.uint8), w, h, thumb)
     n = len(kps)
     resp = np.fromiter((k.response for k in kps), np.float64, n)
-    xy = np.asarray(cv2.KeyPoint_convert(kps), np.float64).reshape(n, 2)
+    xy = np.asarray(cv2.KeyPoint.convert(kps), np.float64).reshape(n, 2)
     level = np.fromiter((k.octave for k in kps), np.int64, n)
     # Strongest first (ties by position, so the choice is deterministic).
     order = np.lexsort((xy[:, 1], xy[:, 0], -resp))
