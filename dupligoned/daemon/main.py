@@ -42,7 +42,12 @@ from dupligoned.services.ingest import Folder, Ingest
 
 log = logging.getLogger("dupligone.daemon")
 
-IDLE_TICK_S = 0.25
+IDLE_TICK_S = 0.25  # the longest the loop sleeps when nothing is due
+# While photos are being analysed the loop looks for their results this often, for this long
+# after the last activity: a result then reaches the index (and a session its clustering)
+# within 50 ms instead of up to a whole idle tick later. An idle daemon still ticks at 0.25 s.
+BUSY_TICK_S = 0.05
+BUSY_WINDOW_S = 2.0
 GRACEFUL_STOP_S = 15.0
 
 
@@ -82,6 +87,7 @@ class Daemon:
         self.worker_proc: subprocess.Popen[bytes] | None = None
         self._worker_restarts: list[float] = []
         self._last_housekeeping = 0.0
+        self._last_busy = 0.0
         self._scheduler: Any = None
         self.web: Any = None
         self.index: Index
@@ -141,7 +147,7 @@ class Daemon:
         if changed:
             log.info("%d sessions will be clustered again (thresholds or weights changed)", changed)
         self.start_workers()
-        self.watcher = Watcher(cfg.watch.poll_interval_s)
+        self.watcher = Watcher(cfg.watch.poll_interval_s, on_event=self._wake.set)
         for path, _, mode in folders:
             self.watcher.watch(path, mode)
         self.scan_all(first_only=not cfg.watch.startup_scan)
@@ -342,15 +348,28 @@ class Daemon:
             self.index.close()
         log.info("stopped")
 
+    def idle_wait_s(self, now: float) -> float:
+        """How long the loop may sleep when a round found nothing to do."""
+        wait = BUSY_TICK_S if now - self._last_busy < BUSY_WINDOW_S else IDLE_TICK_S
+        due = self.tracker.next_due(now)
+        if due is not None:
+            wait = min(wait, due + 0.005)  # just past the moment the first file turns stable
+        return wait
+
     def run(self) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self.request_stop)
         try:
             self.start()
             while not self.stopping:
-                if not self.loop_once():
-                    self._wake.wait(IDLE_TICK_S)
-                    self._wake.clear()
+                now = time.time()
+                if self.loop_once(now):
+                    self._last_busy = now
+                    continue
+                # A watcher event or a stop request sets _wake; otherwise sleep until the next
+                # file may be stable, or a short tick while analysis is under way.
+                self._wake.wait(self.idle_wait_s(time.time()))
+                self._wake.clear()
         finally:
             self.shutdown()
 

@@ -63,8 +63,9 @@ class RawEvent:
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, out: queue.Queue[RawEvent]) -> None:
+    def __init__(self, out: queue.Queue[RawEvent], on_event: Callable[[], None] | None = None) -> None:
         self.out = out
+        self.on_event = on_event
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         kind = event.event_type
@@ -73,14 +74,17 @@ class _Handler(FileSystemEventHandler):
         src = os.fsdecode(event.src_path)
         dest = os.fsdecode(event.dest_path) if getattr(event, "dest_path", "") else None
         self.out.put(RawEvent(kind, src, dest, bool(event.is_directory)))
+        if self.on_event is not None:
+            self.on_event()
 
 
 class Watcher:
     """Observers for a set of folders, all feeding one queue of ``RawEvent``."""
 
-    def __init__(self, poll_interval_s: float) -> None:
+    def __init__(self, poll_interval_s: float, on_event: Callable[[], None] | None = None) -> None:
+        """``on_event`` is called (from an observer thread) after each event is queued."""
         self.events: queue.Queue[RawEvent] = queue.Queue()
-        self._handler = _Handler(self.events)
+        self._handler = _Handler(self.events, on_event)
         self._native: BaseObserver | None = None
         self._poll: BaseObserver | None = None
         self.poll_interval_s = poll_interval_s
@@ -157,6 +161,12 @@ class StabilityTracker:
         p = folder.rstrip(os.sep) + os.sep
         for k in [k for k in self._pending if k.startswith(p)]:
             del self._pending[k]
+
+    def next_due(self, now: float) -> float | None:
+        """Seconds until the first tracked file may be ready (0 if one is), None if none is tracked."""
+        if not self._pending:
+            return None
+        return max(0.0, min(since for _, _, since in self._pending.values()) + self.stable_s - now)
 
     def ready(self, now: float) -> Iterable[tuple[str, os.stat_result]]:
         for path, (size, mtime, since) in list(self._pending.items()):
