@@ -7,7 +7,9 @@ file landing to its session clustered.
 The photos come from ``../shared/datasets/make_throughput.py`` (made once, kept in the bench
 cache). The real ``dupligoned`` runs on a temporary config (SqliteHuey, ``workers`` processes);
 the photos are copied into its empty library at once, and the clock runs from the first copy to
-the last analysis written in the index. ``dupligone scan`` runs on the same folder with the same
+the last analysis written in the index. Files land as careful copiers land them (written under
+``name.part``, then renamed), which the daemon takes at once; ``--plain-copy`` writes them
+under their final names instead, so each waits ``watch.stable_s`` (0.5 s here) first. ``dupligone scan`` runs on the same folder with the same
 number of processes. Session latency = last file landed → its session ``clustered``; it includes
 ``watch.stable_s`` and ``sessions.quiet_s`` (printed), which a person configures.
 """
@@ -60,7 +62,7 @@ def _q(db: Path, sql: str) -> list[tuple[object, ...]]:
         conn.close()
 
 
-def daemon_run(src: Path, workers: int) -> dict[str, float]:
+def daemon_run(src: Path, workers: int, plain_copy: bool = False) -> dict[str, float]:
     tmp = Path(tempfile.mkdtemp(prefix="dg-bench-ingest-"))
     lib = tmp / "lib"
     lib.mkdir()
@@ -79,9 +81,11 @@ def daemon_run(src: Path, workers: int) -> dict[str, float]:
         time.sleep(3)  # workers up
         t0 = time.time()
         for f in files:
-            # copy to a partial name, then rename: how a careful copier lands files
-            shutil.copyfile(f, lib / (f.name + ".part"))
-            os.rename(lib / (f.name + ".part"), lib / f.name)
+            if plain_copy:
+                shutil.copyfile(f, lib / f.name)
+            else:  # copy to a partial name, then rename: how a careful copier lands files
+                shutil.copyfile(f, lib / (f.name + ".part"))
+                os.rename(lib / (f.name + ".part"), lib / f.name)
         t_landed = time.time()
         while True:
             (done,), = _q(db, "SELECT COUNT(*) FROM photos WHERE status IN ('ok', 'error')")
@@ -122,10 +126,11 @@ def main() -> int:
     ap.add_argument("--photos", type=int, default=100)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--plain-copy", action="store_true", help="land files under their final names (each waits stable_s)")
     args = ap.parse_args()
     src = corpus(args.photos)
     scan = scan_run(src, args.workers)
-    daemon = daemon_run(src, args.workers)
+    daemon = daemon_run(src, args.workers, args.plain_copy)
     out = {"photos": args.photos, "workers": args.workers, "scan_rate": scan["rate"], "daemon_rate": daemon["rate"],
            "ratio": daemon["rate"] / scan["rate"], "scan_s": scan["seconds"], "daemon_s": daemon["seconds"],
            "copy_s": daemon["copy_s"], "first_analysis_s": daemon["first_analysis_s"],

@@ -175,3 +175,27 @@ def test_kill9_during_ingest_loses_nothing(tmp_path: Path) -> None:
         assert len({x["path"] for x in r}) == len(burst)
         assert st["errors"] == 0
         assert d2.stop(signal.SIGINT) == 0
+
+
+def test_a_file_renamed_from_a_landing_name_is_taken_at_once(tmp_path: Path) -> None:
+    """A finished download or rsync transfer (renamed from ``x.part`` / ``.x.Ab12``) needs no
+    stability wait; a plainly copied file still waits ``watch.stable_s``."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    start, one, two, three = singletons(4)
+    copy_photo(start, lib, "start.jpg")
+    cfg = write_config(tmp_path, [lib], watch={"stable_s": 30.0})
+    with Daemon(cfg):
+        wait_for(lambda: settled(cfg), 60, "the first scan")
+        part = copy_photo(one, lib, "holiday.jpg.part")
+        os.rename(part, lib / "holiday.jpg")
+        hidden = copy_photo(two, lib, ".beach.jpg.Xy12Ab")  # rsync's temporary name
+        os.rename(hidden, lib / "beach.jpg")
+        copy_photo(three, lib, "plain.jpg")
+        t0 = time.time()
+        wait_for(lambda: len(rows(cfg, "SELECT 1 FROM photos WHERE status = 'ok'")) == 3, 20,
+                 "the two renamed photos to be analysed")
+        assert time.time() - t0 < 20  # well inside stable_s = 30
+        done = {Path(r["path"]).name for r in rows(cfg, "SELECT path FROM photos WHERE status = 'ok'")}
+        assert done == {"start.jpg", "holiday.jpg", "beach.jpg"}
+        assert not rows(cfg, "SELECT 1 FROM photos WHERE path LIKE '%plain.jpg'")  # still settling

@@ -37,3 +37,26 @@ def test_the_watcher_wakes_its_owner_on_each_event(tmp_path: Path) -> None:
         assert ("created", "new.jpg") in kinds
     finally:
         w.stop()
+
+
+def test_a_settled_file_is_ready_at_once_unless_it_changes(tmp_path: Path) -> None:
+    f = tmp_path / "done.jpg"
+    f.write_bytes(b"x" * 10)
+    t = StabilityTracker(stable_s=30.0)
+    t.touch(str(f), 100.0, settled=True)
+    assert t.next_due(100.0) == 0.0
+    assert [p for p, _ in t.ready(100.0)] == [str(f)]
+    t.touch(str(f), 200.0, settled=True)
+    with f.open("ab") as fh:  # written again after all: back to waiting stable_s
+        fh.write(b"more")
+    assert list(t.ready(200.0)) == []
+    assert list(t.ready(229.0)) == [] and len(t) == 1
+
+
+def test_landing_names() -> None:
+    from dupligoned.adapters.walk import is_landing_name
+
+    for name in ("a.jpg.part", "a.jpg.crdownload", ".a.jpg.Xy12Ab", ".syncthing.a.jpg.tmp", "a.JPG.TMP"):
+        assert is_landing_name(name), name
+    for name in ("a.jpg", "IMG_0001.HEIC", "part.jpg"):
+        assert not is_landing_name(name), name

@@ -21,6 +21,12 @@ JUNK_FILES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini", "ehthumbs.db"})
 PARTIAL_SUFFIXES = (".part", ".crdownload", ".tmp", ".partial", ".download", ".!qb", ".syncthing")
 
 
+def is_landing_name(name: str) -> bool:
+    """A name writers give a file while it is incomplete and rename when it is done: a partial
+    download (``.part``, ``.crdownload``…), rsync's ``.name.XXXXXX``, Syncthing's ``.syncthing.*``."""
+    return name.startswith(".") or name.lower().endswith(PARTIAL_SUFFIXES)
+
+
 def is_ignored_name(name: str) -> bool:
     """Hidden files, NAS/OS junk and partial downloads are never photos to analyse."""
     if name.startswith(".") or name.startswith("~$"):

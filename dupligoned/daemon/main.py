@@ -34,6 +34,7 @@ from dupligoned.adapters import orb
 from dupligoned.adapters.config import Config, find_config, load_config
 from dupligoned.adapters.index import Index, open_index
 from dupligoned.adapters.thumbs import ThumbStore
+from dupligoned.adapters.walk import is_landing_name
 from dupligoned.daemon.queue import Queues, make_queues
 from dupligoned.daemon.watcher import RawEvent, StabilityTracker, Watcher
 from dupligoned.errors import ConfigError, DupliGoneError
@@ -203,7 +204,9 @@ class Daemon:
             if ing.index.scalar("SELECT 1 FROM photos WHERE path = ? AND status != 'gone'", (ev.src,)):
                 ing.file_moved(ev.src, ev.dest)
             elif ing.wants(ev.dest):
-                self.tracker.touch(ev.dest, now)  # e.g. a finished download renamed from .part
+                # A file renamed from a landing name (``x.jpg.part``, rsync's ``.x.jpg.Ab12Cd``)
+                # is one its writer has finished: no need to wait stable_s to be sure.
+                self.tracker.touch(ev.dest, now, settled=is_landing_name(os.path.basename(ev.src)))
             return
         if ev.kind == "deleted":
             if ev.is_dir:

@@ -144,7 +144,11 @@ class StabilityTracker:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def touch(self, path: str, now: float) -> None:
+    def touch(self, path: str, now: float, *, settled: bool = False) -> None:
+        """Track ``path`` from ``now``; ``settled`` files (their writer said it is done) are
+        ready at once if their size and mtime still hold."""
+        if settled:
+            now -= self.stable_s
         try:
             st = self.stat(path)
         except OSError:
