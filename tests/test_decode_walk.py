@@ -36,16 +36,39 @@ def _png_header_only(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
+def _png_with_a_silent_bit_flip(source: Path) -> bytes:
+    """A PNG with one flipped bit in its image data that Pillow decodes without a word, to
+    wrong pixels (it stops inflating once it has every row, before zlib's own checksum)."""
+    buf = io.BytesIO()
+    src = Image.open(source).convert("RGB").resize((400, 300))
+    src.save(buf, "PNG")
+    png, ref = buf.getvalue(), np.asarray(src)
+    last_data = png.index(b"IEND") - 8  # the last IDAT's data ends before its CRC
+    for at in range(last_data - 16, last_data - 4000, -7):
+        flipped = bytearray(png)
+        flipped[at] ^= 0x80
+        try:
+            with Image.open(io.BytesIO(bytes(flipped))) as im:
+                im.load()
+                if not np.array_equal(np.asarray(im.convert("RGB")), ref):
+                    return bytes(flipped)
+        except Exception:
+            continue
+    raise AssertionError("no silently damaging bit flip found")
+
+
 def test_bad_files_get_typed_errors_with_reasons_and_stay_unchanged(tmp_path: Path) -> None:
     good = copy_dev(PHOTO, tmp_path / "good.jpg").read_bytes()
     # A JPEG start marker and then noise: recognised as a JPEG, unreadable as one.
     damaged = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 4
+    png = _png_with_a_silent_bit_flip(tmp_path / "good.jpg")
     cases = {
         "empty.jpg": (b"", EmptyFile, "empty"),
         "notes.jpg": (b"these are my holiday notes\n" * 20, NotAnImage, "not an image"),
         "truncated.jpg": (good[: len(good) // 2], CorruptImage, "truncated"),
         "bomb.png": (_png_header_only(40_000, 40_000), TooManyPixels, "too many pixels"),
         "damaged.jpg": (damaged, CorruptImage, "corrupt"),
+        "bitflip.png": (png, CorruptImage, "idat chunk fails its checksum"),
     }
     for name, (data, error, words) in cases.items():
         path = tmp_path / name

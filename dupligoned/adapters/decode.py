@@ -12,6 +12,7 @@ import hashlib
 import io
 import os
 import warnings
+import zlib
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -137,6 +138,30 @@ def sniff_format(head: bytes) -> str | None:
     return None
 
 
+def png_damage(data: bytes) -> str | None:
+    """Why a PNG's critical chunks (IHDR, PLTE, IDAT, IEND) cannot be trusted, or None.
+
+    Pillow checks the CRC of the chunks it parses but not of the image data it inflates, so a
+    flipped bit in IDAT decodes as silently wrong pixels. Checking every critical chunk's CRC
+    costs a crc32 over the file (~1 ms for a 5 MB PNG). Ancillary chunks (text, colour
+    profiles) do not change the pixels and are left to Pillow.
+    """
+    view = memoryview(data)
+    pos, n = 8, len(data)
+    while pos + 12 <= n:
+        length = int.from_bytes(view[pos : pos + 4], "big")
+        kind = bytes(view[pos + 4 : pos + 8])
+        end = pos + 8 + length
+        if end + 4 > n:
+            return None  # runs past the end: Pillow reports the file as truncated
+        if kind[:1].isupper() and zlib.crc32(view[pos + 4 : end]) != int.from_bytes(view[end : end + 4], "big"):
+            return f"its {kind.decode('latin-1')} chunk fails its checksum"
+        if kind == b"IEND":
+            break
+        pos = end + 4
+    return None
+
+
 def _is_lossless(im: Image.Image, fmt: str, data: bytes) -> bool:
     if fmt in _LOSSLESS_FORMATS:
         return not (fmt == "TIFF" and im.info.get("compression") in ("jpeg", "tiff_jpeg"))
@@ -232,6 +257,8 @@ def _decode_bytes(path: str, data: bytes, *, max_pixels: int, work_px: int, colo
             raise TooManyPixels(
                 path, f"too many pixels: {w0}×{h0} = {w0 * h0:,} > limit {max_pixels:,}"
             )
+        if fmt == "PNG" and (damage := png_damage(data)):
+            raise CorruptImage(path, f"corrupt PNG: {damage}")
         taken, camera, has_gps, orientation = _exif_facts(im)
         jpeg_q = _estimate_jpeg_quality(im) if fmt in ("JPEG", "MPO") else None
         lossless = _is_lossless(im, fmt, data)
