@@ -82,7 +82,9 @@ class LibraryConfig:
 
 @dataclass(frozen=True)
 class WatchConfig:
-    stable_s: float = setting(5.0, "a file is taken once its size and mtime have not changed for this long", _not_negative)
+    stable_s: float = setting(
+        5.0, "a file is taken once its size and mtime have not changed for this long (at once when renamed "
+        "from a partial name such as x.jpg.part)", _not_negative)
     poll_interval_s: float = setting(30.0, "how often polled folders (network mounts) are looked at", _positive)
     startup_scan: bool = setting(True, "look for new, changed and vanished files when the daemon starts")
     rescan_every_min: float = setting(360.0, "periodic full rescan, a safety net for missed events (0: never)", _not_negative)
