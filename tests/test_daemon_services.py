@@ -176,3 +176,31 @@ def test_moves_keep_identity_and_changes_requeue(tmp_path: Path) -> None:
     assert rig.ingest.apply_result(stale) == "requeued"
     rig.work()
     assert rig.index.one("SELECT status, analyses FROM photos WHERE id = ?", (pid,))[:] == ("ok", 3)
+
+
+def test_faces_the_keeper_counts_between_shots_reach_the_index(tmp_path: Path) -> None:
+    """Ingest does not look for faces (NULL: "not counted"); the keeper counts them between
+    distinct shots of a group, and those counts are written back. Copies of one shot stay NULL."""
+    rig = Rig(tmp_path)
+    bursts = groups_of("burst", 4)
+    reenc = groups_of("reencode", 1)[0]
+    for rel in [r for g in bursts for r in g] + reenc:
+        copy_photo(rel, rig.lib)
+    rig.ingest.scan_folder(rig.folder, stable_s=0)
+    sessions.finish_first_scan(rig.index, rig.folder.id, time.time())
+    rig.work()
+    assert rig.index.scalar("SELECT COUNT(*) FROM photos WHERE faces IS NOT NULL") == 0
+    assert len(rig.cluster()) == 1
+
+    def faces(rel: str) -> object:
+        return rig.index.scalar("SELECT faces FROM photos WHERE path = ?", (str(rig.lib / rel),))
+
+    grouped = {int(r[0]) for r in rig.index.conn.execute("SELECT photo_id FROM group_members")}
+    burst_grouped = [rel for g in bursts for rel in g if rig.pid(rig.lib / rel) in grouped]
+    assert burst_grouped, "no burst group formed"
+    # Frames far enough apart to be distinct shots had their faces counted (frames of a burst
+    # that are copies of one shot to the keeper are not looked at either).
+    counted = [faces(rel) for rel in burst_grouped if faces(rel) is not None]
+    assert counted and all(isinstance(n, int) and n >= 0 for n in counted)
+    assert all(rig.pid(rig.lib / rel) in grouped for rel in reenc)
+    assert all(faces(rel) is None for rel in reenc)  # copies of one shot: never looked at

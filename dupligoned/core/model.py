@@ -51,6 +51,9 @@ class Verdict:
 class GroupDecision:
     members: tuple[str, ...]
     verdicts: tuple[Verdict, ...]
+    # Faces counted while deciding, as (path, count): only between distinct shots, where the
+    # quality score ranks them. Photos not in here were not looked at for faces.
+    faces: tuple[tuple[str, int], ...] = ()
 
     @property
     def keep(self) -> list[str]:

@@ -214,6 +214,9 @@ def cluster_session(
                     "INSERT INTO group_members(group_id, photo_id, position, recommended, reason) VALUES (?, ?, ?, ?, ?)",
                     (new_gid, by_path[v.path], pos_m, "keep" if v.keep else "delete", v.reason),
                 )
+            # Faces the keeper counted (between distinct shots) are the photo's figure from now on.
+            conn.executemany("UPDATE photos SET faces = ? WHERE id = ?",
+                             [(n, by_path[path]) for path, n in dec.faces if path in by_path])
         conn.execute("UPDATE sessions SET dirty = 0, clustered_at = ?, params_fp = ? WHERE id = ?",
                      (now, settings.fingerprint(), session_id))
     return len(groups)

@@ -30,10 +30,12 @@ def _resize(img: npt.NDArray[np.uint8], w: int, h: int) -> npt.NDArray[np.uint8]
     return np.asarray(cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA))
 
 
-def look_closer(photos: Sequence[PhotoInfo], params: keeper.KeeperParams = keeper.KeeperParams()) -> tuple[list[PhotoInfo], keeper.Comparison]:
+def look_closer(
+    photos: Sequence[PhotoInfo], params: keeper.KeeperParams = keeper.KeeperParams()
+) -> tuple[list[PhotoInfo], keeper.Comparison, dict[str, int]]:
     """The same-size copies re-measured at one common size near full resolution (blur, noise
     and compression show there, not at the working size), their faces when they are distinct
-    shots, and their comparison.
+    shots, and their comparison; and the faces counted, by path.
 
     Only members of about the largest size are decoded again: a smaller copy loses on
     resolution whatever its figures. The common size is the smallest of theirs (capped). A
@@ -49,6 +51,7 @@ def look_closer(photos: Sequence[PhotoInfo], params: keeper.KeeperParams = keepe
     shots = any(d > params.shot_distance for d in keeper.pair_distances([photos[k] for k in sorted(peers)]))
     images: list[npt.NDArray[np.uint8] | None] = []
     out: list[PhotoInfo] = []
+    counted: dict[str, int] = {}
     for k, p in enumerate(photos):
         if k not in peers or len(peers) < 2:
             images.append(None)
@@ -64,15 +67,16 @@ def look_closer(photos: Sequence[PhotoInfo], params: keeper.KeeperParams = keepe
         faces = p.quality.faces
         if shots:
             f = min(1.0, FACES_PX / max(work.shape))
-            faces = count_faces(_resize(work, round(work.shape[1] * f), round(work.shape[0] * f)))
+            faces = counted[p.path] = count_faces(_resize(work, round(work.shape[1] * f), round(work.shape[0] * f)))
         # Figures at the common size, so that copies of one size compare like for like.
         out.append(replace(p, quality=replace(measure(img), faces=faces)))
         images.append(img)
-    return out, keeper.compare(images)
+    return out, keeper.compare(images), counted
 
 
 def decide_group(photos: Sequence[PhotoInfo], params: keeper.KeeperParams = keeper.KeeperParams()) -> GroupDecision:
     if len({p.content_hash for p in photos}) == 1:
         return keeper.decide(photos, None, params)
-    closer, comparison = look_closer(photos, params)
-    return keeper.decide(closer, comparison, params)
+    closer, comparison, faces = look_closer(photos, params)
+    decision = keeper.decide(closer, comparison, params)
+    return replace(decision, faces=tuple(sorted(faces.items()))) if faces else decision
