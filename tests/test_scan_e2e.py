@@ -113,3 +113,25 @@ def test_readable_summary_and_one_line_errors(tmp_path: Path) -> None:
     assert missing.stderr.strip().count("\n") == 0 and "not a folder" in missing.stderr
     bad = _run("scan", str(root), "--workers", "0")
     assert bad.returncode == 2 and "--workers" in bad.stderr
+
+
+def test_scan_twice_in_one_process_after_opencv_used_its_threads(tmp_path: Path) -> None:
+    """A process that has used OpenCV's thread pool (an earlier scan verifies crops in it) must
+    still fork its workers safely: a forked child that touched the inherited pool hung."""
+    _library(tmp_path / "lib")
+    script = (
+        "import sys, numpy as np, cv2\n"
+        "from dupligoned.services.scan import scan\n"
+        "cv2.resize(np.zeros((3000, 4000), np.uint8), (400, 300), interpolation=cv2.INTER_AREA)\n"
+        "threads = cv2.getNumThreads()\n"
+        "for _ in range(2):\n"
+        "    r = scan([sys.argv[1]], workers=2)\n"
+        "    print(len(r.photos), len(r.groups))\n"
+        "print(cv2.getNumThreads() == threads)\n"  # the caller's OpenCV is left as it was
+    )
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "lib")], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.split()
+    assert lines[0] == lines[2] == "10" and lines[1] == lines[3] and int(lines[1]) >= 1
+    assert lines[4] == "True"

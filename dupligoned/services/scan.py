@@ -131,6 +131,13 @@ def _make_pool(workers: int) -> ProcessPoolExecutor:
     ctx = mp.get_context(method)
     if method == "forkserver":
         ctx.set_forkserver_preload(_PRELOAD)
+    else:
+        # OpenCV's thread pool, once this process has used it (an earlier scan verified crops
+        # here), does not survive a fork: a child that touches it waits forever for threads it
+        # does not have. One thread here means no pool to inherit (``scan`` restores it).
+        import cv2
+
+        cv2.setNumThreads(1)
     return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker)
 
 
@@ -166,6 +173,9 @@ def scan(
     photos: list[PhotoInfo] = []
     errors: list[ScanError] = []
     t1 = time.perf_counter()
+    import cv2
+
+    opencv_threads = cv2.getNumThreads()
     pool = _make_pool(workers) if workers > 1 and len(jobs) > 1 else None
     try:
         results: Iterable[PhotoInfo | Failed]
@@ -204,6 +214,7 @@ def scan(
     finally:
         if pool is not None:
             pool.shutdown()
+        cv2.setNumThreads(opencv_threads)
     errors.sort(key=lambda e: e.path)
     return ScanResult(
         photos, decisions, errors, grouping.eps,
