@@ -168,6 +168,28 @@ def test_two_shots_of_one_scene_seconds_apart_stay_apart(tmp_path):
     _no_crops(paths)
 
 
+def test_a_zoomed_second_shot_is_not_a_crop_of_the_wide_one(tmp_path):
+    """The wide shot, then the same scene zoomed 2× at full size: the geometry says "inside",
+    but the zoomed photo has twice the pixels for what it shows, so it was not cut from the
+    wide one and is never offered for deletion as its crop. (Made here by enlarging the middle
+    of a photo: a real zoomed shot also has the detail this one lacks.)"""
+    im = _src(0)
+    wide = tmp_path / "IMG_200.jpg"
+    zoom = tmp_path / "IMG_201.jpg"
+    small = im.resize((2000, round(2000 * im.height / im.width)), Image.Resampling.LANCZOS)
+    small.save(wide, quality=92)
+    _frac(small, 0.25, 0.25, 0.75, 0.75).resize(small.size, Image.Resampling.LANCZOS).save(zoom, quality=92)
+    photos = _analyse([wide, zoom])
+    feats = [orb.features_of(p.extra) for p in photos]
+    m = orb.match(feats[0], feats[1])
+    assert m is not None and m.inner == 1  # the geometry alone would call it a crop
+    _no_crops([wide, zoom])
+    # The same middle cut out at the wide shot's resolution is a crop.
+    cut = tmp_path / "IMG_200_crop.jpg"
+    _frac(small, 0.25, 0.25, 0.75, 0.75).save(cut, quality=92)
+    assert any({str(wide), str(cut)} <= g for g in _groups(_analyse([wide, cut])))
+
+
 def _logo(size: int) -> Image.Image:
     """A busy, corner-rich patch: a piece of another photo with a bold frame."""
     patch = _frac(_src(3), 0.3, 0.3, 0.6, 0.7).resize((size, size), Image.Resampling.LANCZOS)

@@ -17,7 +17,7 @@ from dupligoned.core.crop_index import CropIndex
 from dupligoned.core.crop_search import StreamedQuery, descriptors_of_blobs
 from dupligoned.core.crops import CropParams, LocalFeatures, quantise
 from tests.daemon_support import Daemon, groups, rows, settled, status, wait_for, write_config
-from tests.test_crops import DEV, _aspect, _src
+from tests.test_crops import DEV, _aspect, _frac, _src
 
 pytestmark = pytest.mark.skipif(not DEV.is_dir(), reason="shared dev corpus not beside the repo")
 
@@ -73,14 +73,19 @@ def test_crops_arriving_after_their_original_join_its_group_and_survive_a_restar
         wait_for(lambda: _settled_with(cfg, 1), 40, "the first scan to be clustered")
         crops = _crops(_src(1), lib / "Shared", "edit")
         loners.append(_save(_src(4), lib / "Shared" / "other.jpg"))
+        # A second shot zoomed 2× into the scene: inside it, but with more pixels for what it
+        # shows than the original has, so not a crop of it.
+        im = _src(1)
+        loners.append(_save(_frac(im, 0.25, 0.25, 0.75, 0.75).resize(im.size, Image.Resampling.LANCZOS),
+                            lib / "Camera" / "IMG_0003.jpg", 92))
         wait_for(lambda: _settled_with(cfg, 2), 40, "the second batch to be clustered")
         _check_group(cfg, original, crops, loners)
-        before = _features_ok(cfg, 5)
+        before = _features_ok(cfg, 6)
         d.stop()
     with Daemon(cfg):
         wait_for(lambda: settled(cfg), 30, "the restarted daemon to settle")
-        assert status(cfg)["photos"] == 5
-        assert _features_ok(cfg, 5) == before  # nothing analysed or searched again
+        assert status(cfg)["photos"] == 6
+        assert _features_ok(cfg, 6) == before  # nothing analysed or searched again
         _check_group(cfg, original, crops, loners)
         found = rows(cfg, "SELECT c.path AS crop, o.path AS original FROM crop_pairs x "
                           "JOIN photos c ON c.id = x.crop_id JOIN photos o ON o.id = x.original_id")

@@ -68,9 +68,16 @@ class CropParams:
     thumb_px: int = 16  # side of the stored grey thumbnail (256 B) for the appearance check
     min_appearance_ncc: float = 0.85  # crop vs its place in the original: same pixels correlate > 0.9
     max_median_residual_px: float = 1.5  # one image resampled, not another shot with parallax
+    # A crop holds at most the original's pixels for what it shows (1.0 at the original's
+    # resolution, more when shared smaller). A "crop" with 1/0.8 = 1.25× more is a zoomed second
+    # shot, which has detail the wide one lacks: not a copy to delete. True crops in the crop
+    # set, our own crop set and dev all measure 0.99 or more.
+    min_resolution_ratio: float = 0.8
 
     def __post_init__(self) -> None:
         problems = []
+        if not 0 <= self.min_resolution_ratio <= 1:
+            problems.append("min_resolution_ratio must be in [0, 1]")
         if self.max_keypoints < 8 or self.detect_keypoints < self.max_keypoints:
             problems.append("need 8 ≤ max_keypoints ≤ detect_keypoints")
         if not 0 < self.match_bits < DESC_BYTES * 8:
@@ -162,6 +169,24 @@ class CropMatch:
     inliers: int
     scale: float  # inner pixel → outer pixel, in working-image units (< 1)
     rect: tuple[float, float, float, float]
+
+
+def resolution_ratio(match: CropMatch, inner: tuple[int, int], outer: tuple[int, int]) -> float:
+    """Full-resolution pixels of the outer photo per pixel of the inner one, over what both show.
+
+    ``inner`` and ``outer`` are each photo's (working-image width, full width). 1 for a crop at
+    its original's resolution, above 1 for a crop shared smaller, below 1 when the inner photo
+    has more pixels for the scene than the outer: taken zoomed in, not cut out of it.
+    """
+    (inner_work, inner_full), (outer_work, outer_full) = inner, outer
+    return match.scale * (inner_work / max(1, inner_full)) * (outer_full / max(1, outer_work))
+
+
+def is_crop_resolution(
+    match: CropMatch, inner: tuple[int, int], outer: tuple[int, int], params: CropParams = CropParams()
+) -> bool:
+    """Whether the inner photo's resolution allows it to be cut from the outer (see above)."""
+    return resolution_ratio(match, inner, outer) >= params.min_resolution_ratio
 
 
 def _hull_area(pts: npt.NDArray[np.float64]) -> float:

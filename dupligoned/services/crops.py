@@ -16,7 +16,14 @@ import numpy as np
 
 from dupligoned.adapters import orb
 from dupligoned.core.crop_index import CropIndex
-from dupligoned.core.crops import CROP_OF_KEY, CropMatch, CropParams, LocalFeatures, crop_links
+from dupligoned.core.crops import (
+    CROP_OF_KEY,
+    CropMatch,
+    CropParams,
+    LocalFeatures,
+    crop_links,
+    is_crop_resolution,
+)
 from dupligoned.core.model import PhotoInfo
 from dupligoned.core.neighbours import Pairs
 
@@ -115,7 +122,11 @@ def find_crops(
     links_in: list[tuple[int, int]] = []
     outer_of: dict[int, list[int]] = {}
     for a, b, m in found:
-        crop, orig = (reps[a], reps[b]) if m.inner == 0 else (reps[b], reps[a])
+        ci, oi = (a, b) if m.inner == 0 else (b, a)
+        crop, orig = reps[ci], reps[oi]
+        if not is_crop_resolution(m, (feats[ci].width, photos[crop].width), (feats[oi].width, photos[orig].width),
+                                  params):
+            continue  # more pixels for the scene than the "original": a zoomed second shot
         links_in.append((crop, orig))
         outer_of.setdefault(crop, []).append(orig)
     crop_of: dict[str, str] = {}

@@ -29,7 +29,7 @@ import numpy.typing as npt
 from dupligoned.adapters import orb
 from dupligoned.adapters.index import Index
 from dupligoned.core.crop_search import StreamedQuery, descriptors_of_blobs
-from dupligoned.core.crops import CropMatch, CropParams, LocalFeatures
+from dupligoned.core.crops import CropMatch, CropParams, LocalFeatures, is_crop_resolution
 
 log = logging.getLogger("dupligone.crops")
 
@@ -72,14 +72,23 @@ def _features(index: Index, ids: Sequence[int]) -> dict[int, LocalFeatures]:
     return out
 
 
-def _paths(index: Index, ids: Iterable[int]) -> dict[int, str]:
-    out: dict[int, str] = {}
+def _photo_column(index: Index, ids: Iterable[int], column: str) -> dict[int, Any]:
+    """``photos.<column>`` of each id (``column`` is one of ours, never user input)."""
+    out: dict[int, Any] = {}
     lst = sorted(set(int(i) for i in ids))
     for k in range(0, len(lst), SQL_CHUNK):
         chunk = lst[k : k + SQL_CHUNK]
-        out.update((int(r[0]), str(r[1])) for r in index.conn.execute(
-            f"SELECT id, path FROM photos WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+        out.update((int(r[0]), r[1]) for r in index.conn.execute(
+            f"SELECT id, {column} FROM photos WHERE id IN ({','.join('?' * len(chunk))})", chunk))
     return out
+
+
+def _paths(index: Index, ids: Iterable[int]) -> dict[int, str]:
+    return {k: str(v) for k, v in _photo_column(index, ids, "path").items()}
+
+
+def _widths(index: Index, ids: Iterable[int]) -> dict[int, int]:
+    return {k: int(v) for k, v in _photo_column(index, ids, "width").items() if v is not None}
 
 
 def _stream_library(index: Index, query: StreamedQuery, block: int) -> int:
@@ -157,8 +166,12 @@ def _search_batch(index: Index, pending: list[int], params: CropParams, workers:
             results = list(ex.map(verify, jobs, chunksize=64))
     else:
         results = [verify(j) for j in jobs]
-    found = [((a, b) if m.inner == 0 else (b, a), m.inliers)
-             for (a, b), m in zip(jobs_ids, results, strict=True) if isinstance(m, CropMatch)]
+    matched = [((a, b) if m.inner == 0 else (b, a), m) for (a, b), m in zip(jobs_ids, results, strict=True)
+               if isinstance(m, CropMatch)]
+    widths = _widths(index, [x for (c, o), _ in matched for x in (c, o)])
+    # A "crop" with more pixels for the scene than its "original" is a zoomed second shot.
+    found = [((c, o), m.inliers) for (c, o), m in matched
+             if is_crop_resolution(m, (feats[c].width, widths.get(c, 0)), (feats[o].width, widths.get(o, 0)), params)]
     t2 = time.perf_counter()
     with index.tx() as conn:
         # Only photos still as they were searched: a result applied meanwhile reset its row.
