@@ -41,7 +41,7 @@ from litestar.exceptions import (
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import File, Redirect, Template
 from litestar.static_files import create_static_files_router
@@ -329,7 +329,7 @@ async def healthz(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 
 @get("/login", opt={"public": True}, include_in_schema=False)
-async def login_page(request: Request[Any, Any, Any], next: str | None = None) -> Template:  # noqa: A002
+async def login_page(request: Request[Any, Any, Any], next: FromQuery[str | None] = None) -> Template:  # noqa: A002
     return _page(request, "login.html", next=_safe_next(next), error=None)
 
 
@@ -383,7 +383,9 @@ async def api_logout() -> Response[dict[str, Any]]:
 
 
 @get("/preview/{photo_id:int}", opt={"public": True}, tags=["photos"])
-async def preview(request: Request[Any, Any, Any], photo_id: FromPath[int], exp: int, sig: str) -> Response[Any]:
+async def preview(
+    request: Request[Any, Any, Any], photo_id: FromPath[int], exp: FromQuery[int], sig: FromQuery[str]
+) -> Response[Any]:
     """The full-size photo, through a signed link that expires (no login needed: the link is the key)."""
     st = _state(request)
     if not st.signer.preview_ok(photo_id, exp, sig):
@@ -438,7 +440,7 @@ async def home_page(request: Request[Any, Any, Any]) -> Template:
 
 
 @get("/s/{token:str}", include_in_schema=False)
-async def session_page(request: Request[Any, Any, Any], token: FromPath[str], g: int = 1, err: str | None = None) -> Template:
+async def session_page(request: Request[Any, Any, Any], token: FromPath[str], g: FromQuery[int] = 1, err: FromQuery[str | None] = None) -> Template:
     st = _state(request)
     res = _with_urls(st, rv.result(st.index, _token(token), st.weights))
     groups = res["groups"]
@@ -452,8 +454,8 @@ async def session_page(request: Request[Any, Any, Any], token: FromPath[str], g:
 
 
 @get("/s/{token:str}/compare", include_in_schema=False)
-async def compare_page(request: Request[Any, Any, Any], token: FromPath[str], g: int = 1, a: int | None = None,
-                       b: int | None = None) -> Template:
+async def compare_page(request: Request[Any, Any, Any], token: FromPath[str], g: FromQuery[int] = 1,
+                       a: FromQuery[int | None] = None, b: FromQuery[int | None] = None) -> Template:
     st = _state(request)
     res = _with_urls(st, rv.result(st.index, _token(token), st.weights))
     groups = res["groups"]
@@ -529,7 +531,7 @@ async def confirm_form(request: Request[Any, Any, Any], token: FromPath[str]) ->
 
 
 @get("/trash", include_in_schema=False)
-async def trash_page(request: Request[Any, Any, Any], restored: str | None = None) -> Template:
+async def trash_page(request: Request[Any, Any, Any], restored: FromQuery[str | None] = None) -> Template:
     st = _state(request)
     return _page(request, "trash.html", entries=rv.trash_entries(st.index, st.cfg.trash.retention_days),
                  retention_days=st.cfg.trash.retention_days, restored=restored)
@@ -606,7 +608,7 @@ async def upload_form(request: Request[Any, Any, Any]) -> Redirect:
 
 
 @post("/api/upload", tags=["upload"], status_code=201, request_max_body_size=None)
-async def api_upload(request: Request[Any, Any, Any], session: str | None = None) -> dict[str, Any]:
+async def api_upload(request: Request[Any, Any, Any], session: FromQuery[str | None] = None) -> dict[str, Any]:
     """Upload photos (multipart field ``files``, one or many). Without ``session`` a new upload
     session starts; pass its token as ``?session=`` to add more files to it, then
     ``POST /api/upload/{token}/done``. Refused files (not a photo, too large) store nothing."""
