@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+SHARED = Path(os.environ.get("DUPLIGONE_SHARED", REPO.parent / "shared"))
 DEV = SHARED / "datasets" / "dev"
 PHOTOS = DEV / "photos"
 

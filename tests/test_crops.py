@@ -6,6 +6,7 @@ real decode, ORB, index, verification, grouping and keeper run on them.
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import replace
 from pathlib import Path
@@ -23,7 +24,7 @@ from dupligoned.services.analyse import analyse_file
 from dupligoned.services.crops import CropLibrary, find_crops, mark_crops
 from dupligoned.services.grouping import group_photos
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED = Path(os.environ.get("DUPLIGONE_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 DEV = SHARED / "datasets" / "dev" / "photos"
 SOURCES = [  # larger unique photos of the dev corpus: a street, a landscape, an indoor scene
     "Backup/Old laptop/Pictures/Unsorted/IMG_2489.JPG",

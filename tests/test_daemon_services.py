@@ -16,7 +16,8 @@ from dupligoned.adapters.thumbs import ThumbStore
 from dupligoned.services import cluster, review, sessions, trash
 from dupligoned.services.cleanup import run_cleanup
 from dupligoned.services.ingest import AnalysisJob, Ingest, analyse_for_index
-from dupligoned.services.status import groups_json, status
+from dupligoned.services.review import groups_json
+from dupligoned.services.status import status
 from tests.daemon_support import PHOTOS, copy_photo, groups_of, singletons
 
 pytestmark = pytest.mark.skipif(not PHOTOS.is_dir(), reason=f"dev corpus not found at {PHOTOS}")
@@ -72,7 +73,7 @@ def test_sessions_neighbours_decisions_trash_and_cleanup(tmp_path: Path) -> None
     assert sessions.close_quiet_sessions(rig.index, time.time() + 100, 60)
     rig.cluster()
     burst = next(s for s in sessions.list_sessions(rig.index) if s["kind"] == "burst")
-    res = review.session_result(rig.index, burst["token"])
+    res = review.result(rig.index, burst["token"])
     assert len(res["groups"]) == 2
     members = [{p["path"] for p in grp["photos"]} for grp in res["groups"]]
     assert {str(old[0])} | {str(rig.lib / "new" / r) for r in g[0][1:]} in members
@@ -80,22 +81,23 @@ def test_sessions_neighbours_decisions_trash_and_cleanup(tmp_path: Path) -> None
     for grp in res["groups"]:
         keep = [p for p in grp["photos"] if p["recommended"] == "keep"]
         assert [p["path"] for p in keep] and all(p["reason"] for p in grp["photos"])
-        assert all(p["thumb"] and (rig.cfg.thumbs_path / p["thumb"]).is_file() for p in grp["photos"])
+        thumbs = [rig.index.scalar("SELECT thumb FROM photos WHERE id = ?", (p["id"],)) for p in grp["photos"]]
+        assert all(p["has_thumb"] for p in grp["photos"]) and all((rig.cfg.thumbs_path / t).is_file() for t in thumbs)
 
     # Decisions survive re-clustering.
     g0 = next(grp for grp in res["groups"] if str(old[0]) in {p["path"] for p in grp["photos"]})
     doomed = [p for p in g0["photos"] if p["recommended"] == "delete"]
     saved = doomed[0]
-    review.set_decision(rig.index, burst["token"], saved["id"], "keep")
+    review.decide(rig.index, burst["token"], saved["id"], "keep")
     g1 = next(grp for grp in res["groups"] if grp is not g0)
     split = next(p for p in g1["photos"] if p["recommended"] == "delete")
-    review.set_decision(rig.index, burst["token"], split["id"], "split")
+    review.decide(rig.index, burst["token"], split["id"], "split")
     # Before the re-cluster moves it out, a split photo is already safe from a confirm.
-    early = review.confirm(rig.index, burst["token"], trash.default_trash_root("", [str(rig.lib)]), dry_run=True)
+    early = review.plan_confirm(rig.index, burst["token"]).to_json()
     assert split["path"] not in {m["path"] for m in early["moves"]}
     assert burst["token"] in {s["token"] for s in sessions.list_sessions(rig.index) if s["state"] == "clustering"}
     rig.cluster()
-    res2 = review.session_result(rig.index, burst["token"])
+    res2 = review.result(rig.index, burst["token"])
     verdicts = {p["path"]: (p["decision"], p["verdict"]) for grp in res2["groups"] for p in grp["photos"]}
     assert verdicts[saved["path"]] == ("keep", "keep")
     assert split["path"] not in verdicts  # "not a duplicate" stays out
@@ -103,17 +105,17 @@ def test_sessions_neighbours_decisions_trash_and_cleanup(tmp_path: Path) -> None
     assert any(saved["path"] in c["keep"] for c in out["clusters"])
 
     # Dry run moves nothing; confirm moves the deletions to trash; restore brings one back.
-    dry = review.confirm(rig.index, burst["token"], trash.default_trash_root("", [str(rig.lib)]), dry_run=True)
+    dry = review.plan_confirm(rig.index, burst["token"]).to_json()
     assert dry["moves"] and all(os.path.exists(m["path"]) for m in dry["moves"])
     planned = {m["path"] for m in dry["moves"]}
     assert saved["path"] not in planned and str(old[0]) not in planned
     digest = {p: Path(p).read_bytes() for p in planned}
-    done = review.confirm(rig.index, burst["token"], trash.default_trash_root("", [str(rig.lib)]), dry_run=False)
-    assert {m["path"] for m in done["moves"]} == planned
-    for m in done["moves"]:
+    done = review.confirm(rig.index, burst["token"], trash.default_trash_root("", [str(rig.lib)])).to_json()
+    assert {m["path"] for m in done["moved"]} == planned
+    for m in done["moved"]:
         assert not os.path.exists(m["path"]) and os.path.exists(m["trash_path"])
         assert m["trash_path"].startswith(str(rig.lib / trash.TRASH_FOLDER))
-    back = done["moves"][0]
+    back = done["moved"][0]
     analyses = rig.index.scalar("SELECT analyses FROM photos WHERE id = ?", (back["photo_id"],))
     assert trash.restore(rig.index, back["trash_id"]) == back["path"]
     assert Path(back["path"]).read_bytes() == digest[back["path"]]

@@ -167,7 +167,7 @@ def test_mirrors_follow_ingest_review_purge_and_cleanup(tmp_path: Path, servers:
             token = rows(cfg, "SELECT s.token FROM sessions s JOIN groups g ON g.session_id = s.id LIMIT 1")[0][0]
             root_for = trash.default_trash_root("", [str(lib)])
             assert review.accept_all(index, token) > 0  # decisions, mirrored too
-            review.confirm(index, token, root_for, dry_run=False)
+            review.confirm(index, token, root_for)
         finally:
             index.close()
         trashed = rows(cfg, "SELECT content_hash FROM trash WHERE state = 'trashed'")

@@ -20,7 +20,7 @@ from dupligoned.services.ingest import Ingest, analyse_for_index
 from dupligoned.web.security import hash_password
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+SHARED = Path(os.environ.get("DUPLIGONE_SHARED", REPO.parent / "shared"))
 PHOTOS = SHARED / "datasets" / "dev" / "photos"
 PASSWORD = "correct horse battery staple"
 

@@ -87,7 +87,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_groups(args: argparse.Namespace) -> int:
-    from dupligoned.services.status import groups_json
+    from dupligoned.services.review import groups_json
 
     cfg = _load(args)
     idx = _index(cfg)

@@ -1,92 +1,309 @@
-"""What the review page shows and does, on the index (the web shell calls these).
+"""Review: the one service the web page, its JSON API and the CLI call for what a person sees
+and decides. It reads a session's groups as shown (photos split out or gone left out, the
+keeper first, quality score), the home page's counts and the CLI's ``groups --json``; records
+guarded decisions and accept-all; plans and performs a confirmation (through ``services.trash``:
+moves recorded first, undoable) that first saves, in an XMP sidecar beside each kept photo, the
+metadata only the deleted copies carry.
 
-* ``session_result(index, token)``: a session's groups with every photo's figures, the
-  recommendation, the person's decision and the verdict that applies (the seed's getResult).
-* ``set_decision(index, token, photo_id, action)``: ``keep``, ``delete``, ``split`` (not a
-  duplicate: out of the group, remembered across re-clustering) or ``None`` (back to the
-  recommendation). A split makes the session dirty, so it is clustered again.
-* ``accept_all(index, token)``: the recommendations become decisions.
-* ``confirm(index, token, root_for, dry_run=...)``: the photos whose verdict is ``delete`` move
-  to trash (a dry run lists them and moves nothing); the session is marked reviewed.
+Reads take a fixed number of queries per page (never one per photo).
 
-Raises ``ReviewError`` for an unknown token or photo.
+A photo's *verdict* (``verdict()``, the one place it is decided) is the person's decision when
+there is one, else the recommendation; a photo in a protected folder is always kept. A group always keeps at least one photo: a
+decision that would delete every copy is refused, and so is a confirmation of such a group.
+
+Raises ``ReviewError`` (a ``DupliGoneError``) with a message meant for the person;
+``UnknownSession`` / ``UnknownPhoto`` when a token or id does not exist.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
+from dupligoned.adapters import metadata
 from dupligoned.adapters.index import Index
-from dupligoned.errors import DupliGoneError
+from dupligoned.core.quality import Quality, QualityWeights, score
+from dupligoned.errors import DupliGoneError, UsageError
 from dupligoned.services import sessions, trash
 
-ACTIONS = ("keep", "delete", "split")
-PHOTO_FIELDS = ("id", "path", "size_bytes", "width", "height", "format", "taken_at", "camera", "has_gps",
-                "sharpness", "brightness", "contrast", "noise", "faces", "thumb", "content_hash", "phash_dhash")
+log = logging.getLogger("dupligone.review")
+
+ACTIONS = ("keep", "delete", "split", "undo")
 
 
 class ReviewError(DupliGoneError):
     pass
 
 
-def _session_id(index: Index, token: str) -> int:
-    sid = index.scalar("SELECT id FROM sessions WHERE token = ?", (token,))
-    if sid is None:
-        raise ReviewError(f"no session with token {token!r}")
-    return int(sid)
+class UnknownSession(ReviewError):
+    pass
 
 
-def session_result(index: Index, token: str) -> dict[str, Any]:
-    """``{"session": {...state, counts}, "groups": [{"id", "photos": [{...figures, "recommended",
-    "reason", "decision", "verdict", "protected"}]}], "to_free_bytes"}``."""
-    sid = _session_id(index, token)
-    (info,) = sessions.list_sessions(index, token)
-    rows = index.query(
-        "SELECT g.id AS group_id, m.recommended, m.reason, d.action AS decision, COALESCE(f.protected, 0) AS protected, "
-        + ", ".join(f"p.{c}" for c in PHOTO_FIELDS) +
-        " FROM groups g JOIN group_members m ON m.group_id = g.id JOIN photos p ON p.id = m.photo_id "
-        "LEFT JOIN folders f ON f.id = p.folder_id "
-        "LEFT JOIN decisions d ON d.session_id = g.session_id AND d.photo_id = p.id "
-        "WHERE g.session_id = ? ORDER BY g.position, m.position", (sid,))
-    groups: dict[int, dict[str, Any]] = {}
-    to_free = 0
+class UnknownPhoto(ReviewError):
+    pass
+
+
+_MEMBERS_SQL = """
+SELECT g.id AS group_id, g.position AS group_position, m.position AS member_position, m.recommended, m.reason,
+       d.action, p.id, p.path, p.size_bytes, p.width, p.height, p.format, p.taken_at, p.camera, p.has_gps,
+       p.sharpness, p.brightness, p.contrast, p.noise, p.faces, p.jpeg_quality, p.lossless, p.thumb, p.status,
+       COALESCE(f.protected, 0) AS protected
+FROM groups g
+JOIN group_members m ON m.group_id = g.id
+JOIN photos p ON p.id = m.photo_id
+LEFT JOIN folders f ON f.id = p.folder_id
+LEFT JOIN decisions d ON d.session_id = g.session_id AND d.photo_id = m.photo_id
+WHERE g.session_id = ?
+ORDER BY g.position, m.position
+"""
+
+
+def _session_rows(index: Index, token: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    """Sessions (newest first, or the one with ``token``) with their photo counts and state.
+
+    Same figures as ``sessions.list_sessions``, computed from the indexes alone: a total per
+    session (covered by ``photos_session``) and the rare non-``ok`` statuses (``photos_status``),
+    instead of aggregating every photo row of the library at each request.
+    """
+    if token is not None:
+        rows = [dict(r) for r in index.query("SELECT * FROM sessions WHERE token = ?", (token,))]
+    else:
+        rows = [dict(r) for r in index.query("SELECT * FROM sessions ORDER BY id DESC LIMIT ?", (limit,))]
+    if not rows:
+        return []
+    ids = [int(r["id"]) for r in rows]
+    q = ",".join("?" * len(ids))
+    total = {int(r[0]): int(r[1]) for r in index.query(
+        f"SELECT session_id, COUNT(*) FROM photos WHERE session_id IN ({q}) GROUP BY session_id", tuple(ids))}
+    by_status: dict[tuple[int, str], int] = {(int(r[0]), str(r[1])): int(r[2]) for r in index.query(
+        # INDEXED BY: the planner would rather walk every photo of the sessions.
+        f"SELECT session_id, status, COUNT(*) FROM photos INDEXED BY photos_status "
+        f"WHERE status IN ('queued', 'error', 'gone') AND session_id IN ({q}) GROUP BY session_id, status", tuple(ids))}
+    groups = {int(r[0]): int(r[1]) for r in index.query(
+        f"SELECT session_id, COUNT(*) FROM groups WHERE session_id IN ({q}) GROUP BY session_id", tuple(ids))}
     for r in rows:
-        p = dict(r)
-        p["verdict"] = p["decision"] if p["decision"] in ("keep", "delete") else p["recommended"]
-        if p["protected"] or p["decision"] == "split":
-            # A photo split out as "not a duplicate" stays until the re-cluster moves it out.
-            p["verdict"] = "keep"
-        if p["verdict"] == "delete":
-            to_free += int(p["size_bytes"])
-        groups.setdefault(int(r["group_id"]), {"id": int(r["group_id"]), "photos": []})["photos"].append(p)
-    return {"session": info, "groups": list(groups.values()), "to_free_bytes": to_free}
+        sid = int(r["id"])
+        r["gone"] = by_status.get((sid, "gone"), 0)
+        r["photos"] = total.get(sid, 0) - r["gone"]
+        r["queued"] = by_status.get((sid, "queued"), 0)
+        r["errors"] = by_status.get((sid, "error"), 0)
+        r["groups"] = groups.get(sid, 0)
+        r["state"] = sessions.state_of(r)
+    return rows
 
 
-def set_decision(index: Index, token: str, photo_id: int, action: str | None, *, now: float | None = None) -> None:
+def session_by_token(index: Index, token: str) -> dict[str, Any]:
+    """The session with ``token``, with its counts and state. Raises ``UnknownSession``."""
+    rows = _session_rows(index, token) if token else []
+    if not rows:
+        raise UnknownSession("no such session (the link may be old: reviewed sessions are removed after a while)")
+    return rows[0]
+
+
+def verdict(action: str | None, recommended: str, protected: bool) -> str:
+    """What happens to a photo at a confirmation: ``keep`` or ``delete``. The person's decision
+    when there is one, else the recommendation; a protected photo, or one split out as "not a
+    duplicate", is kept. (``_COUNTS_SQL`` says the same in SQL for the home page's counts.)"""
+    if protected or action == "split":
+        return "keep"
+    return action if action in ("keep", "delete") else recommended
+
+
+def _photo(r: Any, weights: QualityWeights) -> dict[str, Any]:
+    q = Quality(float(r["sharpness"] or 0), float(r["brightness"] or 0), float(r["contrast"] or 0),
+                float(r["noise"] or 0), int(r["faces"] or 0))
+    protected = bool(r["protected"])
+    return {
+        "id": int(r["id"]), "path": r["path"], "name": os.path.basename(r["path"]),
+        "size_bytes": int(r["size_bytes"]), "width": r["width"], "height": r["height"], "format": r["format"],
+        "taken_at": r["taken_at"], "camera": r["camera"], "has_gps": bool(r["has_gps"]),
+        "jpeg_quality": r["jpeg_quality"], "lossless": bool(r["lossless"]),
+        "quality": {"sharpness": round(q.sharpness, 1), "brightness": round(q.brightness, 1),
+                    "contrast": round(q.contrast, 1),
+                    "faces": None if r["faces"] is None else int(r["faces"]),  # None: not measured
+                    "score": round(score(q, weights), 3)},
+        "recommended": r["recommended"], "reason": r["reason"], "decision": r["action"],
+        "verdict": verdict(r["action"], r["recommended"], protected), "protected": protected, "has_thumb": bool(r["thumb"]),
+    }
+
+
+def groups_of(index: Index, session_id: int, weights: QualityWeights = QualityWeights()) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The session's current groups (members that still exist and were not split out; groups of
+    at least two) and the photos split out of them. One query."""
+    groups: dict[int, dict[str, Any]] = {}
+    for r in index.query(_MEMBERS_SQL, (session_id,)):
+        if r["status"] == "gone" or r["action"] == "split":
+            continue
+        g = groups.setdefault(int(r["group_id"]), {"id": int(r["group_id"]), "photos": []})
+        g["photos"].append(_photo(r, weights))
+    out: list[dict[str, Any]] = []
+    for g in groups.values():
+        if len(g["photos"]) < 2:
+            continue
+        photos = g["photos"]
+        # The keeper first: the page highlights it, the compare view starts with it.
+        photos.sort(key=lambda p: (p["verdict"] != "keep", p["recommended"] != "keep"))
+        g["position"] = len(out)
+        g["keep"] = [p["id"] for p in photos if p["verdict"] == "keep"]
+        g["delete"] = [p["id"] for p in photos if p["verdict"] == "delete"]
+        g["decided"] = all(p["decision"] in ("keep", "delete") for p in photos)
+        g["freed_bytes"] = sum(p["size_bytes"] for p in photos if p["verdict"] == "delete")
+        out.append(g)
+    # Photos split out stay out of the groups (also after re-clustering, which drops them from
+    # group_members); they are listed so that the person can undo.
+    split = [{"id": int(r["id"]), "path": r["path"], "name": os.path.basename(r["path"]), "has_thumb": bool(r["thumb"])}
+             for r in index.query("SELECT p.id, p.path, p.thumb FROM decisions d JOIN photos p ON p.id = d.photo_id "
+                                  "WHERE d.session_id = ? AND d.action = 'split' AND p.status != 'gone' ORDER BY p.path",
+                                  (session_id,))]
+    return out, split
+
+
+def summary(groups: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "groups": len(groups),
+        "photos": sum(len(g["photos"]) for g in groups),
+        "to_delete": sum(len(g["delete"]) for g in groups),
+        "to_review": sum(1 for g in groups for p in g["photos"] if p["decision"] is None),
+        "freed_bytes": sum(g["freed_bytes"] for g in groups),
+    }
+
+
+def result(index: Index, token: str, weights: QualityWeights = QualityWeights()) -> dict[str, Any]:
+    """A session's result (the seed's ``getResult``): the session, its groups with every photo's
+    facts, recommendation, decision and verdict, the photos split out, and a summary."""
+    s = session_by_token(index, token)
+    groups, split = groups_of(index, int(s["id"]), weights)
+    return {"session": public_session(s), "groups": groups, "split": split, "summary": summary(groups)}
+
+
+def public_session(s: dict[str, Any]) -> dict[str, Any]:
+    return {k: s[k] for k in ("token", "kind", "state", "photos", "queued", "errors", "groups", "created_at",
+                              "closed_at", "clustered_at", "reviewed_at")}
+
+
+_COUNTS_SQL = """
+SELECT g.session_id,
+       COUNT(*) AS members,
+       SUM(d.action IS NULL) AS undecided,
+       SUM(CASE WHEN COALESCE(f.protected, 0) = 0 AND COALESCE(d.action, m.recommended) = 'delete'
+                THEN 1 ELSE 0 END) AS to_delete,
+       SUM(CASE WHEN COALESCE(f.protected, 0) = 0 AND COALESCE(d.action, m.recommended) = 'delete'
+                THEN p.size_bytes ELSE 0 END) AS freed_bytes
+FROM groups g
+JOIN group_members m ON m.group_id = g.id
+JOIN photos p ON p.id = m.photo_id AND p.status != 'gone'
+LEFT JOIN folders f ON f.id = p.folder_id
+LEFT JOIN decisions d ON d.session_id = g.session_id AND d.photo_id = m.photo_id
+WHERE g.session_id IN ({ids})
+GROUP BY g.session_id
+"""
+
+
+_home_cache: weakref.WeakKeyDictionary[Index, tuple[tuple[int, int, int], dict[int, Any]]] = weakref.WeakKeyDictionary()
+
+
+def _review_counts(index: Index, ids: list[int]) -> dict[int, Any]:
+    """Per session: members undecided, to delete, bytes freed. This walks every group member of
+    the shown sessions, so it is cached until the index changes (``PRAGMA data_version`` moves
+    on another connection's commit, ``total_changes`` on ours)."""
+    key = (int(index.conn.execute("PRAGMA data_version").fetchone()[0]), index.conn.total_changes, hash(tuple(ids)))
+    hit = _home_cache.get(index)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    counts: dict[int, Any] = {}
+    if ids:
+        for r in index.query(_COUNTS_SQL.format(ids=",".join("?" * len(ids))), tuple(ids)):
+            counts[int(r["session_id"])] = dict(r)
+    _home_cache[index] = (key, counts)
+    return counts
+
+
+def home(index: Index, limit: int = 200) -> dict[str, Any]:
+    """What the home page shows: the newest sessions with their counts and progress, library
+    totals, and the latest errors with their reasons. A fixed number of queries."""
+    shown = _session_rows(index, limit=limit)
+    n_sessions = int(index.scalar("SELECT COUNT(*) FROM sessions") or 0)
+    counts = _review_counts(index, [int(s["id"]) for s in shown])
+    out = []
+    for s in shown:
+        c = counts.get(int(s["id"]))
+        d = public_session(s)
+        d.update(
+            to_review=int(c["undecided"] or 0) if c else 0,
+            to_delete=int(c["to_delete"] or 0) if c else 0,
+            freed_bytes=int(c["freed_bytes"] or 0) if c else 0,
+            done=int(s["photos"]) - int(s["queued"]) - int(s["errors"]),
+        )
+        out.append(d)
+    st = {r[0]: int(r[1]) for r in index.query("SELECT status, COUNT(*) FROM photos GROUP BY status")}
+    errors = [{"id": int(r[0]), "path": r[1], "reason": r[2]} for r in index.query(
+        "SELECT id, path, error FROM photos WHERE status = 'error' ORDER BY analysed_at DESC, id DESC LIMIT 50")]
+    return {
+        "sessions": out, "more_sessions": max(0, n_sessions - len(shown)),
+        "library": {"photos": st.get("ok", 0), "queued": st.get("queued", 0), "errors": st.get("error", 0)},
+        "errors": errors,
+    }
+
+
+# ---------------------------------------------------------------- decisions
+
+def _member(index: Index, session_id: int, photo_id: int) -> Any:
+    return index.one(
+        "SELECT p.id, p.status, COALESCE(f.protected, 0) AS protected, m.group_id, m.recommended "
+        "FROM groups g JOIN group_members m ON m.group_id = g.id JOIN photos p ON p.id = m.photo_id "
+        "LEFT JOIN folders f ON f.id = p.folder_id WHERE g.session_id = ? AND m.photo_id = ?",
+        (session_id, photo_id))
+
+
+def decide(index: Index, token: str, photo_id: int, action: str, *, now: float | None = None) -> None:
+    """Record what the person decided for one photo of a session's groups.
+
+    ``keep`` / ``delete``: this photo's verdict; ``split``: "not a duplicate" — it leaves the
+    group and stays out of it at every re-clustering; ``undo``: forget the decision (a split
+    photo comes back at the next clustering). Raises ``ReviewError``.
+    """
+    if action not in ACTIONS:
+        raise ReviewError(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
     now = time.time() if now is None else now
-    if action is not None and action not in ACTIONS:
-        raise ReviewError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
-    sid = _session_id(index, token)
-    if index.scalar("SELECT 1 FROM photos WHERE id = ?", (photo_id,)) is None:
-        raise ReviewError(f"no photo {photo_id}")
+    s = session_by_token(index, token)
+    sid = int(s["id"])
+    m = _member(index, sid, photo_id)
+    split_row = index.one("SELECT action FROM decisions WHERE session_id = ? AND photo_id = ? AND action = 'split'",
+                          (sid, photo_id))
+    if m is None and not (split_row is not None and action == "undo"):
+        raise UnknownPhoto(f"photo {photo_id} is not in this session's groups")
+    if m is not None and m["status"] == "gone":
+        raise ReviewError("that photo is no longer there (moved to trash or deleted)")
+    if action == "delete":
+        if m["protected"]:
+            raise ReviewError("this photo is in a protected folder and is always kept")
+        groups, _ = groups_of(index, sid)
+        g = next((g for g in groups if g["id"] == int(m["group_id"])), None)
+        if g is not None and g["keep"] == [photo_id]:
+            raise ReviewError("every group keeps at least one photo: mark another one Keep first")
     with index.tx() as conn:
         before = conn.execute("SELECT action FROM decisions WHERE session_id = ? AND photo_id = ?", (sid, photo_id)).fetchone()
-        if action is None:
+        if action == "undo":
             conn.execute("DELETE FROM decisions WHERE session_id = ? AND photo_id = ?", (sid, photo_id))
         else:
             conn.execute("INSERT INTO decisions(session_id, photo_id, action, decided_at) VALUES (?, ?, ?, ?) "
-                         "ON CONFLICT(session_id, photo_id) DO UPDATE SET action = excluded.action, decided_at = excluded.decided_at",
-                         (sid, photo_id, action, now))
+                         "ON CONFLICT(session_id, photo_id) DO UPDATE SET action = excluded.action, "
+                         "decided_at = excluded.decided_at", (sid, photo_id, action, now))
         if "split" in (action, before[0] if before else None):
-            sessions.mark_dirty(conn, [sid])
+            sessions.mark_dirty(conn, [sid])  # out of (or back into) the groups: cluster again
+        # A changed decision makes the session one to review again.
+        conn.execute("UPDATE sessions SET reviewed_at = NULL WHERE id = ?", (sid,))
 
 
 def accept_all(index: Index, token: str, *, now: float | None = None) -> int:
-    """Every recommendation without a decision becomes one. Returns how many."""
+    """Take the recommendation for every photo the person has not decided yet. Returns how many."""
     now = time.time() if now is None else now
-    sid = _session_id(index, token)
+    sid = int(session_by_token(index, token)["id"])
     with index.tx() as conn:
         cur = conn.execute(
             "INSERT OR IGNORE INTO decisions(session_id, photo_id, action, decided_at) "
@@ -95,23 +312,173 @@ def accept_all(index: Index, token: str, *, now: float | None = None) -> int:
         return int(cur.rowcount)
 
 
-def confirm(index: Index, token: str, root_for: Callable[[str], str], *, dry_run: bool,
-            now: float | None = None) -> dict[str, Any]:
-    """Move the session's ``delete`` verdicts to trash (or, with ``dry_run``, only list them).
+# ---------------------------------------------------------------- dry run and confirm
 
-    Returns ``{"dry_run", "moves": [{"photo_id", "path", "size_bytes", "trash_id", "trash_path"}],
-    "freed_bytes"}``. A group never loses all its members: if every member would go, none does.
-    """
-    result = session_result(index, token)
-    ids: list[int] = []
-    for g in result["groups"]:
-        doomed = [p["id"] for p in g["photos"] if p["verdict"] == "delete"]
-        if len(doomed) < len(g["photos"]):
-            ids += doomed
-    if dry_run:
-        moves = [m.__dict__ for m in trash.plan(index, ids)]
+@dataclass
+class Sidecar:
+    keeper_id: int
+    keeper_path: str
+    sidecar_path: str
+    fields: dict[str, str]  # label -> value, for the page
+    meta: metadata.PhotoMeta
+
+
+@dataclass
+class Plan:
+    """Exactly what a confirmation would do."""
+
+    token: str
+    moves: list[dict[str, Any]] = field(default_factory=list)  # {photo_id, path, size_bytes, group}
+    sidecars: list[Sidecar] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # groups not confirmed, with why
+
+    @property
+    def freed_bytes(self) -> int:
+        return sum(int(m["size_bytes"]) for m in self.moves)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "token": self.token, "moves": self.moves, "files": len(self.moves), "freed_bytes": self.freed_bytes,
+            "sidecars": [{"keeper_id": s.keeper_id, "keeper_path": s.keeper_path, "sidecar_path": s.sidecar_path,
+                          "fields": s.fields} for s in self.sidecars],
+            "skipped": self.skipped,
+        }
+
+
+def metadata_gaps(group: dict[str, Any], read: Callable[[str], metadata.PhotoMeta] = metadata.read_metadata
+                  ) -> list[tuple[dict[str, Any], metadata.PhotoMeta]]:
+    """For each kept photo of a group, what the copies marked for deletion carry and it lacks."""
+    deleted = [p for p in group["photos"] if p["verdict"] == "delete"]
+    if not deleted:
+        return []
+    others = [read(p["path"]) for p in deleted]
+    out = []
+    for k in (p for p in group["photos"] if p["verdict"] == "keep"):
+        gap = metadata.missing_from(read(k["path"]), others)
+        if any(gap.has(f) for f in metadata.FIELDS):
+            out.append((k, gap))
+    return out
+
+
+def gap_fields(gap: metadata.PhotoMeta) -> dict[str, str]:
+    return {metadata.FIELD_LABELS[f]: gap.display(f) for f in metadata.FIELDS if gap.has(f)}
+
+
+def plan_confirm(index: Index, token: str) -> Plan:
+    """The dry run: which files would move to trash, the space freed, the sidecars written.
+    Moves and writes nothing."""
+    s = session_by_token(index, token)
+    groups, _ = groups_of(index, int(s["id"]))
+    plan = Plan(token=token)
+    for g in groups:
+        dels = [p for p in g["photos"] if p["verdict"] == "delete" and not p["protected"]]
+        if not dels:
+            continue
+        if not g["keep"]:
+            plan.skipped.append({"group": g["position"], "why": "every photo of this group is marked for deletion"})
+            continue
+        for p in dels:
+            plan.moves.append({"photo_id": p["id"], "path": p["path"], "size_bytes": p["size_bytes"],
+                               "group": g["position"]})
+        for keeper, gap in metadata_gaps(g):
+            plan.sidecars.append(Sidecar(keeper["id"], keeper["path"], metadata.sidecar_path(keeper["path"]),
+                                         gap_fields(gap), gap))
+    return plan
+
+
+@dataclass
+class Confirmation:
+    moved: list[trash.TrashMove]
+    sidecars: list[str]
+    skipped: list[dict[str, Any]]
+    failed: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "moved": [{"photo_id": m.photo_id, "path": m.path, "size_bytes": m.size_bytes, "trash_id": m.trash_id,
+                       "trash_path": m.trash_path}
+                      for m in self.moved],
+            "files": len(self.moved), "freed_bytes": sum(m.size_bytes for m in self.moved),
+            "sidecars": self.sidecars, "skipped": self.skipped, "failed": self.failed,
+        }
+
+
+def confirm(index: Index, token: str, root_for: Callable[[str], str], *, now: float | None = None) -> Confirmation:
+    """Do what ``plan_confirm`` shows: write the sidecars (before the copies go, while their
+    metadata can still be read), then move the copies to trash in one batch, and mark the
+    session reviewed. A file that cannot be moved stops the batch; what moved stays moved and
+    ``failed`` says why."""
+    now = time.time() if now is None else now
+    plan = plan_confirm(index, token)
+    written = []
+    for sc in plan.sidecars:
+        try:
+            written.append(metadata.write_sidecar(sc.keeper_path, sc.meta))
+        except OSError as exc:
+            raise ReviewError(f"cannot write the sidecar beside {sc.keeper_path}: {exc.strerror or exc}; "
+                              "nothing was moved") from None
+    sid = int(session_by_token(index, token)["id"])
+    failed = None
+    moved: list[trash.TrashMove] = []
+    try:
+        moved = _move_all(index, [int(m["photo_id"]) for m in plan.moves], root_for, sid, now)
+    except _PartialMove as exc:
+        moved, failed = exc.moved, exc.why
+    if failed is None:
+        sessions.mark_reviewed(index, token, now)
+    log.info("session %s confirmed: %d files to trash, %d sidecars", token[:6] + "…", len(moved), len(written))
+    return Confirmation(moved, written, plan.skipped, failed)
+
+
+class _PartialMove(Exception):
+    def __init__(self, moved: list[trash.TrashMove], why: str) -> None:
+        self.moved, self.why = moved, why
+
+
+def _move_all(index: Index, ids: Iterable[int], root_for: Callable[[str], str], sid: int, now: float) -> list[trash.TrashMove]:
+    moved: list[trash.TrashMove] = []
+    for pid in ids:
+        try:
+            moved += trash.move_to_trash(index, [pid], root_for, session_id=sid, now=now)
+        except trash.TrashError as exc:
+            raise _PartialMove(moved, str(exc)) from None
+    return moved
+
+
+def trash_entries(index: Index, retention_days: float) -> list[dict[str, Any]]:
+    """What is in the trash, newest first, each with when it will be purged."""
+    out = []
+    for r in trash.list_trash(index):
+        d = dict(r)
+        d["purge_at"] = float(r["moved_at"]) + retention_days * 86400  # type: ignore[arg-type]
+        d["name"] = os.path.basename(str(r["original_path"]))
+        out.append(d)
+    return out
+
+
+def groups_json(index: Index, token: str | None = None) -> dict[str, Any]:
+    """The current groups in the shape of ``dupligone scan --json`` (``dupligone groups``):
+    ``{"photos", "clusters": [{"members", "keep", "delete", "reasons", "session"}], "errors"}``
+    with absolute paths; each photo's verdict as the page shows it. Raises ``UsageError`` for
+    an unknown token."""
+    if token is not None:
+        rows = _session_rows(index, token)
+        if not rows:
+            raise UsageError(f"no session with token {token!r}")
     else:
-        sid = _session_id(index, token)
-        moves = [m.__dict__ for m in trash.move_to_trash(index, ids, root_for, session_id=sid, now=now)]
-        sessions.mark_reviewed(index, token, time.time() if now is None else now)
-    return {"dry_run": dry_run, "moves": moves, "freed_bytes": sum(int(m["size_bytes"]) for m in moves)}
+        rows = [dict(r) for r in index.query("SELECT id, token FROM sessions ORDER BY id")]
+    clusters = []
+    for s in rows:
+        groups, _ = groups_of(index, int(s["id"]))
+        for g in groups:
+            clusters.append({
+                "members": [p["path"] for p in g["photos"]],
+                "keep": [p["path"] for p in g["photos"] if p["verdict"] == "keep"],
+                "delete": [p["path"] for p in g["photos"] if p["verdict"] == "delete"],
+                "reasons": {p["path"]: p["reason"] for p in g["photos"]},
+                "session": s["token"],
+            })
+    where, params = ("AND session_id = ?", (rows[0]["id"],)) if token is not None else ("", ())
+    n = index.scalar(f"SELECT COUNT(*) FROM photos WHERE status = 'ok' {where}", params)
+    errs = index.query(f"SELECT path, error FROM photos WHERE status = 'error' {where} ORDER BY path", params)
+    return {"photos": int(n or 0), "clusters": clusters, "errors": [{"path": e[0], "reason": e[1]} for e in errs]}

@@ -1,4 +1,4 @@
-"""Read-only views of the index for ``dupligone status`` and ``dupligone groups`` (and the web page)."""
+"""Read-only views of the index for ``dupligone status`` (``dupligone groups`` is ``review.groups_json``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from typing import Any
 
 from dupligoned.adapters import outbox
 from dupligoned.adapters.index import Index
-from dupligoned.errors import UsageError
 from dupligoned.services import sessions
 
 
@@ -34,44 +33,4 @@ def status(index: Index) -> dict[str, Any]:
         "waiting_for_review": sum(1 for s in sess if s["state"] == "clustered" and s["groups"]),
         "recent_errors": errors,
         "mirrors": outbox.state(index.conn),
-    }
-
-
-def groups_json(index: Index, token: str | None = None) -> dict[str, Any]:
-    """The current groups in the shape of ``dupligone scan --json``: ``{"photos", "clusters":
-    [{"members", "keep", "delete", "reasons", "session"}], "errors"}`` with absolute paths.
-
-    Recommendations, overridden by the person's decisions where there are any. Raises
-    ``UsageError`` for an unknown token.
-    """
-    params: tuple[Any, ...] = ()
-    where = ""
-    if token is not None:
-        sid = index.scalar("SELECT id FROM sessions WHERE token = ?", (token,))
-        if sid is None:
-            raise UsageError(f"no session with token {token!r}")
-        where, params = "WHERE g.session_id = ?", (sid,)
-    rows = index.query(
-        "SELECT g.id AS gid, s.token, p.path, m.recommended, m.reason, d.action "
-        "FROM groups g JOIN sessions s ON s.id = g.session_id "
-        "JOIN group_members m ON m.group_id = g.id JOIN photos p ON p.id = m.photo_id "
-        "LEFT JOIN decisions d ON d.session_id = g.session_id AND d.photo_id = p.id "
-        f"{where} ORDER BY g.session_id, g.position, m.position", params)
-    clusters: dict[int, dict[str, Any]] = {}
-    for r in rows:
-        c = clusters.setdefault(r["gid"], {"members": [], "keep": [], "delete": [], "reasons": {}, "session": r["token"]})
-        verdict = r["action"] if r["action"] in ("keep", "delete") else r["recommended"]
-        c["members"].append(r["path"])
-        c[verdict].append(r["path"])
-        c["reasons"][r["path"]] = r["reason"]
-    if token is not None:
-        n = index.scalar("SELECT COUNT(*) FROM photos WHERE status = 'ok' AND session_id = ?", params)
-        errs = index.query("SELECT path, error FROM photos WHERE status = 'error' AND session_id = ? ORDER BY path", params)
-    else:
-        n = index.scalar("SELECT COUNT(*) FROM photos WHERE status = 'ok'")
-        errs = index.query("SELECT path, error FROM photos WHERE status = 'error' ORDER BY path")
-    return {
-        "photos": int(n or 0),
-        "clusters": list(clusters.values()),
-        "errors": [{"path": e[0], "reason": e[1]} for e in errs],
     }

@@ -55,7 +55,7 @@ from dupligoned.adapters.thumbs import ThumbStore
 from dupligoned.core.quality import QualityWeights
 from dupligoned.errors import DupliGoneError
 from dupligoned.services import mirror, sessions, trash
-from dupligoned.services import review_web as rv
+from dupligoned.services import review as rv
 from dupligoned.services.review import ReviewError
 from dupligoned.web import uploads
 from dupligoned.web.security import Signer, load_secret, verify_password
