@@ -1,12 +1,11 @@
 """Heavy crops (issue 4): features, candidates, the geometric check, grouping and the keeper.
 
-Real photos from the shared dev corpus are cropped, stamped and shifted into ``tmp_path``; the
-real decode, ORB, index, verification, grouping and keeper run on them.
+Photo-like scenes drawn by ``tests/synth.py`` are cropped, stamped and shifted into ``tmp_path``;
+the real decode, ORB, index, verification, grouping and keeper run on them.
 """
 
 from __future__ import annotations
 
-import os
 import random
 from dataclasses import replace
 from pathlib import Path
@@ -23,39 +22,23 @@ from dupligoned.core.model import PhotoInfo
 from dupligoned.services.analyse import analyse_file
 from dupligoned.services.crops import CropLibrary, find_crops, mark_crops
 from dupligoned.services.grouping import group_photos
+from tests import synth
 
-SHARED = Path(os.environ.get("DUPLIGONE_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
-DEV = SHARED / "datasets" / "dev" / "photos"
-SOURCES = [  # larger unique photos of the dev corpus: a street, a landscape, an indoor scene
-    "Backup/Old laptop/Pictures/Unsorted/IMG_2489.JPG",
-    "Sony/DCIM/100MSDCF/DSC56062.JPG",
-    "WhatsApp Images/DSC08132.JPG",
-    "Olympus/DCIM/100OLYMP/P5024423.JPG",
-    "Phone/DCIM/Camera/20210201_171452.jpg",
-    "iPhone/DCIM/101APPLE/IMG_3588.JPG",
-]
-
-pytestmark = pytest.mark.skipif(not DEV.is_dir(), reason="shared dev corpus not beside the repo")
+# Unrelated photos drawn by tests/synth.py at the sizes of typical library photos: two wide
+# 1080p frames, 4:3 and 3:2 camera pictures. Like the real photos these replace (picked from the
+# dev corpus), they are scenes whose quarter crop ORB finds directly: of 16 real dev photos
+# >= 1024 px, 4 had all four crops grouped; of 24 synth scenes, 15.
+SOURCES = [(13, (1920, 1080)), (14, (1920, 1080)), (16, (1024, 768)), (12, (1024, 683)), (17, (1024, 683)),
+           (11, (1024, 768))]
 
 
 def _src(k: int) -> Image.Image:
-    return Image.open(DEV / SOURCES[k]).convert("RGB")
+    seed, size = SOURCES[k]
+    return synth.scene(seed, size)
 
 
-def _aspect(im: Image.Image, ratio: float, at: float = 0.5) -> Image.Image:
-    w, h = im.size
-    if w / h > ratio:
-        nw = int(h * ratio)
-        x = int((w - nw) * at)
-        return im.crop((x, 0, x + nw, h))
-    nh = int(w / ratio)
-    y = int((h - nh) * at)
-    return im.crop((0, y, w, y + nh))
-
-
-def _frac(im: Image.Image, x0: float, y0: float, x1: float, y1: float) -> Image.Image:
-    w, h = im.size
-    return im.crop((int(x0 * w), int(y0 * h), int(x1 * w), int(y1 * h)))
+_aspect = synth.aspect
+_frac = synth.frac
 
 
 def make_crop_family(folder: Path, im: Image.Image, name: str) -> dict[str, Path]:
@@ -63,13 +46,7 @@ def make_crop_family(folder: Path, im: Image.Image, name: str) -> dict[str, Path
     folder.mkdir(parents=True, exist_ok=True)
     out = {"original": folder / f"{name}.jpg"}
     im.save(out["original"], quality=95)
-    crops = {
-        "16x9": _aspect(im, 16 / 9, 0.3) if im.width / im.height < 16 / 9 else _aspect(im, 4 / 3, 0.6),
-        "square": _aspect(im, 1.0, 0.7),
-        "quarter": _frac(im, 0.25, 0.25, 0.75, 0.75),  # 25% off each side
-        "shared": _frac(im, 0.12, 0.2, 0.85, 0.9),
-    }
-    crops["shared"].thumbnail((1080, 1080), Image.Resampling.LANCZOS)  # as messengers share it
+    crops = {kind: cut(im) for kind, cut in synth.CROPS.items()}  # 16x9, square, quarter, shared
     for kind, c in crops.items():
         out[kind] = folder / f"{name}_{kind}.jpg"
         c.save(out[kind], quality=85)
@@ -360,7 +337,7 @@ def test_the_index_answers_alike_however_photos_were_added():
     assert np.array_equal(a.i, b.i) and np.array_equal(a.j, b.j) and np.array_equal(a.dist, b.dist)
 
 
-def test_kept_keypoints_carry_the_descriptors_detect_and_compute_gives_them():
+def test_kept_keypoints_carry_the_descriptors_detect_and_compute_gives_them(tmp_path):
     """``extract`` describes only the keypoints it keeps; each must keep its own descriptor
     (OpenCV returns described keypoints regrouped by pyramid level)."""
     from dupligoned.adapters.decode import decode_photo
@@ -368,7 +345,7 @@ def test_kept_keypoints_carry_the_descriptors_detect_and_compute_gives_them():
 
     params = CropParams()
     for k in range(len(SOURCES)):
-        work = decode_photo(str(DEV / SOURCES[k])).work
+        work = decode_photo(str(synth.save(_src(k), tmp_path / f"src{k}.jpg"))).work
         h, w = work.shape
         feats = orb.extract(work, params)
         kps, desc = orb._orb(params.detect_keypoints).detectAndCompute(work, None)

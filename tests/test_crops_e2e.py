@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_crops import DEV, _src, make_crop_family
-
-pytestmark = pytest.mark.skipif(not DEV.is_dir(), reason="shared dev corpus not beside the repo")
+from tests.test_crops import _src, make_crop_family
 
 
 def _scan(folder: Path, **env: str) -> dict:

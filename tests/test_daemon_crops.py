@@ -17,9 +17,7 @@ from dupligoned.core.crop_index import CropIndex
 from dupligoned.core.crop_search import StreamedQuery, descriptors_of_blobs
 from dupligoned.core.crops import CropParams, LocalFeatures, quantise
 from tests.daemon_support import Daemon, groups, rows, settled, status, wait_for, write_config
-from tests.test_crops import DEV, _aspect, _frac, _src
-
-pytestmark = pytest.mark.skipif(not DEV.is_dir(), reason="shared dev corpus not beside the repo")
+from tests.test_crops import _aspect, _frac, _src
 
 
 def _save(im: Image.Image, path: Path, quality: int = 90) -> Path:
