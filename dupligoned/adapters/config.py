@@ -131,6 +131,9 @@ class KeeperConfig:
     weight_brightness: float = setting(0.2, "weight of brightness in the quality score", _not_negative)
     weight_contrast: float = setting(0.2, "weight of contrast in the quality score", _not_negative)
     weight_faces: float = setting(0.15, "weight of faces in the quality score", _not_negative)
+    raw_jpeg_pairs: str = setting(
+        "keep-both", "a camera's RAW+JPEG pair (same folder, stem and capture time): \"keep-both\" recommends "
+        "neither for deletion, \"keep-raw\" lets the JPEG go", _one_of("keep-both", "keep-raw"))
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from dupligoned.adapters.raw import RAW_EXTENSIONS, open_raw, raw_format
 from dupligoned.core.hashing import DHASH_SHAPE, PHASH_SIZE
 from dupligoned.errors import CorruptImage, EmptyFile, NotAnImage, TooManyPixels, UnreadableFile
 
@@ -31,12 +32,19 @@ try:  # HEIC/HEIF (and AVIF on older Pillow) through libheif
 except ImportError:  # pragma: no cover - pillow-heif is a hard dependency; kept for clarity
     HAVE_HEIF = False
 
+try:  # JPEG XL through libjxl (registers the "JXL" format with Pillow)
+    import pillow_jxl  # noqa: F401
+
+    HAVE_JXL = True
+except ImportError:  # pragma: no cover - pillow-jxl-plugin is a hard dependency
+    HAVE_JXL = False
+
 # Extensions DupliGone looks at. Everything else in a folder is not a photo and is not reported.
 PHOTO_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".tif", ".tiff", ".mpo",
-     ".heic", ".heif", ".avif"}
-)
-_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "HEIF", "AVIF")  # JPEG also opens MPO
+     ".heic", ".heif", ".avif", ".jxl"}
+) | RAW_EXTENSIONS
+_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "HEIF", "AVIF", "JXL")  # JPEG also opens MPO
 _LOSSLESS_FORMATS = frozenset({"PNG", "TIFF", "BMP", "GIF"})
 
 DEFAULT_MAX_PIXELS = 200_000_000  # ~ a 16k×12k panorama; far above any camera, far below a bomb
@@ -129,6 +137,8 @@ def sniff_format(head: bytes) -> str | None:
         return "WebP"
     if head[:4] in (b"II*\x00", b"MM\x00*"):
         return "TIFF"
+    if head[:2] == b"\xff\x0a" or head[:12] == b"\x00\x00\x00\x0cJXL \r\n\x87\n":
+        return "JXL"
     if head[4:8] == b"ftyp":
         brand = head[8:12]
         if brand in (b"avif", b"avis"):
@@ -175,6 +185,11 @@ def _exif_facts(im: Image.Image) -> tuple[str | None, str | None, bool, int]:
         exif = im.getexif()
     except Exception:  # a broken EXIF block is not a broken photo
         return None, None, False, 1
+    return _exif_of(exif)
+
+
+def _exif_of(exif: Image.Exif) -> tuple[str | None, str | None, bool, int]:
+    """(capture date, camera, has GPS, orientation) of an EXIF block."""
     sub: Any = {}
     try:
         sub = exif.get_ifd(_EXIF_IFD)
@@ -245,7 +260,24 @@ def decode_photo(
         raise CorruptImage(path, f"corrupt image: {msg}") from None
 
 
+def is_raw_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in RAW_EXTENSIONS
+
+
+def _decode_raw(path: str, data: bytes, *, max_pixels: int, work_px: int, colour_px: int) -> DecodedPhoto:
+    """A RAW through libraw (``raw.py``): its preview or its demosaiced image, EXIF from the RAW.
+    Stored as lossless (it is the sensor's data), format = its extension (``DNG``, ``CR2``…)."""
+    pic = open_raw(path, data, need_px=max(work_px, colour_px), max_pixels=max_pixels)
+    taken, camera, has_gps = None, None, False
+    if pic.exif is not None:
+        taken, camera, has_gps, _ = _exif_of(pic.exif)
+    return _finish(pic.image, pic.width, pic.height, raw_format(path), True, None, len(data),
+                   work_px=work_px, colour_px=colour_px, taken=taken, camera=camera, has_gps=has_gps)
+
+
 def _decode_bytes(path: str, data: bytes, *, max_pixels: int, work_px: int, colour_px: int) -> DecodedPhoto:
+    if is_raw_name(path):
+        return _decode_raw(path, data, max_pixels=max_pixels, work_px=work_px, colour_px=colour_px)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Pillow's EXIF/ICC chatter is not the person's problem
         im: Image.Image = Image.open(io.BytesIO(data), formats=_FORMATS)
@@ -280,7 +312,14 @@ def _decode_bytes(path: str, data: bytes, *, max_pixels: int, work_px: int, colo
         if orientation != 1:
             im = ImageOps.exif_transpose(im)
     width, height = (h0, w0) if orientation in (5, 6, 7, 8) else (w0, h0)
+    return _finish(im, width, height, fmt, lossless, jpeg_q, len(data), work_px=work_px, colour_px=colour_px,
+                   taken=taken, camera=camera, has_gps=has_gps)
 
+
+def _finish(im: Image.Image, width: int, height: int, fmt: str, lossless: bool, jpeg_q: int | None,
+            size_bytes: int, *, work_px: int, colour_px: int, taken: str | None, camera: str | None,
+            has_gps: bool) -> DecodedPhoto:
+    """The arrays the core measures, from a decoded (and rotated) picture."""
     colour = None
     if colour_px:
         rgb = im.convert("RGB") if im.mode != "RGB" else im
@@ -293,7 +332,7 @@ def _decode_bytes(path: str, data: bytes, *, max_pixels: int, work_px: int, colo
     work = np.asarray(_resize_long_edge(grey_img, work_px))
     return DecodedPhoto(
         width=width, height=height, format=fmt, lossless=lossless, jpeg_quality=jpeg_q,
-        size_bytes=len(data), content_hash="", grey32=grey32, grey9x8=grey9x8,
+        size_bytes=size_bytes, content_hash="", grey32=grey32, grey9x8=grey9x8,
         work=work, colour=colour, taken_at=taken, camera=camera, has_gps=has_gps,
     )
 

@@ -29,6 +29,10 @@ Tables (times are Unix seconds, REAL):
   whole photo rows never load them; ``crops_searched`` is 1 once the photo was matched against
   the library. ``crop_pairs``: verified heavy crops (``crop_id`` is cut from ``original_id``).
   Both go with their photo rows (``ON DELETE CASCADE``).
+* ``trash_companions``: the companion files (Live Photo video, sidecars, Takeout JSON; see
+  ``adapters/companions.py``) that went to the trash with a ``trash`` entry: ``original_path``,
+  ``trash_path``, ``size_bytes``, ``sha256`` (of the bytes when they left). Written in the same
+  transaction as their entry, before anything moves.
 """
 
 from __future__ import annotations
@@ -195,6 +199,21 @@ def m003_crop_features(db: sqlite_utils.Database) -> None:
         )"""
     )
     db.execute("CREATE INDEX crop_pairs_original ON crop_pairs(original_id)")
+
+
+@migrations()
+def m004_trash_companions(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """CREATE TABLE trash_companions (
+            id INTEGER PRIMARY KEY,
+            trash_id INTEGER NOT NULL REFERENCES trash(id) ON DELETE CASCADE,
+            original_path TEXT NOT NULL,
+            trash_path TEXT NOT NULL,
+            size_bytes INTEGER NOT NULL,
+            sha256 TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX trash_companions_entry ON trash_companions(trash_id)")
 
 
 class Index:

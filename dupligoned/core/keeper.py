@@ -19,6 +19,12 @@ The questions, in order, each with the reason it gives:
    each other by two), higher JPEG quality, more bytes; for distinct shots (a burst) the
    weighted quality score instead.
 6. Then a deterministic tie-break: not a copy-looking name, earliest capture date, shortest path.
+
+Camera originals (``core/originals.py``) come before 3–5: a RAW is the original of every JPEG or
+HEIC developed from it, so it is the keeper of a group that holds one (of copies of one shot;
+between distinct shots the best shot is kept too), and no RAW is recommended for deletion but a
+byte-identical copy of another. The JPEG of a RAW+JPEG pair is kept beside its RAW unless
+``raw_jpeg_pairs = "keep-raw"``.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from dupligoned.core import hashing
+from dupligoned.core import hashing, originals
 from dupligoned.core.crops import crop_reasons
 from dupligoned.core.model import GroupDecision, PhotoInfo, Verdict
 from dupligoned.core.quality import QualityWeights, laplacian, score
@@ -50,8 +56,11 @@ class KeeperParams:
     noise_sharpness_ratio: float = 1.2  # a copy this much "sharper" by white noise is noisier
     shot_distance: float = 5.0  # median hash distance above which photos are distinct shots
     weights: QualityWeights = QualityWeights()
+    raw_jpeg_pairs: str = "keep-both"  # or "keep-raw": the JPEG of a RAW+JPEG pair may go
 
     def __post_init__(self) -> None:
+        if self.raw_jpeg_pairs not in originals.PAIR_POLICIES:
+            raise ValueError(f"raw_jpeg_pairs must be one of {', '.join(originals.PAIR_POLICIES)}")
         if not 0 < self.resolution_ratio <= 1:
             raise ValueError("resolution_ratio must be in (0, 1]")
         if self.blur_sharpness_ratio < 1 or self.noise_sharpness_ratio < 1:
@@ -120,9 +129,12 @@ def decide(
         raise ValueError("empty group")
     order = sorted(range(n), key=lambda k: photos[k].path)
 
+    # RAWs and the JPEGs of RAW+JPEG pairs (camera originals): never an identical copy of another.
+    pair_raw = originals.raw_jpeg_pairs(photos)
+    camera_original = {k for k in range(n) if originals.is_raw(photos[k])} | set(pair_raw)
     # 2. identical files: one representative each.
     rep_of: dict[str, int] = {}
-    for k in sorted(order, key=lambda k: (not photos[k].protected, _tie_key(photos[k]))):
+    for k in sorted(order, key=lambda k: (not photos[k].protected, k not in camera_original, _tie_key(photos[k]))):
         rep_of.setdefault(photos[k].content_hash, k)
     reps = sorted(set(rep_of.values()), key=lambda k: photos[k].path)  # path order: input order never matters
     # 2b. heavy crops (issue 4, core/crops.py): cut from another member, never the keeper.
@@ -214,16 +226,31 @@ def decide(
         )
 
     best = min(left, key=lambda k: (rank(k), _tie_key(photos[k])))
+    raws = [k for k in reps if originals.is_raw(photos[k])]
+    if raws and not distinct_shots:  # provenance: the RAW is what the others were developed from
+        best = min(raws, key=lambda k: (not photos[k].protected, -photos[k].pixels, -photos[k].size_bytes,
+                                        _tie_key(photos[k])))
     keeper = photos[best]
     verdicts: dict[int, Verdict] = {}
     for k in range(n):
         p = photos[k]
         if k == best:
-            verdicts[k] = Verdict(p.path, True, "best copy")
+            verdicts[k] = Verdict(p.path, True, "the RAW original" if originals.is_raw(p) else "best copy")
         elif p.protected:
             verdicts[k] = Verdict(p.path, True, "in a protected folder")
         elif rep_of[p.content_hash] != k:
             verdicts[k] = Verdict(p.path, False, f"identical copy of {_name(photos[rep_of[p.content_hash]])}")
+        elif originals.is_raw(p):
+            verdicts[k] = Verdict(p.path, True, "a RAW original (RAW files are kept)")
+        elif k in pair_raw:
+            raw = _name(photos[pair_raw[k]])
+            if params.raw_jpeg_pairs == "keep-raw":
+                verdicts[k] = Verdict(p.path, False, f"the {p.format} of the RAW+JPEG pair with {raw} "
+                                                     "(raw_jpeg_pairs = keep-raw)")
+            else:
+                verdicts[k] = Verdict(p.path, True, f"RAW+JPEG pair with {raw}: one shot, two files")
+        elif originals.is_raw(keeper) and k not in reason and not distinct_shots:
+            verdicts[k] = Verdict(p.path, False, f"{p.format} copy of the RAW original {_name(keeper)}")
         elif k in reason:
             verdicts[k] = Verdict(p.path, False, reason[k])
         elif distinct_shots:

@@ -240,5 +240,6 @@ def settings_from(cluster: ClusterConfig, keeper: KeeperConfig) -> ClusterSettin
         resolution_ratio=keeper.resolution_ratio,
         weights=QualityWeights(sharpness=keeper.weight_sharpness, brightness=keeper.weight_brightness,
                                contrast=keeper.weight_contrast, faces=keeper.weight_faces),
+        raw_jpeg_pairs=keeper.raw_jpeg_pairs,
     )
     return ClusterSettings(c, k)

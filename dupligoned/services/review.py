@@ -25,8 +25,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from dupligoned.adapters import companions as companion_files
 from dupligoned.adapters import metadata
 from dupligoned.adapters.index import Index
+from dupligoned.core import originals
 from dupligoned.core.quality import Quality, QualityWeights, score
 from dupligoned.errors import DupliGoneError, UsageError
 from dupligoned.services import sessions, trash
@@ -148,6 +150,7 @@ def groups_of(index: Index, session_id: int, weights: QualityWeights = QualityWe
         photos = g["photos"]
         # The keeper first: the page highlights it, the compare view starts with it.
         photos.sort(key=lambda p: (p["verdict"] != "keep", p["recommended"] != "keep"))
+        g["shots"] = _shots(photos)
         g["position"] = len(out)
         g["keep"] = [p["id"] for p in photos if p["verdict"] == "keep"]
         g["delete"] = [p["id"] for p in photos if p["verdict"] == "delete"]
@@ -161,6 +164,30 @@ def groups_of(index: Index, session_id: int, weights: QualityWeights = QualityWe
                                   "WHERE d.session_id = ? AND d.action = 'split' AND p.status != 'gone' ORDER BY p.path",
                                   (session_id,))]
     return out, split
+
+
+def _shots(photos: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The group's photos as shots: a camera's RAW+JPEG pair is one shot with two files (the RAW
+    first), every other photo a shot of its own. Sets each photo's ``index`` (1, 2, … as shown,
+    the keys that pick it) and, on pair members, ``pair_with`` (the other file's name); reorders
+    ``photos`` to match."""
+    from types import SimpleNamespace
+
+    pairs = originals.raw_jpeg_pairs([SimpleNamespace(path=p["path"], format=str(p["format"] or ""),
+                                                      taken_at=p["taken_at"]) for p in photos])
+    partner = {r: j for j, r in pairs.items()}
+    shots: list[list[dict[str, Any]]] = []
+    for k, p in enumerate(photos):
+        if k in pairs:
+            continue  # shown beside its RAW
+        shot = [p] + ([photos[partner[k]]] if k in partner else [])
+        if len(shot) == 2:
+            shot[0]["pair_with"], shot[1]["pair_with"] = shot[1]["name"], shot[0]["name"]
+        shots.append(shot)
+    photos[:] = [p for shot in shots for p in shot]
+    for i, p in enumerate(photos, 1):
+        p["index"] = i
+    return shots
 
 
 def summary(groups: list[dict[str, Any]]) -> dict[str, Any]:
@@ -328,7 +355,7 @@ class Plan:
     """Exactly what a confirmation would do."""
 
     token: str
-    moves: list[dict[str, Any]] = field(default_factory=list)  # {photo_id, path, size_bytes, group}
+    moves: list[dict[str, Any]] = field(default_factory=list)  # {photo_id, path, size_bytes, group, companions}
     sidecars: list[Sidecar] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)  # groups not confirmed, with why
 
@@ -379,10 +406,14 @@ def plan_confirm(index: Index, token: str) -> Plan:
             continue
         for p in dels:
             plan.moves.append({"photo_id": p["id"], "path": p["path"], "size_bytes": p["size_bytes"],
-                               "group": g["position"]})
+                               "group": g["position"], "companions": []})
         for keeper, gap in metadata_gaps(g):
             plan.sidecars.append(Sidecar(keeper["id"], keeper["path"], metadata.sidecar_path(keeper["path"]),
                                          gap_fields(gap), gap))
+    # The Live Photo videos, sidecars and Takeout files that go with the photos (``trash.plan``).
+    going = companion_files.companions_for_batch([m["path"] for m in plan.moves])
+    for m in plan.moves:
+        m["companions"] = list(going[m["path"]])
     return plan
 
 
@@ -396,7 +427,7 @@ class Confirmation:
     def to_json(self) -> dict[str, Any]:
         return {
             "moved": [{"photo_id": m.photo_id, "path": m.path, "size_bytes": m.size_bytes, "trash_id": m.trash_id,
-                       "trash_path": m.trash_path}
+                       "trash_path": m.trash_path, "companions": list(m.companions)}
                       for m in self.moved],
             "files": len(self.moved), "freed_bytes": sum(m.size_bytes for m in self.moved),
             "sidecars": self.sidecars, "skipped": self.skipped, "failed": self.failed,
@@ -448,8 +479,11 @@ def _move_all(index: Index, ids: Iterable[int], root_for: Callable[[str], str], 
 def trash_entries(index: Index, retention_days: float) -> list[dict[str, Any]]:
     """What is in the trash, newest first, each with when it will be purged."""
     out = []
-    for r in trash.list_trash(index):
+    entries = trash.list_trash(index)
+    comps = trash.companions_of_entries(index, [int(str(r["id"])) for r in entries])
+    for r in entries:
         d = dict(r)
+        d["companions"] = [os.path.basename(str(c["original_path"])) for c in comps[int(str(r["id"]))]]
         d["purge_at"] = float(r["moved_at"]) + retention_days * 86400  # type: ignore[arg-type]
         d["name"] = os.path.basename(str(r["original_path"]))
         out.append(d)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING
 
-from dupligoned.adapters import orb
+from dupligoned.adapters import companions, orb
 from dupligoned.adapters.walk import walk_photos
 from dupligoned.core.keeper import KeeperParams
 from dupligoned.core.model import GroupDecision, PhotoInfo
@@ -37,14 +37,19 @@ class ScanResult:
     errors: list[ScanError]
     eps: EpsChoice | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    # Each grouped photo's companions (Live Photo video, sidecars, Takeout JSON): they would
+    # go and come back with it.
+    companions: dict[str, list[str]] = field(default_factory=dict)
 
     def to_json(self, *, reasons: bool = False) -> dict[str, object]:
-        """The ``dupligone scan --json`` document; ``reasons`` adds each verdict's reason."""
+        """The ``dupligone scan --json`` document; ``reasons`` adds each verdict's reason.
+        Each cluster has ``companions``: path -> its companion files (every member, maybe [])."""
         clusters: list[dict[str, object]] = []
         for g in self.groups:
             c: dict[str, object] = {"members": list(g.members), "keep": g.keep, "delete": g.delete}
             if reasons:
                 c["reasons"] = {v.path: v.reason for v in g.verdicts}
+            c["companions"] = {m: self.companions.get(m, []) for m in g.members}
             clusters.append(c)
         return {
             "photos": len(self.photos),
@@ -184,6 +189,7 @@ def scan(
         else:
             results = pool.map(analyse_job, jobs, chunksize=_chunksize(len(jobs), workers))
         # Every job is queued now: import the grouping stack while the workers decode.
+        from dupligoned.core import originals
         from dupligoned.core.clustering import ClusterParams
         from dupligoned.services.crops import find_crops, mark_crops
         from dupligoned.services.decide import decide_group
@@ -203,7 +209,9 @@ def scan(
         crops = find_crops(photos, map_fn=_crop_map(pool)) if orb.crops_enabled() else None
         if crops is not None:
             photos = mark_crops(photos, crops.crop_of)
-        grouping = group_photos(photos, cluster_params, verified=crops.verified if crops else None)
+        # A RAW+JPEG pair is one shot whatever the hash distance of the two developments.
+        verified = originals.join_links(crops.verified if crops else None, originals.pair_links(photos))
+        grouping = group_photos(photos, cluster_params, verified=verified)
         t3 = time.perf_counter()
         members = [[photos[k] for k in g] for g in grouping.groups]
         if pool is None:
@@ -216,7 +224,9 @@ def scan(
             pool.shutdown()
         cv2.setNumThreads(opencv_threads)
     errors.sort(key=lambda e: e.path)
+    listing = companions.FolderListing()
+    comps = {m: list(listing.companions_of(m).all) for g in decisions for m in g.members}
     return ScanResult(
         photos, decisions, errors, grouping.eps,
-        {"walk": t1 - t0, "analyse": t2 - t1, "group": t3 - t2, "decide": t4 - t3},
+        {"walk": t1 - t0, "analyse": t2 - t1, "group": t3 - t2, "decide": t4 - t3}, comps,
     )

@@ -5,6 +5,11 @@ trash is on the same filesystem, else copy and delete), then marks the row ``tra
 photo ``gone``. ``restore`` puts the file back at its original path, byte-identical, and the
 photo row comes back with its figures (no re-analysis). ``recover`` finishes or undoes moves
 interrupted by a crash. ``purge`` deletes trashed files for good.
+
+A photo's companions (Live Photo video, sidecars, Takeout JSON: ``adapters/companions.py``) go
+with it into the same trash folder, recorded (with their sha256) in the same transaction as the
+photo's entry, come back with it on restore and are purged with it. A move that cannot take a
+companion along is undone: a photo never leaves without its companions, nor they without it.
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
+from dupligoned.adapters import companions as companion_files
 from dupligoned.adapters.index import Index
 from dupligoned.errors import DupliGoneError
 from dupligoned.services import sessions
@@ -36,6 +43,7 @@ class TrashMove:
     size_bytes: int
     trash_id: int | None = None
     trash_path: str | None = None
+    companions: tuple[str, ...] = ()  # companion files going (gone) with the photo
 
 
 def default_trash_root(trash_dir: str, library_paths: Iterable[str]) -> Callable[[str], str]:
@@ -63,7 +71,8 @@ def plan(index: Index, photo_ids: Iterable[int]) -> list[TrashMove]:
         if r is None or r["status"] == "gone" or r["protected"]:
             continue
         out.append(TrashMove(int(r["id"]), r["path"], int(r["size_bytes"])))
-    return out
+    going = companion_files.companions_for_batch([m.path for m in out])
+    return [replace(m, companions=going[m.path]) for m in out]
 
 
 def _move(src: str, dest: str) -> None:
@@ -91,18 +100,32 @@ def move_to_trash(index: Index, photo_ids: Iterable[int], root_for: Callable[[st
             day = time.strftime("%Y-%m-%d", time.localtime(now))
             dest = os.path.join(root_for(m.path), day, str(tid), os.path.basename(m.path))
             conn.execute("UPDATE trash SET trash_path = ? WHERE id = ?", (dest, tid))
+            comps = _record_companions(conn, tid, m.companions, os.path.dirname(dest))
         try:
             _move(m.path, dest)
         except OSError as exc:
             with index.tx() as conn:
                 conn.execute("DELETE FROM trash WHERE id = ?", (tid,))
             raise TrashError(f"cannot move {m.path} to trash: {exc.strerror or exc}") from None
+        try:
+            _move_companions(comps)
+        except OSError as exc:
+            try:
+                _move(dest, m.path)  # the photo does not leave without its companions
+            except OSError as back:
+                raise TrashError(f"{m.path} is in the trash at {dest} without its companions (they could "
+                                 f"not follow: {exc.strerror or exc}; nor could it come back: "
+                                 f"{back.strerror or back})") from None
+            with index.tx() as conn:
+                conn.execute("DELETE FROM trash WHERE id = ?", (tid,))
+            raise TrashError(f"cannot move {m.path} to trash: a companion cannot go with it "
+                             f"({exc.strerror or exc}); nothing moved") from None
         with index.tx() as conn:
             conn.execute("UPDATE trash SET state = 'trashed' WHERE id = ?", (tid,))
             conn.execute("UPDATE photos SET status = 'gone', gone_at = ? WHERE id = ?", (now, m.photo_id))
             sessions.mark_dirty(conn, sessions.sessions_touching(conn, [m.photo_id]))
         log.info("moved to trash: %s -> %s", m.path, dest)
-        done.append(TrashMove(m.photo_id, m.path, m.size_bytes, tid, dest))
+        done.append(TrashMove(m.photo_id, m.path, m.size_bytes, tid, dest, tuple(c for c, _ in comps)))
     return done
 
 
@@ -114,10 +137,20 @@ def restore(index: Index, trash_id: int, *, now: float | None = None) -> str:
         raise TrashError(f"nothing to restore for trash entry {trash_id}")
     if os.path.exists(r["original_path"]):
         raise TrashError(f"cannot restore: {r['original_path']} exists again; move it away first")
+    comps = [(c["original_path"], c["trash_path"]) for c in
+             index.query("SELECT original_path, trash_path FROM trash_companions WHERE trash_id = ?", (trash_id,))]
+    for orig, _ in comps:
+        if os.path.lexists(orig):
+            raise TrashError(f"cannot restore: its companion {orig} exists again; move it away first")
     try:
         _move(r["trash_path"], r["original_path"])
     except OSError as exc:
         raise TrashError(f"cannot restore {r['original_path']}: {exc.strerror or exc}") from None
+    try:
+        _move_companions([(t, o) for o, t in comps])
+    except OSError as exc:
+        raise TrashError(f"restored {r['original_path']}, but not all its companions: {exc.strerror or exc}; "
+                         f"they are in {os.path.dirname(str(r['trash_path']))}") from None
     st = os.stat(r["original_path"])
     with index.tx() as conn:
         conn.execute("UPDATE trash SET state = 'restored', restored_at = ? WHERE id = ?", (now, trash_id))
@@ -137,8 +170,10 @@ def recover(index: Index) -> int:
     rows = index.query("SELECT * FROM trash WHERE state = 'moving'")
     for r in rows:
         at_dest = bool(r["trash_path"]) and os.path.exists(r["trash_path"])
+        finished = at_dest and not os.path.exists(r["original_path"])
+        _settle_companions(index, int(r["id"]), finished)
         with index.tx() as conn:
-            if at_dest and not os.path.exists(r["original_path"]):
+            if finished:
                 conn.execute("UPDATE trash SET state = 'trashed' WHERE id = ?", (r["id"],))
                 conn.execute("UPDATE photos SET status = 'gone', gone_at = ? WHERE id = ?", (r["moved_at"], r["photo_id"]))
             else:
@@ -166,6 +201,13 @@ def purge(index: Index, older_than_s: float, *, dry_run: bool = False, now: floa
         except OSError as exc:
             log.warning("cannot purge %s: %s", r["trash_path"], exc.strerror or exc)
             continue
+        for c in index.query("SELECT trash_path FROM trash_companions WHERE trash_id = ?", (r["id"],)):
+            try:
+                os.unlink(str(c["trash_path"]))
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("cannot purge %s: %s", c["trash_path"], exc.strerror or exc)
         _prune_empty(os.path.dirname(str(r["trash_path"])), levels=2)
         with index.tx() as conn:
             conn.execute("UPDATE trash SET state = 'purged', purged_at = ? WHERE id = ?", (now, r["id"]))
@@ -179,3 +221,72 @@ def _prune_empty(folder: str, levels: int) -> None:
         except OSError:
             return
         folder = os.path.dirname(folder)
+
+
+# ---------------------------------------------------------------- companions
+
+def _sha256(path: str) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _record_companions(conn: Any, trash_id: int, paths: Iterable[str], folder: str) -> list[tuple[str, str]]:
+    """Record the companions going with trash entry ``trash_id`` (into ``folder``, beside the
+    photo); returns (original, trash path) of each. A companion that vanished since the plan is
+    simply not there to take."""
+    out = []
+    for src in paths:
+        try:
+            size, digest = os.lstat(src).st_size, _sha256(src)
+        except OSError:
+            continue
+        dest = os.path.join(folder, os.path.basename(src))
+        conn.execute("INSERT INTO trash_companions(trash_id, original_path, trash_path, size_bytes, sha256) "
+                     "VALUES (?, ?, ?, ?, ?)", (trash_id, src, dest, size, digest))
+        out.append((src, dest))
+    return out
+
+
+def _move_companions(moves: list[tuple[str, str]]) -> None:
+    """Move each (src, dest); on a failure, put back those already moved and raise ``OSError``."""
+    done: list[tuple[str, str]] = []
+    for src, dest in moves:
+        try:
+            _move(src, dest)
+        except OSError:
+            for s2, d2 in reversed(done):
+                try:
+                    _move(d2, s2)
+                except OSError as exc:
+                    log.error("cannot put back %s (it stays at %s): %s", s2, d2, exc.strerror or exc)
+            raise
+        done.append((src, dest))
+
+
+def _settle_companions(index: Index, trash_id: int, finished: bool) -> None:
+    """After a crash: companions follow their photo (into the trash when its move finished,
+    back to their place when it is undone)."""
+    for c in index.query("SELECT original_path, trash_path FROM trash_companions WHERE trash_id = ?", (trash_id,)):
+        src, dest = (c["original_path"], c["trash_path"]) if finished else (c["trash_path"], c["original_path"])
+        if os.path.exists(src) and not os.path.lexists(dest):
+            try:
+                _move(src, dest)
+            except OSError as exc:
+                log.error("cannot settle companion %s: %s", src, exc.strerror or exc)
+
+
+def companions_of_entries(index: Index, trash_ids: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
+    """The companions recorded for trash entries: id -> [{original_path, trash_path, size_bytes, sha256}]."""
+    ids = list(trash_ids)
+    out: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+    for k in range(0, len(ids), 500):
+        chunk = ids[k:k + 500]
+        for r in index.query("SELECT * FROM trash_companions WHERE trash_id IN (" + ",".join("?" * len(chunk))
+                             + ") ORDER BY id", tuple(chunk)):
+            out[int(r["trash_id"])].append(dict(r))
+    return out
