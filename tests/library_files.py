@@ -202,3 +202,62 @@ def save_takeout_json(path: Path, title: str, *, taken_ts: int = 1714557600,
         "geoData": {"latitude": lat, "longitude": lon, "altitude": 0.0},
     }), encoding="utf-8")
     return path
+
+
+def _small(rgb: np.ndarray, w: int, h: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.LANCZOS))
+
+
+TAKEN = "2024:05:01 10:00:00"
+
+
+def build_library(root: Path, size: tuple[int, int] = (1200, 800)) -> dict[str, Path]:
+    """A library as cameras, phones and exports leave it, by role:
+
+    * ``raw1`` + ``jpg1``: a RAW+JPEG pair (DNG with an embedded preview), and ``msg1``, a
+      messenger copy of the JPEG elsewhere (smaller, stripped, quality 70): a normal copy;
+    * ``raw2`` + ``jpg2``: a pair whose DNG has no preview (developed by libraw), sharing the
+      Lightroom sidecar ``xmp2`` (``IMG_0002.xmp``);
+    * ``heic3`` with its Live Photo video ``mov3`` and iOS edits ``aae3``, and ``take3``, a Google
+      Takeout copy (smaller JPEG) with ``json3`` and ``supp3``;
+    * ``jxl4`` (JPEG XL) and ``small4``, a smaller JPEG copy whose darktable sidecar ``xmp4``
+      holds keywords and a rating the JPEG XL has not;
+    * ``heic5`` + ``mov5``, and ``dup5`` + ``dupmov5``: a byte-identical Live Photo elsewhere.
+    """
+    w, h = size
+    for sub in ("DCIM/100CANON", "Exports", "iPhone", "Takeout/Photos", "JXL", "Copies"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    f: dict[str, Path] = {}
+    r1 = scene(w, h, 1)
+    f["raw1"] = save_dng(root / "DCIM/100CANON/IMG_0001.DNG", r1, taken=TAKEN, preview_px=max(w, h))
+    f["jpg1"] = save_jpeg(root / "DCIM/100CANON/IMG_0001.JPG", r1, taken=TAKEN)
+    f["msg1"] = save_jpeg(root / "Exports/IMG_0001 (messenger).jpg", _small(r1, w // 2, h // 2), quality=70,
+                          camera=False)
+    r2 = scene(w, h, 2)
+    f["raw2"] = save_dng(root / "DCIM/100CANON/IMG_0002.DNG", r2, taken="2024:05:01 10:00:05")
+    f["jpg2"] = save_jpeg(root / "DCIM/100CANON/IMG_0002.JPG", r2, taken="2024:05:01 10:00:05")
+    f["xmp2"] = save_xmp(root / "DCIM/100CANON/IMG_0002.xmp", keywords=("beach",), tool="Adobe XMP Core")
+    r3 = scene(w, w * 3 // 4, 3)
+    f["heic3"] = save_heic(root / "iPhone/IMG_0003.HEIC", r3, taken=TAKEN)
+    f["mov3"] = save_mov(root / "iPhone/IMG_0003.MOV", seed=3)
+    f["aae3"] = save_aae(root / "iPhone/IMG_0003.AAE")
+    f["take3"] = save_jpeg(root / "Takeout/Photos/IMG_0003.JPG", _small(r3, w // 2, w * 3 // 8), quality=80, camera=False)
+    f["json3"] = save_takeout_json(root / "Takeout/Photos/IMG_0003.JPG.json", "IMG_0003.JPG", lat=48.8584, lon=2.2945)
+    f["supp3"] = save_takeout_json(root / "Takeout/Photos/IMG_0003.JPG.supplemental-metadata.json", "IMG_0003.JPG")
+    r4 = scene(w, h, 4)
+    f["jxl4"] = save_jxl(root / "JXL/IMG_0004.jxl", r4, taken=TAKEN)
+    f["small4"] = save_jpeg(root / "JXL/IMG_0004_small.jpg", _small(r4, w // 2, h // 2), quality=85, camera=False)
+    f["xmp4"] = save_xmp(root / "JXL/IMG_0004_small.jpg.xmp", keywords=("family", "grandma"), rating=5)
+    r5 = scene(w, w * 3 // 4, 5)
+    f["heic5"] = save_heic(root / "iPhone/IMG_0005.HEIC", r5, taken=TAKEN)
+    f["mov5"] = save_mov(root / "iPhone/IMG_0005.MOV", seed=5)
+    f["dup5"] = root / "Copies/IMG_0005 (1).HEIC"
+    f["dup5"].write_bytes(f["heic5"].read_bytes())
+    f["dupmov5"] = root / "Copies/IMG_0005 (1).MOV"
+    f["dupmov5"].write_bytes(f["mov5"].read_bytes())
+    return f
+
+
+PHOTO_ROLES = ("raw1", "jpg1", "msg1", "raw2", "jpg2", "heic3", "take3", "jxl4", "small4", "heic5", "dup5")
+# What must go to the trash by default, each with the companions that go with it.
+EXPECTED_DELETE = {"msg1": (), "take3": ("json3", "supp3"), "small4": ("xmp4",), "dup5": ("dupmov5",)}

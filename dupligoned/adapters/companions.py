@@ -71,7 +71,7 @@ def _match(photo_name: str, names: dict[str, str]) -> tuple[list[str], list[str]
     own = [n for n in (low + ".xmp", low + ".json", low + _TAKEOUT_SUFFIX) if n in names]
     # Takeout cuts file names at 51 characters: "IMG_1.JPG.supplemental-metad.json".
     own += sorted(n for n in names if n.startswith(low + ".s") and n.endswith(".json")
-                  and _TAKEOUT_SUFFIX.startswith(n[len(low):-len(".json")] + ".") and n not in own)
+                  and _TAKEOUT_SUFFIX.startswith(n[len(low):-len(".json")]) and n not in own)
     shared = [n for n in (stem + ".xmp", stem + ".aae") + tuple(stem + v for v in VIDEO_EXTENSIONS)
               if n in names and n != low]
     return [names[n] for n in own], [names[n] for n in shared]

@@ -8,6 +8,9 @@ Sidecars are named ``<photo name>.xmp`` (``IMG_1.jpg.xmp``, as darktable and dig
 ``IMG_1.jpg`` and ``IMG_1.png`` never share one). A sidecar DupliGone did not write is left
 alone; ours then goes to ``<photo name>.dupligone.xmp``.
 
+Sidecars other tools wrote beside a photo (``IMG_1.xmp``, ``IMG_1.JPG.xmp``) and Google Takeout's
+JSON (``IMG_1.JPG.json``) count as the photo's metadata too (``adapters/companions.py``).
+
 Raises nothing for unreadable or odd metadata: a field that cannot be read is simply absent.
 """
 
@@ -20,6 +23,8 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from PIL import Image, IptcImagePlugin
+
+from dupligoned.adapters import companions
 
 _EXIF_IFD = 0x8769
 _GPS_IFD = 0x8825
@@ -204,7 +209,51 @@ def read_metadata(path: str) -> PhotoMeta:
             continue
         if _ours(text):
             meta = _merge(meta, parse_xmp(text))
+    # Sidecars other tools wrote (darktable, Lightroom) and Google Takeout's JSON: what they hold
+    # is the photo's too, and goes with it to the trash.
+    for sidecar in companions.companions_of(path).all:
+        low = sidecar.lower()
+        if not low.endswith((".xmp", ".json")) or sidecar in sidecar_candidates(path)[1:]:
+            continue
+        try:
+            with open(sidecar, encoding="utf-8", errors="replace") as fh:
+                text = fh.read(MAX_XMP_BYTES)
+        except OSError:
+            continue
+        if low.endswith(".json"):
+            meta = _merge(meta, parse_takeout(text))
+        elif not _ours(text):
+            meta = _merge(meta, parse_xmp(text))
     return meta
+
+
+def parse_takeout(text: str) -> PhotoMeta:
+    """The fields of a Google Takeout metadata file (capture time in UTC, GPS; 0,0 is "none")."""
+    import json
+    import time
+
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return PhotoMeta()
+    if not isinstance(data, dict):
+        return PhotoMeta()
+    taken = None
+    try:
+        ts = int(data.get("photoTakenTime", {}).get("timestamp"))
+        taken = time.strftime("%Y:%m:%d %H:%M:%S", time.gmtime(ts))
+    except (TypeError, ValueError, AttributeError, OverflowError, OSError):
+        taken = None
+    gps = None
+    geo = data.get("geoData")
+    if isinstance(geo, dict):
+        try:
+            lat, lon = float(geo.get("latitude", 0.0)), float(geo.get("longitude", 0.0))
+            if (lat, lon) != (0.0, 0.0) and abs(lat) <= 90 and abs(lon) <= 180:
+                gps = (lat, lon)
+        except (TypeError, ValueError):
+            gps = None
+    return PhotoMeta(taken_at=taken, gps=gps)
 
 
 def missing_from(keeper: PhotoMeta, others: list[PhotoMeta]) -> PhotoMeta:

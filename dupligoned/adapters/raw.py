@@ -79,6 +79,13 @@ def _flip(im: Image.Image, flip: int) -> Image.Image:
     return im
 
 
+def looks_raw(head: bytes) -> bool:
+    """Do a file's first bytes start like a camera RAW container (TIFF and its ORF/RW2
+    variants, Fujifilm's RAF, Canon's CR3)?"""
+    return (head[:4] in (b"II*\x00", b"MM\x00*", b"IIRO", b"IIRS", b"MMOR", b"IIU\x00")
+            or head.startswith(b"FUJIFILMCCD-RAW") or head[4:12] == b"ftypcrx ")
+
+
 def open_raw(path: str, data: bytes, *, need_px: int, max_pixels: int) -> RawPicture:
     """The picture of a RAW file's bytes, at least ``need_px`` on its long edge where the RAW
     is that large. Raises ``CorruptImage``, ``NotAnImage`` or ``TooManyPixels``."""
@@ -86,6 +93,8 @@ def open_raw(path: str, data: bytes, *, need_px: int, max_pixels: int) -> RawPic
         import rawpy
     except ImportError:  # pragma: no cover - rawpy is a dependency; kept for a clear message
         raise NotAnImage(path, "RAW support needs rawpy (pip install rawpy)") from None
+    if not looks_raw(data[:16]):
+        raise NotAnImage(path, "not a camera RAW (its content is no RAW format)")
     try:
         raw = rawpy.imread(io.BytesIO(data))
     except rawpy.LibRawFileUnsupportedError:
@@ -133,6 +142,7 @@ def _preview(raw: Any, need_px: int, raw_size: tuple[int, int], flip: int) -> tu
     except (rawpy.LibRawError, ValueError):
         return None
     try:
+        im: Image.Image
         if thumb.format == rawpy.ThumbFormat.JPEG:
             im = Image.open(io.BytesIO(thumb.data), formats=("JPEG",))
             pexif = im.getexif()

@@ -15,10 +15,10 @@ Pure: paths are strings, no file is opened.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 
-from dupligoned.core.model import PhotoInfo
 from dupligoned.core.neighbours import Pairs
 
 # Format names the decoder stores for RAWs: the extension, upper case.
@@ -28,7 +28,18 @@ DEVELOPED_FORMATS = frozenset({"JPEG", "MPO", "HEIF", "JXL"})
 PAIR_POLICIES = ("keep-both", "keep-raw")
 
 
-def is_raw(p: PhotoInfo) -> bool:
+class Shot(Protocol):
+    """What pairing needs of a photo (``PhotoInfo`` has it; so has a row of the review page)."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def format(self) -> str: ...
+    @property
+    def taken_at(self) -> str | None: ...
+
+
+def is_raw(p: Shot) -> bool:
     return p.format.upper() in RAW_FORMATS
 
 
@@ -43,7 +54,7 @@ def same_capture(a: str | None, b: str | None) -> bool:
     return a is None or b is None or a[:19] == b[:19]
 
 
-def raw_jpeg_pairs(photos: Sequence[PhotoInfo]) -> dict[int, int]:
+def raw_jpeg_pairs(photos: Sequence[Shot]) -> dict[int, int]:
     """The RAW+JPEG pairs among ``photos``: index of the developed file -> index of its RAW."""
     raws: dict[tuple[str, str], list[int]] = {}
     for k, p in enumerate(photos):
@@ -60,7 +71,7 @@ def raw_jpeg_pairs(photos: Sequence[PhotoInfo]) -> dict[int, int]:
     return out
 
 
-def pair_links(photos: Sequence[PhotoInfo]) -> list[tuple[int, int]]:
+def pair_links(photos: Sequence[Shot]) -> list[tuple[int, int]]:
     """Pairs to join the grouping, as sorted (lo, hi) indices: a pair is one shot, whatever
     the hash distance between the camera's JPEG and the developed RAW."""
     return sorted({(min(a, b), max(a, b)) for a, b in raw_jpeg_pairs(photos).items()})

@@ -29,7 +29,7 @@ import numpy.typing as npt
 
 from dupligoned.adapters.config import ClusterConfig, KeeperConfig
 from dupligoned.adapters.index import Index
-from dupligoned.core import clustering, neighbours
+from dupligoned.core import clustering, neighbours, originals
 from dupligoned.core.crops import crop_links
 from dupligoned.core.keeper import KeeperParams
 from dupligoned.core.model import GroupDecision, PhotoInfo
@@ -181,6 +181,7 @@ def cluster_session(
                 near = neighbours.query(lib.codes[pos[ok]], lib.codes, params.search_radius)
                 member_ids.update(int(x) for x in lib.ids[near.j])
             crop_pairs = library_crops.relations(index, member_ids - split)
+    member_ids |= _pair_partners(index, member_ids) - split
     member_ids -= split
     groups: list[GroupDecision] = []
     by_path: dict[str, int] = {}
@@ -196,6 +197,8 @@ def cluster_session(
         by_path = {str(r["path"]): int(r["id"]) for r in rows}
         own_set = set(own)
         verified, infos = _crop_links(infos, [int(r["id"]) for r in rows], crop_pairs)
+        # A RAW+JPEG pair is one shot whatever the hash distance of the two developments.
+        verified = originals.join_links(verified, originals.pair_links(infos))
         grouping = group_photos(infos, params, verified=verified)
         for g in grouping.groups:
             if not any(by_path[infos[k].path] in own_set for k in g):
@@ -220,6 +223,27 @@ def cluster_session(
         conn.execute("UPDATE sessions SET dirty = 0, clustered_at = ?, params_fp = ? WHERE id = ?",
                      (now, settings.fingerprint(), session_id))
     return len(groups)
+
+
+def _pair_partners(index: Index, member_ids: set[int]) -> set[int]:
+    """Photos of the same folder and stem as a member RAW (its camera JPEG, maybe not a hash
+    neighbour of the developed RAW): the pairs among them are found by ``originals``."""
+    if not member_ids:
+        return set()
+    ids = sorted(member_ids)
+    raw_formats = tuple(sorted(originals.RAW_FORMATS))
+    out: set[int] = set()
+    for k in range(0, len(ids), 500):
+        chunk = ids[k:k + 500]
+        for r in index.conn.execute(
+                f"SELECT path FROM photos WHERE id IN ({','.join('?' * len(chunk))}) AND status = 'ok' "
+                f"AND format IN ({','.join('?' * len(raw_formats))})", (*chunk, *raw_formats)):
+            stem = str(r[0]).rsplit(".", 1)[0]
+            # A range on the path index: every name "stem.<ext>" (case as on disk).
+            out.update(int(x[0]) for x in index.conn.execute(
+                "SELECT id FROM photos WHERE path > ? AND path < ? AND status = 'ok' AND instr(substr(path, ?), '.') = 1 "
+                "AND instr(substr(path, ? + 1), '/') = 0", (stem + ".", stem + "/", len(stem) + 1, len(stem) + 1)))
+    return out
 
 
 def mark_changed_settings(index: Index, settings: ClusterSettings) -> int:
