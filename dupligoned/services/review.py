@@ -492,7 +492,7 @@ def trash_entries(index: Index, retention_days: float) -> list[dict[str, Any]]:
 
 def groups_json(index: Index, token: str | None = None) -> dict[str, Any]:
     """The current groups in the shape of ``dupligone scan --json`` (``dupligone groups``):
-    ``{"photos", "clusters": [{"members", "keep", "delete", "reasons", "session"}], "errors"}``
+    ``{"photos", "clusters": [{"members", "keep", "delete", "reasons", "companions", "session"}], "errors"}``
     with absolute paths; each photo's verdict as the page shows it. Raises ``UsageError`` for
     an unknown token."""
     if token is not None:
@@ -502,6 +502,7 @@ def groups_json(index: Index, token: str | None = None) -> dict[str, Any]:
     else:
         rows = [dict(r) for r in index.query("SELECT id, token FROM sessions ORDER BY id")]
     clusters = []
+    listing = companion_files.FolderListing()
     for s in rows:
         groups, _ = groups_of(index, int(s["id"]))
         for g in groups:
@@ -510,6 +511,7 @@ def groups_json(index: Index, token: str | None = None) -> dict[str, Any]:
                 "keep": [p["path"] for p in g["photos"] if p["verdict"] == "keep"],
                 "delete": [p["path"] for p in g["photos"] if p["verdict"] == "delete"],
                 "reasons": {p["path"]: p["reason"] for p in g["photos"]},
+                "companions": {p["path"]: list(listing.companions_of(p["path"]).all) for p in g["photos"]},
                 "session": s["token"],
             })
     where, params = ("AND session_id = ?", (rows[0]["id"],)) if token is not None else ("", ())
