@@ -159,6 +159,8 @@ class WebConfig:
     max_upload_files: int = setting(5000, "most photos in one web upload", _between(1, 1_000_000))
     preview_ttl_s: float = setting(900.0, "how long a full-size preview link stays valid", _positive)
     login_days: float = setting(30.0, "how long a login on the review page lasts", _positive)
+    allowed_hosts: list[str] = setting(
+        [], "names the review page answers to besides IP addresses, localhost, web.host and this machine's name")
 
 
 @dataclass(frozen=True)
@@ -268,6 +270,12 @@ def _build(cls: type, raw: Mapping[str, Any], prefix: str, problems: list[str]) 
                 problems.append(f"At '{key}': must be a table [{key}] (got {value!r})")
                 continue
             values[name] = _build(tp, value, key + ".", problems)  # type: ignore[arg-type]
+            continue
+        if typing.get_origin(tp) is list and typing.get_args(tp) == (str,):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                problems.append(f"At '{key}': must be a list of strings (got {value!r})")
+                continue
+            values[name] = list(value)
             continue
         if typing.get_origin(tp) is list:
             (item,) = typing.get_args(tp)
@@ -460,7 +468,7 @@ def describe() -> list[tuple[str, Any, str, bool]]:
             tp, _ = _unwrap_optional(hints[f.name])
             if dataclasses.is_dataclass(tp):
                 walk(tp, f"{prefix}{f.name}.")  # type: ignore[arg-type]
-            elif typing.get_origin(tp) is list:
+            elif typing.get_origin(tp) is list and typing.get_args(tp) != (str,):
                 (item,) = typing.get_args(tp)
                 walk(item, f"{prefix}{f.name}[].")
             else:

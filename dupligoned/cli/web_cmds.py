@@ -35,10 +35,10 @@ def set_password_in(text: str, hashed: str) -> str:
 
 def cmd_set_password(args: argparse.Namespace) -> int:
     from dupligoned.adapters.config import find_config, load_config
-    from dupligoned.web.security import hash_password
+    from dupligoned.web.security import LoginStore, hash_password
 
     path = find_config(args.config)
-    load_config(path)  # refuse to edit a config that does not load
+    cfg = load_config(path)  # refuse to edit a config that does not load
     if sys.stdin.isatty():
         pw = getpass.getpass("New password for the review page: ")
         if getpass.getpass("Again: ") != pw:
@@ -55,7 +55,10 @@ def cmd_set_password(args: argparse.Namespace) -> int:
     os.chmod(tmp, os.stat(path).st_mode & 0o777)
     os.replace(tmp, path)
     load_config(path)
-    print(f"password set in {path}; restart the daemon for it to take effect")
+    # Every login made with the old password ends now; a running daemon notices the store
+    # changed and reads the new hash from the config at its next request.
+    LoginStore(cfg.state_dir).end_all()
+    print(f"password set in {path}; every login has ended (a running daemon uses the new password at once)")
     return 0
 
 

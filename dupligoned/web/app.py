@@ -18,11 +18,11 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -46,7 +46,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import File, Redirect, Template
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from dupligoned import __version__
 from dupligoned.adapters.config import Config
@@ -58,7 +58,8 @@ from dupligoned.services import mirror, sessions, trash
 from dupligoned.services import review as rv
 from dupligoned.services.review import ReviewError
 from dupligoned.web import uploads
-from dupligoned.web.security import Signer, load_secret, verify_password
+from dupligoned.web.middleware import allowed_host_names, gatekeeper, security_headers_hook
+from dupligoned.web.security import LoginStore, LoginThrottle, Signer, load_secret, verify_password
 
 log = logging.getLogger("dupligone.web")
 
@@ -70,6 +71,7 @@ CSRF_COOKIE = "dupligone_csrf"
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 BROWSER_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
 CLOSE_WAIT_S = 120.0
+_MOVES = threading.Lock()  # one batch of file moves (confirm, restore) at a time, off the event loop
 
 def _csp(img_origins: tuple[str, ...] = ()) -> bytes:
     # Mirrored photos are shown straight from Azure Blob through signed links: that origin,
@@ -83,32 +85,12 @@ SECURITY_HEADERS = [
     (b"content-security-policy", _csp()),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),  # session tokens are in page URLs
+    # Session tokens are in page URLs: never sent to another site. Same-origin requests keep
+    # their Origin (``no-referrer`` would make it "null" and fail the Origin check).
+    (b"referrer-policy", b"same-origin"),
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
 ]
-
-
-def security_headers(app: ASGIApp, img_origins: tuple[str, ...] = ()) -> ASGIApp:
-    """ASGI middleware: the security headers on every HTTP response, errors and static files too."""
-    own = [(b"content-security-policy", _csp(img_origins)), *SECURITY_HEADERS[1:]]
-
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP:
-            await app(scope, receive, send)
-            return
-
-        async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                have = {k.lower() for k, _ in headers}
-                headers += [(k, v) for k, v in own if k not in have]
-                message["headers"] = headers
-            await send(message)
-
-        await app(scope, receive, send_wrapper)
-
-    return middleware
 
 
 def body_limit(limits: dict[str, int], max_mb: float) -> Callable[[ASGIApp], ASGIApp]:
@@ -154,7 +136,10 @@ class WebState:
     thumbs: ThumbStore
     roots: tuple[str, ...]  # folders a served photo must be inside
     pending_close: dict[str, float] = field(default_factory=dict)  # upload token -> give up at
+    logins: LoginStore | None = None  # the logins valid now (logout and set-password end them)
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
     _index: Index | None = None
+    _generation: int = 0
 
     @property
     def index(self) -> Index:
@@ -164,21 +149,79 @@ class WebState:
 
     @property
     def password_required(self) -> bool:
+        self._reload_password()
         return bool(self.cfg.web.password_hash)
+
+    def _reload_password(self) -> None:
+        # `dupligone set-password` ends every login through the login store; the new hash is
+        # read from the config file then, not at the next restart.
+        if self.logins is None or self.logins.changed() == self._generation:
+            return
+        self._generation = self.logins.generation
+        if self.cfg.source:
+            from dataclasses import replace
+
+            from dupligoned.adapters.config import load_config
+            try:
+                new = load_config(self.cfg.source).web.password_hash
+            except DupliGoneError as exc:
+                log.warning("the config could not be read again for the new password: %s", exc)
+                return
+            if new:  # never drop to no password while running (check_listen ran at start)
+                self.cfg = replace(self.cfg, web=replace(self.cfg.web, password_hash=new))
 
     def login_fingerprint(self) -> str:
         # Changing the password ends every login.
         return self.signer.sign("pw:" + (self.cfg.web.password_hash or ""))[:16]
 
+    def _login(self, cookies: dict[str, str]) -> dict[str, Any] | None:
+        tok = cookies.get(LOGIN_COOKIE)
+        data = self.signer.read_token("login", tok) if tok else None
+        if not data or data.get("pw") != self.login_fingerprint():
+            return None
+        if self.logins is not None and not self.logins.valid(str(data.get("lid", ""))):
+            return None
+        return data
+
     def logged_in(self, cookies: dict[str, str]) -> bool:
         if not self.password_required:
             return True
-        tok = cookies.get(LOGIN_COOKIE)
-        data = self.signer.read_token("login", tok) if tok else None
-        return bool(data) and data.get("pw") == self.login_fingerprint()  # type: ignore[union-attr]
+        return self._login(cookies) is not None
 
-    def login_cookie(self) -> str:
-        return self.signer.token("login", {"pw": self.login_fingerprint()}, self.cfg.web.login_days * 86400)
+    def _csrf_mark(self, csrf_cookie: str) -> str:
+        return self.signer.sign("csrf:" + csrf_cookie)[:16]
+
+    def csrf_bound(self, cookies: dict[str, str]) -> bool:
+        """Whether the CSRF cookie is the one this login was made with (Litestar's CSRF check
+        then ties the form's token to that cookie)."""
+        data = self._login(cookies)
+        return data is not None and data.get("c") == self._csrf_mark(cookies.get(CSRF_COOKIE, ""))
+
+    def login_cookie(self, csrf_cookie: str = "") -> str:
+        ttl = self.cfg.web.login_days * 86400
+        lid = self.logins.add(ttl) if self.logins is not None else ""
+        return self.signer.token("login", {"pw": self.login_fingerprint(), "lid": lid,
+                                           "c": self._csrf_mark(csrf_cookie)}, ttl)
+
+    def logout(self, cookies: dict[str, str]) -> None:
+        data = self._login(cookies)
+        if data is not None and self.logins is not None:
+            self.logins.end(str(data.get("lid", "")))
+
+    async def check_password(self, request: Request[Any, Any, Any], password: str) -> Response[Any] | None:
+        """None when ``password`` is right; else the answer: 429 while the client (or everyone)
+        must wait, 401 for a wrong password. scrypt runs off the event loop."""
+        client = request.client.host if request.client else "?"
+        wait = self.throttle.begin(client)
+        if wait is not None:
+            return _error_page(request, 429, f"too many login attempts; try again in {wait:.0f} s",
+                               headers={"retry-after": str(max(1, int(wait + 0.999)))})
+        ok = False
+        try:
+            ok = await asyncio.to_thread(verify_password, password, self.cfg.web.password_hash or "")
+        finally:
+            self.throttle.end(client, ok)
+        return None if ok else _error_page(request, 401, "wrong password")
 
     def preview_url(self, photo_id: int) -> str:
         """A time-limited link to the full photo: a read-only SAS link when the Azure mirror
@@ -223,11 +266,13 @@ def _is_api(request: Request[Any, Any, Any]) -> bool:
     return request.url.path.startswith("/api/")
 
 
-def _error_page(request: Request[Any, Any, Any], status: int, message: str) -> Response[Any]:
+def _error_page(request: Request[Any, Any, Any], status: int, message: str,
+                headers: dict[str, str] | None = None) -> Response[Any]:
     if _is_api(request):
-        return Response({"status_code": status, "detail": message}, status_code=status, media_type=MediaType.JSON)
+        return Response({"status_code": status, "detail": message}, status_code=status, media_type=MediaType.JSON,
+                        headers=headers)
     return Template("error.html", context={"status": status, "message": message, **_common(request)},
-                    status_code=status)
+                    status_code=status, headers=headers)
 
 
 def on_not_authorized(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -245,7 +290,7 @@ def on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Respon
         message = f"too large: a photo may be at most {mb:g} MB ([web] max_upload_mb); nothing was stored"
     elif isinstance(exc, PermissionDeniedException) and "CSRF" in message:
         message = "the form has expired or did not come from this page (CSRF check failed); reload and try again"
-    return _error_page(request, status, message)
+    return _error_page(request, status, message, headers=dict(exc.headers or {}) or None)
 
 
 def on_review_error(request: Request[Any, Any, Any], exc: ReviewError) -> Response[Any]:
@@ -271,6 +316,15 @@ def _common(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 def _page(request: Request[Any, Any, Any], name: str, status: int = 200, **context: Any) -> Template:
     return Template(name, context={**_common(request), **context}, status_code=status)
+
+
+MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger id names nothing (404, never 500)
+
+
+def _id(n: int, what: str = "photo") -> int:
+    if not 0 < n <= MAX_ID:
+        raise NotFoundException(f"no such {what}")
+    return n
 
 
 def _token(token: str) -> str:
@@ -340,17 +394,19 @@ async def login_form(request: Request[Any, Any, Any]) -> Response[Any]:
     nxt = _safe_next(str(form.get("next") or "/"))
     if not st.password_required:
         return Redirect(nxt)
-    if not verify_password(str(form.get("password") or ""), st.cfg.web.password_hash or ""):
-        await asyncio.sleep(0.5)  # a brake on guessing
-        return _page(request, "login.html", status=401, next=nxt, error="Wrong password.")
+    refused = await st.check_password(request, str(form.get("password") or ""))
+    if refused is not None:
+        error = "Wrong password." if refused.status_code == 401 else "Too many attempts: wait a moment and try again."
+        return _page(request, "login.html", status=refused.status_code or 401, next=nxt, error=error)
     resp = Redirect(nxt)
-    resp.set_cookie(LOGIN_COOKIE, st.login_cookie(), max_age=int(st.cfg.web.login_days * 86400), httponly=True,
+    resp.set_cookie(LOGIN_COOKIE, st.login_cookie(request.cookies.get(CSRF_COOKIE, "")), max_age=int(st.cfg.web.login_days * 86400), httponly=True,
                     samesite="strict")
     return resp
 
 
 @post("/logout", include_in_schema=False)
 async def logout(request: Request[Any, Any, Any]) -> Response[Any]:
+    _state(request).logout(dict(request.cookies))
     resp = Redirect("/login" if _state(request).password_required else "/")
     resp.delete_cookie(LOGIN_COOKIE)
     return resp
@@ -365,18 +421,20 @@ class LoginBody:
 async def api_login(request: Request[Any, Any, Any], data: JSONBody[LoginBody]) -> Response[dict[str, Any]]:
     """Log in: sets the login cookie. Send it back with the CSRF cookie and ``x-csrftoken`` header."""
     st = _state(request)
-    if st.password_required and not verify_password(data.password, st.cfg.web.password_hash or ""):
-        await asyncio.sleep(0.5)
-        return Response({"status_code": 401, "detail": "wrong password"}, status_code=401)
+    if st.password_required:
+        refused = await st.check_password(request, data.password)
+        if refused is not None:
+            return refused
     resp = Response({"ok": True})
     if st.password_required:
-        resp.set_cookie(LOGIN_COOKIE, st.login_cookie(), max_age=int(st.cfg.web.login_days * 86400), httponly=True,
+        resp.set_cookie(LOGIN_COOKIE, st.login_cookie(request.cookies.get(CSRF_COOKIE, "")), max_age=int(st.cfg.web.login_days * 86400), httponly=True,
                         samesite="strict")
     return resp
 
 
 @post("/api/logout", tags=["auth"], status_code=200)
-async def api_logout() -> Response[dict[str, Any]]:
+async def api_logout(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    _state(request).logout(dict(request.cookies))
     resp = Response({"ok": True})
     resp.delete_cookie(LOGIN_COOKIE)
     return resp
@@ -388,6 +446,7 @@ async def preview(
 ) -> Response[Any]:
     """The full-size photo, through a signed link that expires (no login needed: the link is the key)."""
     st = _state(request)
+    _id(photo_id)
     if not st.signer.preview_ok(photo_id, exp, sig):
         raise PermissionDeniedException("this preview link is invalid or has expired; reload the page")
     row = st.index.one("SELECT path, format, status FROM photos WHERE id = ?", (photo_id,))
@@ -421,7 +480,7 @@ def _as_jpeg(path: str, max_pixels: int) -> bytes:
 async def thumb(request: Request[Any, Any, Any], photo_id: FromPath[int]) -> File:
     """A photo's thumbnail from the thumbnail cache."""
     st = _state(request)
-    rel = st.index.scalar("SELECT thumb FROM photos WHERE id = ?", (photo_id,))
+    rel = st.index.scalar("SELECT thumb FROM photos WHERE id = ?", (_id(photo_id),))
     if not rel:
         raise NotFoundException("no thumbnail for this photo")
     try:
@@ -494,9 +553,10 @@ async def decide_form(request: Request[Any, Any, Any], token: FromPath[str]) -> 
 
 def _int(v: Any, default: int) -> int:
     try:
-        return int(str(v))
+        n = int(str(v))
     except (TypeError, ValueError):
         return default
+    return n if abs(n) <= MAX_ID else default
 
 
 @post("/s/{token:str}/accept-all", include_in_schema=False)
@@ -525,7 +585,7 @@ def _plan(st: WebState, token: FromPath[str]) -> rv.Plan:
 @post("/s/{token:str}/confirm", include_in_schema=False)
 async def confirm_form(request: Request[Any, Any, Any], token: FromPath[str]) -> Template:
     st = _state(request)
-    done = rv.confirm(st.index, _token(token), st.root_for)
+    done = await asyncio.to_thread(_confirm, st, _token(token))
     s = rv.session_by_token(st.index, token)
     return _page(request, "confirm.html", s=rv.public_session(s), plan=None, done=done.to_json())
 
@@ -539,7 +599,7 @@ async def trash_page(request: Request[Any, Any, Any], restored: FromQuery[str | 
 
 @post("/trash/{trash_id:int}/restore", include_in_schema=False)
 async def restore_form(request: Request[Any, Any, Any], trash_id: FromPath[int]) -> Redirect:
-    path = trash.restore(_state(request).index, trash_id)
+    path = await asyncio.to_thread(_restore, _state(request), _id(trash_id, "trash entry"))
     return Redirect(f"/trash?{urlencode({'restored': path})}")
 
 
@@ -682,7 +742,7 @@ class DecisionBody:
 async def api_decide(request: Request[Any, Any, Any], token: FromPath[str], data: JSONBody[DecisionBody]) -> dict[str, Any]:
     """Record a decision: ``keep``, ``delete``, ``split`` (not a duplicate) or ``undo``."""
     st = _state(request)
-    rv.decide(st.index, _token(token), data.photo_id, data.action)
+    rv.decide(st.index, _token(token), _id(data.photo_id), data.action)
     return {"ok": True}
 
 
@@ -706,7 +766,7 @@ async def api_confirm(request: Request[Any, Any, Any], token: FromPath[str], dat
     if data.dry_run:
         plan = await asyncio.to_thread(_plan, st, token)
         return {"dry_run": True, **plan.to_json()}
-    return {"dry_run": False, **rv.confirm(st.index, token, st.root_for).to_json()}
+    return {"dry_run": False, **(await asyncio.to_thread(_confirm, st, token)).to_json()}
 
 
 @get("/api/trash", tags=["trash"])
@@ -719,7 +779,26 @@ async def api_trash(request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
 @post("/api/trash/{trash_id:int}/restore", tags=["trash"], status_code=200)
 async def api_restore(request: Request[Any, Any, Any], trash_id: FromPath[int]) -> dict[str, Any]:
     """Put a file back at its original path, byte-identical."""
-    return {"restored": trash.restore(_state(request).index, trash_id)}
+    return {"restored": await asyncio.to_thread(_restore, _state(request), _id(trash_id, "trash entry"))}
+
+
+def _restore(st: WebState, trash_id: int) -> str:
+    # Moving a file may copy it across devices: off the event loop, on its own connection.
+    with _MOVES:
+        idx = open_index(st.index_path)
+        try:
+            return trash.restore(idx, trash_id)
+        finally:
+            idx.close()
+
+
+def _confirm(st: WebState, token: str) -> rv.Confirmation:
+    with _MOVES:
+        idx = open_index(st.index_path)
+        try:
+            return rv.confirm(idx, token, st.root_for)
+        finally:
+            idx.close()
 
 
 # ---------------------------------------------------------------- the app
@@ -738,7 +817,9 @@ def create_app(cfg: Config, *, index_path: str | None = None) -> Litestar:
         root_for=trash.default_trash_root(cfg.trash.dir, libs + [str(cfg.inbox_path)]),
         thumbs=ThumbStore(cfg.thumbs_path),
         roots=tuple(os.path.realpath(p) for p in libs + [str(cfg.inbox_path)]),
+        logins=LoginStore(cfg.state_dir),
     )
+    st._generation = st.logins.changed() if st.logins is not None else 0
     tasks: list[asyncio.Task[None]] = []
 
     async def on_startup(app: Litestar) -> None:
@@ -779,8 +860,11 @@ def create_app(cfg: Config, *, index_path: str | None = None) -> Litestar:
             uploads.UploadRefused: on_upload_refused,
             trash.TrashError: on_trash_error,
         },
-        middleware=[partial(security_headers, img_origins=_blob_origins(cfg)),
+        # The first runs first: host, origin and login are checked before the upload's size.
+        middleware=[gatekeeper(allowed_host_names(cfg.web.host, cfg.web.allowed_hosts)),
                     body_limit(limits, cfg.web.max_upload_mb)],
+        before_send=[security_headers_hook(
+            [(b"content-security-policy", _csp(_blob_origins(cfg))), *SECURITY_HEADERS[1:]])],
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
         request_max_body_size=1_000_000,

@@ -1,0 +1,382 @@
+"""Each attack of issue 15 against the real review page (uvicorn on a real index built by the
+daemon's services) or the real daemon, failing if it works again: DNS rebinding, links,
+bodies before login, idle connections, password guessing, decompression bombs, bad ids and
+headers on errors. ``bench/attacks.py`` runs the same attacks against a live daemon."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from dupligoned.adapters.config import load_config
+from dupligoned.web.server import WebServer
+from tests.web_support import PASSWORD, Api, build_index, write_config
+
+SECURITY_HEADERS = ("content-security-policy", "x-content-type-options", "x-frame-options")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def draw_photo(path: Path, seed: int, size: tuple[int, int] = (640, 480)) -> Path:
+    """A textured scene (noise, gradients, blocks) that analyses like a photo."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.zeros((h, w, 3), np.float32)
+    for c in range(3):
+        fx, fy = rng.uniform(0.005, 0.03, 2)
+        img[..., c] = 110 + 60 * np.sin(x * fx + rng.uniform(0, 6)) * np.cos(y * fy + rng.uniform(0, 6))
+    for _ in range(12):
+        x0, y0 = int(rng.integers(0, w - 80)), int(rng.integers(0, h - 80))
+        img[y0:y0 + int(rng.integers(20, 80)), x0:x0 + int(rng.integers(20, 80))] = rng.uniform(0, 255, 3)
+    img += rng.normal(0, 12, img.shape)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path, quality=92)
+    return path
+
+
+class Server:
+    """A review page on its own index: a library with one pair of identical photos."""
+
+    def __init__(self, tmp: Path, *, password: str | None = PASSWORD, **web: Any) -> None:
+        self.tmp = tmp
+        self.port = free_port()
+        self.cfg_path = write_config(tmp, self.port, password=password, **web)
+        lib = tmp / "lib"
+        a = draw_photo(lib / "a" / "IMG_1.jpg", 1)
+        (lib / "b").mkdir(exist_ok=True)
+        (lib / "b" / "IMG_1 copy.jpg").write_bytes(a.read_bytes())
+        draw_photo(lib / "other.jpg", 2)
+        build_index(self.cfg_path)
+        self.cfg = load_config(self.cfg_path)
+        self.server = WebServer(self.cfg)
+        assert self.server.start(), self.server.error
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.lib = lib
+
+    def files(self) -> list[str]:
+        return sorted(str(p.relative_to(self.lib)) for p in self.lib.rglob("*") if p.is_file())
+
+    def token(self) -> str:
+        with httpx.Client(base_url=self.base) as c:
+            c.get("/healthz")
+            if self.cfg.web.password_hash:
+                c.post("/api/login", json={"password": PASSWORD},
+                       headers={"x-csrftoken": str(c.cookies.get("dupligone_csrf"))})
+            sessions = c.get("/api/sessions").json()
+        return str(next(s["token"] for s in sessions if s.get("groups")))
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+@pytest.fixture(scope="module")
+def open_page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Loopback mode: no password, with one extra name allowed."""
+    s = Server(tmp_path_factory.mktemp("open"), password=None, allowed_hosts=["photos.home.arpa"])
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def locked_page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """LAN mode: a password, small uploads."""
+    s = Server(tmp_path_factory.mktemp("locked"), max_upload_mb=1.0)
+    yield s
+    s.stop()
+
+
+def raw_request(port: int, head: str, body: bytes = b"", *, timeout: float = 5.0) -> tuple[int, str, float]:
+    """Send ``head`` (and ``body``) on a fresh socket; the status, the response and the seconds
+    until the first byte of the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        t0 = time.monotonic()
+        s.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+        data = s.recv(65536)
+        took = time.monotonic() - t0
+        s.settimeout(0.5)
+        try:
+            while chunk := s.recv(65536):
+                data += chunk
+        except (TimeoutError, ConnectionResetError):
+            pass
+    text = data.decode("latin-1")
+    return int(text.split(" ", 2)[1]), text, took
+
+
+# ---------------------------------------------------------------- 1. DNS rebinding
+
+
+def test_rebinding_cannot_reach_the_page_in_loopback_mode(open_page: Server) -> None:
+    token = open_page.token()
+    before = open_page.files()
+    evil = {"host": f"rebind.evil:{open_page.port}"}
+    with httpx.Client(base_url=open_page.base, headers=evil) as c:
+        # The attack: read the status, get a CSRF cookie, accept all, confirm.
+        assert c.get("/healthz").status_code == 400
+        assert c.get("/api/status").status_code == 400
+        assert "dupligone_csrf" not in c.cookies, "a rebound page must not get a CSRF cookie"
+        r = c.post(f"/api/sessions/{token}/accept-all", headers={"x-csrftoken": "x"})
+        assert r.status_code == 400
+        r = c.post(f"/api/sessions/{token}/confirm", json={"dry_run": False}, headers={"x-csrftoken": "x"})
+        assert r.status_code == 400
+    assert open_page.files() == before
+    # Names this server answers to: addresses, localhost, and [web] allowed_hosts.
+    for host in (f"127.0.0.1:{open_page.port}", f"localhost:{open_page.port}", "photos.home.arpa",
+                 f"[::1]:{open_page.port}", "192.168.1.20:8765"):
+        with httpx.Client(base_url=open_page.base, headers={"host": host}) as c:
+            assert c.get("/api/status").status_code == 200, host
+
+
+def test_changes_from_another_site_are_refused_even_with_a_token(open_page: Server) -> None:
+    token = open_page.token()
+    before = open_page.files()
+    api = Api(open_page.base)  # holds a valid CSRF cookie and token, like a page that stole them
+    try:
+        for hdr in ({"origin": "http://rebind.evil:8765"}, {"origin": "null"},
+                    {"referer": "http://rebind.evil/attack.html"}):
+            r = api.post(f"/api/sessions/{token}/accept-all", headers=hdr)
+            assert r.status_code == 403, (hdr, r.text)
+            assert "another site" in r.json()["detail"]
+        r = api.post(f"/api/sessions/{token}/confirm", json={"dry_run": False},
+                     headers={"origin": "http://evil.example"})
+        assert r.status_code == 403
+        # The page's own requests (same origin) go through.
+        r = api.post(f"/api/sessions/{token}/confirm", json={"dry_run": True},
+                     headers={"origin": open_page.base})
+        assert r.status_code == 200, r.text
+    finally:
+        api.close()
+    assert open_page.files() == before
+
+
+def test_csrf_token_is_bound_to_the_login(locked_page: Server) -> None:
+    token = locked_page.token()
+    victim = Api(locked_page.base)
+    other = Api(locked_page.base)  # an attacker's own, valid CSRF pair
+    try:
+        assert victim.login().status_code == 200
+        assert victim.post(f"/api/sessions/{token}/confirm", json={"dry_run": True}).status_code == 200
+        # Plant the attacker's CSRF cookie and token beside the victim's login cookie.
+        planted = other.csrf
+        for c in list(victim.c.cookies.jar):
+            if c.name == "dupligone_csrf":
+                victim.c.cookies.jar.clear(c.domain, c.path, c.name)
+        victim.c.cookies.set("dupligone_csrf", planted)
+        r = victim.post(f"/api/sessions/{token}/confirm", json={"dry_run": True})
+        assert r.status_code == 403, r.text
+    finally:
+        victim.close()
+        other.close()
+
+
+# ---------------------------------------------------------------- 3. bodies before login
+
+
+def test_uploads_without_login_are_refused_from_their_headers(locked_page: Server) -> None:
+    size = 300_000_000
+    for path in ("/upload", "/api/upload"):
+        head = (f"POST {path} HTTP/1.1\nHost: 127.0.0.1:{locked_page.port}\n"
+                "Content-Type: multipart/form-data; boundary=XX\n"
+                f"Content-Length: {size}\n\n")
+        status, text, took = raw_request(locked_page.port, head)  # not one byte of the body sent
+        assert status in (302, 401), text[:300]
+        assert took < 2.0
+
+
+def test_parallel_uploads_are_limited_before_a_byte_is_stored(locked_page: Server) -> None:
+    api = Api(locked_page.base)
+    assert api.login().status_code == 200
+    cookie = "; ".join(f"{k}={v}" for k, v in api.c.cookies.items())
+    head = (f"POST /api/upload HTTP/1.1\nHost: 127.0.0.1:{locked_page.port}\nCookie: {cookie}\n"
+            f"x-csrftoken: {api.csrf}\nContent-Type: multipart/form-data; boundary=XX\n"
+            "Content-Length: 900000\n\n")
+    slow = []
+    try:
+        for _ in range(4):  # four uploads that send their body slowly
+            s = socket.create_connection(("127.0.0.1", locked_page.port), timeout=5)
+            s.sendall(head.replace("\n", "\r\n").encode() + b"--XX\r\n")
+            slow.append(s)
+        time.sleep(0.5)
+        status, text, took = raw_request(locked_page.port, head)
+        assert status == 429, text[:300]
+        assert "retry-after" in text.lower()
+    finally:
+        for s in slow:
+            s.close()
+    time.sleep(0.5)  # the server notices the closed uploads
+    try:
+        # Too large is refused from Content-Length alone.
+        status, text, _ = raw_request(locked_page.port, head.replace("900000", "5000000"))
+        assert status == 413, text[:300]
+    finally:
+        api.close()
+
+
+# ---------------------------------------------------------------- 5. password guessing
+
+
+class WebProcess:
+    """``dupligone web`` in its own process (so the clients' threads do not share its GIL)."""
+
+    def __init__(self, cfg_path: Path, port: int) -> None:
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+        self.proc = subprocess.Popen([sys.executable, "-m", "dupligoned.cli.main", "web", "--config", str(cfg_path)],
+                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.base + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.stop()
+        raise AssertionError("dupligone web did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def login_burst(base: str, port: int, n: int) -> tuple[list[int], float, list[float]]:
+    """``n`` wrong passwords at once (one CSRF pair shared, raw sockets: cheap clients), with
+    ``/healthz`` timed all along. The statuses, the burst's seconds, the health latencies."""
+    with httpx.Client(base_url=base) as c:
+        c.get("/healthz")
+        csrf = str(c.cookies.get("dupligone_csrf"))
+    health: list[float] = []
+    stop = threading.Event()
+
+    def probe() -> None:
+        with httpx.Client(base_url=base, timeout=10) as c:
+            while not stop.is_set():
+                t0 = time.monotonic()
+                c.get("/healthz")
+                health.append(time.monotonic() - t0)
+                time.sleep(0.05)
+
+    def guess(i: int) -> int:
+        body = f'{{"password": "guess-{i}"}}'.encode()
+        head = (f"POST /api/login HTTP/1.1\nHost: 127.0.0.1:{port}\nCookie: dupligone_csrf={csrf}\n"
+                f"x-csrftoken: {csrf}\nContent-Type: application/json\nContent-Length: {len(body)}\n"
+                "Connection: close\n")
+        return raw_request(port, head, body, timeout=30)[0]
+
+    t = threading.Thread(target=probe)
+    t.start()
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(n) as ex:
+        codes = list(ex.map(guess, range(n)))
+    burst = time.monotonic() - t0
+    time.sleep(0.2)
+    stop.set()
+    t.join()
+    return codes, burst, health
+
+
+def test_login_burst_is_throttled_and_logins_end_at_once(tmp_path: Path) -> None:
+    port = free_port()
+    cfg_path = write_config(tmp_path, port)
+    draw_photo(tmp_path / "lib" / "a.jpg", 1)
+    build_index(cfg_path)
+    web = WebProcess(cfg_path, port)
+    try:
+        keep = Api(web.base)
+        assert keep.login().status_code == 200
+        stolen = dict(keep.c.cookies)
+        codes, burst, health = login_burst(web.base, port, 100)
+        assert codes.count(200) == 0
+        assert codes.count(429) >= 90, codes
+        assert burst < 5.0, f"the burst took {burst:.1f} s"
+        assert max(health) < 1.0, f"/healthz took {max(health):.2f} s during the burst"
+        # The right password straight after a burst is still refused: the brake holds.
+        late = Api(web.base)
+        r = late.login()
+        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+        late.close()
+
+        # Logout ends that login at once: its cookie is worth nothing afterwards.
+        assert keep.get("/api/status").status_code == 200
+        assert keep.post("/api/logout").status_code == 200
+        with httpx.Client(base_url=web.base, cookies=stolen) as c:
+            assert c.get("/api/status").status_code == 401
+        keep.close()
+    finally:
+        web.stop()
+
+
+def test_set_password_ends_every_login_at_once(tmp_path: Path) -> None:
+    page = Server(tmp_path)
+    try:
+        api = Api(page.base)
+        assert api.login().status_code == 200
+        assert api.get("/api/status").status_code == 200
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+        r = subprocess.run([sys.executable, "-m", "dupligoned.cli.main", "set-password", "--config",
+                            str(page.cfg_path)], input="a new passphrase\n", text=True, capture_output=True,
+                           env=env, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert api.get("/api/status").status_code == 401
+        fresh = Api(page.base)
+        assert fresh.login().status_code == 401  # the old password no longer opens it
+        assert fresh.login("a new passphrase").status_code == 200
+        assert fresh.get("/api/status").status_code == 200
+        fresh.close()
+        api.close()
+    finally:
+        page.stop()
+
+
+# ---------------------------------------------------------------- 7. ids and headers
+
+
+def test_huge_ids_are_404_never_500(locked_page: Server) -> None:
+    token = locked_page.token()
+    api = Api(locked_page.base)
+    try:
+        assert api.login().status_code == 200
+        for url in ("/thumb/9223372036854775808", "/thumb/99999999999999999999999", "/thumb/0",
+                    "/preview/9223372036854775808?exp=99999999999&sig=00"):
+            assert api.get(url).status_code == 404, url
+        for url in ("/api/trash/99999999999999999999/restore", "/trash/99999999999999999999/restore"):
+            assert api.post(url).status_code == 404, url
+        r = api.post(f"/api/sessions/{token}/decisions", json={"photo_id": 10**23, "action": "keep"})
+        assert r.status_code in (400, 404), r.text
+        r = api.post(f"/s/{token}/decide", data={"photo_id": str(10**23), "action": "keep", "g": "1",
+                                                  "_csrf_token": api.csrf})
+        assert r.status_code in (302, 303, 404), r.text
+    finally:
+        api.close()
+
+
+def test_security_headers_on_errors_too(locked_page: Server) -> None:
+    with httpx.Client(base_url=locked_page.base) as c:
+        for r in (c.get("/no/such/page"), c.put("/healthz"), c.get("/api/status"),
+                  c.get("/healthz", headers={"host": "rebind.evil"}), c.get("/healthz")):
+            assert r.status_code in (200, 400, 401, 404, 405)
+            for h in SECURITY_HEADERS:
+                assert h in r.headers, (r.request.url, r.status_code, h)
+            assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
