@@ -380,3 +380,27 @@ def test_security_headers_on_errors_too(locked_page: Server) -> None:
             for h in SECURITY_HEADERS:
                 assert h in r.headers, (r.request.url, r.status_code, h)
             assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+
+
+def test_refused_upload_leaves_no_temp_file_open(locked_page: Server) -> None:
+    def tmp_fds() -> set[str]:
+        out = set()
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                target = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                continue
+            if target.endswith("(deleted)") and "/tmp" in target:
+                out.add(target)
+        return out
+
+    before = tmp_fds()
+    api = Api(locked_page.base)
+    try:
+        assert api.login().status_code == 200
+        blob = os.urandom(1_500_000)  # above the 1 MB spool: Litestar writes it to a temp file
+        r = api.post("/api/upload", files={"files": ("IMG_9.jpg", blob, "image/jpeg")})
+        assert r.status_code in (413, 415, 422), r.text
+        assert tmp_fds() <= before
+    finally:
+        api.close()

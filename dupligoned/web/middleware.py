@@ -13,7 +13,8 @@ form bodies).
   refused from its cookies alone, and a change must carry the CSRF cookie its login was made
   with (the token is bound to the login).
 * **Uploads**: at most ``MAX_PARALLEL_UPLOADS`` upload requests at a time (429 beyond); their
-  size is checked from ``Content-Length`` by ``body_limit`` in ``app``.
+  size is checked from ``Content-Length`` by ``body_limit`` in ``app``; their spooled temp files
+  are closed (freed) as soon as the request is answered.
 * **Security headers on every response**: a ``before_send`` hook, so Litestar's own 404 and 405
   answers (made before any route middleware runs) carry them too.
 """
@@ -27,9 +28,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from litestar.connection import ASGIConnection
+from litestar.datastructures import UploadFile
 from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.utils.scope.state import ScopeState
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_PARALLEL_UPLOADS = 4  # the page sends two at a time; a second device may upload too
@@ -140,12 +143,25 @@ def gatekeeper(names: frozenset[str]) -> Any:
                     await app(scope, receive, send)
                 finally:
                     in_flight[0] -= 1
+                    await _close_uploads(scope)
                 return
             await app(scope, receive, send)
 
         return middleware
 
     return wrap
+
+
+async def _close_uploads(scope: Scope) -> None:
+    """Close the request's spooled upload files now (their disk space is freed at once), not
+    whenever the request object is collected."""
+    form = ScopeState.from_scope(scope).form
+    if not isinstance(form, dict):
+        return
+    for value in form.values():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, UploadFile):
+                await item.close()
 
 
 def security_headers_hook(headers: Sequence[tuple[bytes, bytes]]) -> Any:
