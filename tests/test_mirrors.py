@@ -150,7 +150,7 @@ def test_mirrors_follow_ingest_review_purge_and_cleanup(tmp_path: Path, servers:
             from dupligoned.web.app import create_app
 
             token = rows(cfg, "SELECT token FROM sessions ORDER BY id")[0]["token"]
-            with TestClient(create_app(conf)) as client:
+            with TestClient(create_app(conf), base_url="http://127.0.0.1") as client:
                 res = client.get(f"/api/sessions/{token}/result")
                 assert res.status_code == 200, res.text
                 links = [p["preview_url"] for g in res.json()["groups"] for p in g["photos"]]
