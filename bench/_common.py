@@ -24,6 +24,18 @@ SHARED = Path(os.environ.get("DUPLIGONE_SHARED", REPO.parent / "shared"))
 PEERS_PYTHON = Path(os.environ.get("DUPLIGONE_PEERS_PYTHON", "/tmp/peers/venv/bin/python"))
 CACHE = Path(os.environ.get("DUPLIGONE_BENCH_CACHE", "/tmp/dupligone-bench"))
 RUN_PEER = SHARED / "peers" / "run_peer.py"
+HOW_TO_GET_SHARED = "put the project's shared/ folder beside the repo or point DUPLIGONE_SHARED at it"
+
+
+def require_shared(*parts: str) -> Path:
+    """``SHARED/parts``; if it is missing, say so in one line and exit 2 (benchmarks only: the
+    test suite needs nothing outside the repository)."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        print(f"{Path(sys.argv[0]).name}: needs the shared data at {path}, which is missing: {HOW_TO_GET_SHARED}",
+              file=sys.stderr)
+        raise SystemExit(2)
+    return path
 PEER_STUB = SHARED / "peers" / "stub"
 
 

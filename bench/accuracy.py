@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import SHARED, cached_corpus, load_score, run_ours, run_peer  # noqa: E402
+from _common import SHARED, cached_corpus, load_score, require_shared, run_ours, run_peer  # noqa: E402
 
 DEFAULT_PEERS = "czkawka,imagededup-phash,imagededup-dhash,findimagedupes"
 
@@ -55,6 +55,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    require_shared("datasets", "dev")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", help="a labelled corpus folder, or 'crops' (default: shared dev)")
     ap.add_argument("--peers", default=DEFAULT_PEERS, help="comma-separated peers ('' for none)")

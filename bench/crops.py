@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CACHE, PEERS_PYTHON, SHARED, cached_corpus, load_score, run_ours, run_peer  # noqa: E402
+from _common import CACHE, PEERS_PYTHON, SHARED, cached_corpus, load_score, require_shared, run_ours, run_peer  # noqa: E402
 
 DEFAULT_PEERS = "czkawka,imagededup-phash,findimagedupes"
 
@@ -287,6 +287,7 @@ def scale(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> int:
+    require_shared("datasets", "dev")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     a = sub.add_parser("accuracy")

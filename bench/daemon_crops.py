@@ -31,6 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._common import require_shared  # noqa: E402
 
 
 def _rss_mb() -> float:
@@ -106,6 +107,7 @@ def resident(db: Path) -> dict[str, Any]:
 
 
 def main() -> int:
+    require_shared("datasets", "dev", "photos")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--library", type=int, default=100_000)
     ap.add_argument("--new", type=int, default=1000)

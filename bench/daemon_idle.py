@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import SHARED  # noqa: E402
+from bench._common import SHARED, require_shared  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -57,6 +57,7 @@ def _rss_mb(pid: int) -> float:
 
 
 def main() -> int:
+    require_shared("datasets", "dev", "photos")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--photos", type=int, default=300)
     ap.add_argument("--idle-s", type=float, default=30.0)

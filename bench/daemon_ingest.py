@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import CACHE, SHARED  # noqa: E402
+from bench._common import CACHE, SHARED, require_shared  # noqa: E402
 
 STABLE_S = 0.5
 QUIET_S = 1.0
@@ -122,6 +122,7 @@ def scan_run(src: Path, workers: int) -> dict[str, float]:
 
 
 def main() -> int:
+    require_shared("datasets", "make_throughput.py")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--photos", type=int, default=100)
     ap.add_argument("--workers", type=int, default=2)

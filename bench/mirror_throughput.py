@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
+from bench._common import require_shared  # noqa: E402
 from bench.daemon_ingest import _env, _photos, corpus  # noqa: E402
 
 KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -117,6 +117,7 @@ def resync(cfg: Path, mirror: str) -> float:
 
 
 def main() -> int:
+    require_shared("datasets", "make_throughput.py")
     ap = argparse.ArgumentParser()
     ap.add_argument("--photos", type=int, default=100)
     ap.add_argument("--workers", type=int, default=2)

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cached_corpus, dupligone_command, run_peer, run_timed  # noqa: E402
+from _common import cached_corpus, dupligone_command, require_shared, run_peer, run_timed  # noqa: E402
 
 
 def _draft_decode(path: str) -> int:
@@ -49,6 +49,7 @@ def decode_floor(files: list[str], processes: int = 2) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    require_shared("datasets", "make_throughput.py")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100, help="number of 12-MP JPEGs (default 100)")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each tool; the median is kept")

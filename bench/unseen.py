@@ -24,6 +24,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._common import require_shared  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DUPLIGONE_SHARED", REPO.parent / "shared"))
 
@@ -83,6 +86,7 @@ def make(out: Path, n: int, seed: int = 7) -> None:
 
 
 def main() -> int:
+    require_shared("datasets", "dev")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="/tmp/dupligone-unseen")
     ap.add_argument("--n", type=int, default=60)

@@ -28,7 +28,7 @@ import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-
+from bench._common import require_shared  # noqa: E402
 from dupligoned.adapters.config import load_config  # noqa: E402
 from dupligoned.adapters.index import open_index  # noqa: E402
 from dupligoned.adapters.thumbs import ThumbStore  # noqa: E402
@@ -51,7 +51,7 @@ def build(root: Path, photos: int, groups: int, n_sessions: int, thumbs: int) ->
     idx = open_index(c.index_path)
     store = ThumbStore(c.thumbs_path)
     rng = random.Random(6)
-    thumb_bytes = (REPO.parent / "shared" / "datasets" / "dev" / "photos" / "Edited" / "IMG_0895.JPG").read_bytes()
+    thumb_bytes = (require_shared("datasets", "dev", "photos") / "Edited" / "IMG_0895.JPG").read_bytes()
     now = time.time()
     with idx.tx() as conn:
         conn.execute("INSERT INTO folders(id, path, protected, mode, added_at, first_scan_done_at) VALUES (1, ?, 0, 'auto', ?, ?)",
@@ -113,6 +113,7 @@ def pct(xs: list[float], p: float) -> float:
 
 
 def main() -> None:
+    require_shared("datasets", "dev", "photos")
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--photos", type=int, default=100_000)
     ap.add_argument("--groups", type=int, default=10_000)

@@ -15,23 +15,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests import corpus
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("DUPLIGONE_SHARED", REPO.parent / "shared"))
-DEV = SHARED / "datasets" / "dev"
-PHOTOS = DEV / "photos"
-
-
-def truth() -> dict[str, Any]:
-    return json.loads((DEV / "truth.json").read_text())
-
-
-def groups_of(kind: str, n: int) -> list[list[str]]:
-    """The first ``n`` labelled groups of ``kind`` (member paths relative to the corpus)."""
-    return [g["members"] for g in truth()["groups"] if g["kind"] == kind][:n]
-
-
-def singletons(n: int) -> list[str]:
-    return list(truth()["singletons"])[:n]
+# The photos: a labelled library drawn by tests/synth.py (see tests/corpus.py), not ../shared.
+PHOTOS = corpus.PHOTOS
+truth = corpus.truth
+groups_of = corpus.groups_of
+singletons = corpus.singletons
 
 
 def write_config(tmp: Path, libs: list[Path], **tables: dict[str, Any]) -> Path:
@@ -127,9 +118,13 @@ class Daemon:
         self.log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         self.proc = subprocess.Popen(cmd + ["--config", str(self.cfg)], stdout=log, stderr=subprocess.STDOUT, env=env())
         log.close()
-        # "running:" is logged once the start-up scan is done.
-        wait_for(lambda: "running:" in self.log() or self.proc.poll() is not None, 60, "the daemon to start")  # type: ignore[union-attr]
-        assert self.proc.poll() is None, self.log()
+        try:
+            # "running:" is logged once the start-up scan is done.
+            wait_for(lambda: "running:" in self.log() or self.proc.poll() is not None, 60, "the daemon to start")  # type: ignore[union-attr]
+            assert self.proc.poll() is None, self.log()
+        except BaseException:
+            self.__exit__()  # a daemon that did not start is not left running
+            raise
         return self
 
     def log(self) -> str:
@@ -202,7 +197,7 @@ def free_port() -> int:
 def copy_photo(rel: str, dest_dir: Path, name: str | None = None) -> Path:
     dest = dest_dir / (name or rel)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(PHOTOS / rel, dest)
+    shutil.copy2(corpus.build() / "photos" / rel, dest)
     return dest
 
 

@@ -38,7 +38,7 @@ def _wait_port(port: int, timeout: float = 20.0) -> None:
 def azurite_bin() -> str:
     exe = os.environ.get("AZURITE_BIN") or str(Path.home() / ".cache/dupligone-azurite/node_modules/.bin/azurite-blob")
     if not os.access(exe, os.X_OK):
-        pytest.skip("Azurite is not installed (npm install azurite@3.35.0; .ci/run does and sets AZURITE_BIN)")
+        pytest.skip(f"Azurite is not installed at {exe}: npm install azurite@3.35.0 (.ci/run does, and sets AZURITE_BIN)")
     return exe
 
 
@@ -62,7 +62,11 @@ class Azurite:
             [self.exe, "--skipApiVersionCheck", "--blobHost", "127.0.0.1", "--blobPort", str(self.port),
              "--location", str(self.location), "--silent"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait_port(self.port)
+        try:
+            _wait_port(self.port)
+        except BaseException:
+            self.stop()  # never leave it running
+            raise
         return self
 
     def stop(self) -> None:
@@ -124,5 +128,10 @@ def redis_server(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                              "--dir", str(tmp)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_port(port)
+    try:
+        _wait_port(port)
+    except BaseException:
+        proc.kill()  # never leave it running
+        proc.wait(10)
+        raise
     return proc, f"redis://127.0.0.1:{port}/0"

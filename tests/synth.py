@@ -461,7 +461,7 @@ def group(kind: str, seed: int, folder: str | Path, name: str | None = None,
     """Write a group of ``kind`` made from scene ``seed`` into ``folder``; the original first.
 
     exact: the original and a byte-identical copy in a subfolder; reencode: JPEG q70, PNG, WebP
-    q80; resize: 1024 and 640 px JPEGs; edit: +30% brightness, -20% contrast, greyscale;
+    q80; resize: JPEGs at 60% and 30% of the long edge; edit: +30% brightness, -20% contrast, greyscale;
     degrade: blur 2.5 px, noise sigma 12, JPEG q20 (the original is the one to keep); orient:
     EXIF Orientation 6, 8 and 3 with rotated pixels; crop: the four :data:`CROPS`; burst: four
     shots, the third blurred."""
@@ -483,7 +483,8 @@ def group(kind: str, seed: int, folder: str | Path, name: str | None = None,
         out += [save(im, folder / f"{name}_q70.jpg", 70), save(im, folder / f"{name}.png"),
                 save(im, folder / f"{name}.webp", 80)]
     elif kind == "resize":
-        out += [save(resize(im, 1024), folder / f"{name}_1024.jpg", 88), save(resize(im, 640), folder / f"{name}_640.jpg", 85)]
+        big, small = round(max(im.size) * 0.6), round(max(im.size) * 0.3)
+        out += [save(resize(im, big), folder / f"{name}_{big}.jpg", 88), save(resize(im, small), folder / f"{name}_{small}.jpg", 85)]
     elif kind == "edit":
         out += [save(brightness(im, 1.3), folder / f"{name}_bright.jpg", 90),
                 save(contrast(im, 0.8), folder / f"{name}_flat.jpg", 90),

@@ -8,8 +8,7 @@ import signal
 import time
 from pathlib import Path
 
-import pytest
-
+from tests import corpus
 from tests.daemon_support import (
     PHOTOS,
     Daemon,
@@ -25,8 +24,6 @@ from tests.daemon_support import (
     wait_for,
     write_config,
 )
-
-pytestmark = pytest.mark.skipif(not PHOTOS.is_dir(), reason=f"dev corpus not found at {PHOTOS}")
 
 
 def _cluster_with(out: dict, path: Path) -> set[str] | None:
@@ -147,7 +144,7 @@ def test_kill9_during_ingest_loses_nothing(tmp_path: Path) -> None:
     lib = tmp_path / "lib"
     lib.mkdir()
     cfg = write_config(tmp_path, [lib], sessions={"quiet_s": 0.5})
-    files = sorted(p for p in PHOTOS.rglob("*") if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
+    files = [p for p in corpus.files() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp")]
     burst = files[:240]
     d = Daemon(cfg).start()
     try:

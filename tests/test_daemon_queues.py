@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon_support import PHOTOS, Daemon, free_port, groups, rows, settled, wait_for, write_config
-
-pytestmark = pytest.mark.skipif(not PHOTOS.is_dir(), reason=f"dev corpus not found at {PHOTOS}")
+from tests import corpus
+from tests.daemon_support import Daemon, free_port, groups, rows, settled, wait_for, write_config
 
 
 @pytest.fixture
@@ -44,7 +43,7 @@ def _ping(client: object) -> bool:
 
 
 def _fill(lib: Path, n: int) -> list[Path]:
-    files = sorted(p for p in PHOTOS.rglob("*") if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
+    files = [p for p in corpus.files() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp")]
     out = []
     for k, src in enumerate(files[:n]):
         dest = lib / f"{k:04d}{src.suffix}"

@@ -8,8 +8,6 @@ import os
 import time
 from pathlib import Path
 
-import pytest
-
 from dupligoned.adapters.config import parse_config
 from dupligoned.adapters.index import open_index
 from dupligoned.adapters.thumbs import ThumbStore
@@ -19,8 +17,6 @@ from dupligoned.services.ingest import AnalysisJob, Ingest, analyse_for_index
 from dupligoned.services.review import groups_json
 from dupligoned.services.status import status
 from tests.daemon_support import PHOTOS, copy_photo, groups_of, singletons
-
-pytestmark = pytest.mark.skipif(not PHOTOS.is_dir(), reason=f"dev corpus not found at {PHOTOS}")
 
 
 class Rig:

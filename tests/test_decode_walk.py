@@ -17,10 +17,9 @@ from dupligoned.adapters.decode import decode_photo
 from dupligoned.adapters.walk import walk_photos
 from dupligoned.core import hashing
 from dupligoned.errors import CorruptImage, EmptyFile, NotAnImage, TooManyPixels
+from tests import corpus
 
-from .conftest import copy_dev, dev_photo
-
-PHOTO = "2017/Hiking/IMG_4161.JPG"
+PHOTO = corpus.ORIGINAL  # a pristine 1024x768 camera JPEG drawn by tests/synth.py
 
 
 def _hash(path: Path) -> tuple[int, int]:
@@ -58,7 +57,7 @@ def _png_with_a_silent_bit_flip(source: Path) -> bytes:
 
 
 def test_bad_files_get_typed_errors_with_reasons_and_stay_unchanged(tmp_path: Path) -> None:
-    good = copy_dev(PHOTO, tmp_path / "good.jpg").read_bytes()
+    good = corpus.copy(PHOTO, tmp_path / "good.jpg").read_bytes()
     # A JPEG start marker and then noise: recognised as a JPEG, unreadable as one.
     damaged = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 4
     png = _png_with_a_silent_bit_flip(tmp_path / "good.jpg")
@@ -82,7 +81,7 @@ def test_bad_files_get_typed_errors_with_reasons_and_stay_unchanged(tmp_path: Pa
 
 
 def test_pixel_limit_is_configurable(tmp_path: Path) -> None:
-    path = copy_dev(PHOTO, tmp_path / "a.jpg")
+    path = corpus.copy(PHOTO, tmp_path / "a.jpg")
     with pytest.raises(TooManyPixels):
         decode_photo(str(path), max_pixels=1000)
     assert decode_photo(str(path)).width == Image.open(path).width
@@ -93,7 +92,7 @@ def test_pixel_limit_is_configurable(tmp_path: Path) -> None:
     (3, Image.Transpose.ROTATE_180), (2, Image.Transpose.FLIP_LEFT_RIGHT),
 ])
 def test_exif_orientation_is_applied_before_hashing(tmp_path: Path, orientation: int, transpose: Image.Transpose) -> None:
-    src = Image.open(dev_photo(PHOTO))
+    src = Image.open(corpus.path(PHOTO))
     original = tmp_path / "original.png"
     src.save(original)
     stored = src.transpose(transpose)  # pixels stored turned; EXIF says how to show them
@@ -109,7 +108,7 @@ def test_exif_orientation_is_applied_before_hashing(tmp_path: Path, orientation:
 
 
 def test_formats_decode_with_their_facts(tmp_path: Path) -> None:
-    src = Image.open(dev_photo(PHOTO)).convert("RGB")
+    src = Image.open(corpus.path(PHOTO)).convert("RGB")
     src.save(tmp_path / "a.png")
     src.save(tmp_path / "a.webp", lossless=True)
     src.save(tmp_path / "b.webp", quality=80)
@@ -137,12 +136,12 @@ def test_avif_where_pillow_has_it(tmp_path: Path) -> None:
 
     if not features.check("avif"):
         pytest.skip("this Pillow has no AVIF")
-    Image.open(dev_photo(PHOTO)).save(tmp_path / "a.avif", quality=60)
+    Image.open(corpus.path(PHOTO)).save(tmp_path / "a.avif", quality=60)
     assert decode_photo(str(tmp_path / "a.avif")).format == "AVIF"
 
 
 def test_colour_image_comes_from_the_same_decode(tmp_path: Path) -> None:
-    dec = decode_photo(str(dev_photo(PHOTO)), colour_px=256)
+    dec = decode_photo(str(corpus.path(PHOTO)), colour_px=256)
     assert dec.colour is not None and dec.colour.mode == "RGB" and max(dec.colour.size) >= 256
     assert dec.work.ndim == 2
 

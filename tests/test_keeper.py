@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,14 +14,13 @@ from dupligoned.core.model import PhotoInfo
 from dupligoned.core.quality import Quality
 from dupligoned.services.analyse import analyse_file
 from dupligoned.services.decide import decide_group
+from tests import corpus, synth
 
-from .conftest import dev_photo
-
-SOURCE = "2017/Hiking/IMG_4161.JPG"  # 1024×768 JPEG, a pristine original in the dev corpus
+SOURCE = corpus.ORIGINAL  # 1024×768 JPEG, a pristine original drawn by tests/synth.py
 
 
 def _variants(folder: Path) -> dict[str, Path]:
-    src = Image.open(dev_photo(SOURCE)).convert("RGB")
+    src = Image.open(corpus.path(SOURCE)).convert("RGB")
     out = {"original": folder / "DSC_0001.jpg"}
     src.save(out["original"], quality=95)
     rng = np.random.default_rng(0)
@@ -64,7 +62,7 @@ def test_keeper_does_not_depend_on_member_order(tmp_path: Path) -> None:
 
 
 def test_lossless_copy_of_the_original_is_an_acceptable_keeper(tmp_path: Path) -> None:
-    src = Image.open(dev_photo(SOURCE)).convert("RGB")
+    src = Image.open(corpus.path(SOURCE)).convert("RGB")
     src.save(tmp_path / "a.png")
     src.save(tmp_path / "b.jpg", quality=70)
     src.save(tmp_path / "c.webp", quality=75)
@@ -108,13 +106,8 @@ def test_every_group_keeps_exactly_one_unprotected_photo_and_gives_reasons() -> 
 
 
 def test_burst_keeps_the_sharpest_frame(tmp_path: Path) -> None:
-    # Consecutive frames from the dev corpus's burst of a static camera; blur one of the sharp ones.
-    frames = ["Nikon/DCIM/100D3200/DSC_3507.JPG", "2016/Christmas/DSC_7199.JPG", "2016/Christmas/DSC_5505.JPG"]
-    paths = []
-    for k, rel in enumerate(frames):
-        dest = tmp_path / f"frame{k}.jpg"
-        shutil.copyfile(dev_photo(rel), dest)
-        paths.append(dest)
+    # Consecutive frames of a burst (a hand-held camera, a walking subject); blur one of them.
+    paths = [synth.save(synth.burst(60, k, (1024, 768)), tmp_path / f"frame{k}.jpg", 92) for k in range(3)]
     buf = io.BytesIO()
     Image.open(paths[1]).filter(ImageFilter.GaussianBlur(3)).save(buf, "JPEG", quality=92)
     paths[1].write_bytes(buf.getvalue())

@@ -5,6 +5,7 @@ backends: nothing of them is imported when they are off, a missing extra is name
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -34,7 +35,8 @@ def test_second_worker_on_redis_takes_part_of_the_batch(tmp_path: Path) -> None:
                                                  f'state_dir = "{other / "state"}"\nlog_level = "debug"'))
     out = open(other / "worker.log", "wb")
     worker = subprocess.Popen([sys.executable, "-m", "dupligoned.cli.main", "worker", "--config", str(other_cfg),
-                               "--workers", "1"], stdout=out, stderr=subprocess.STDOUT, env=env())
+                               "--workers", "1"], stdout=out, stderr=subprocess.STDOUT, env=env(),
+                              start_new_session=True)  # its own process group: killed whole if it hangs
     picks = singletons(24)
     try:
         with Daemon(cfg):
@@ -48,7 +50,8 @@ def test_second_worker_on_redis_takes_part_of_the_batch(tmp_path: Path) -> None:
         try:
             worker.wait(20)
         except subprocess.TimeoutExpired:
-            worker.kill()
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(10)
         out.close()
         redis_proc.terminate()
         redis_proc.wait(10)

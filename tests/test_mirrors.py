@@ -39,9 +39,10 @@ DB = "dg"
 
 @pytest.fixture
 def servers(tmp_path: Path) -> Any:
-    az = Azurite(tmp_path / "azurite").start()
-    mongo = Mongo(tmp_path / "mongo").start()
+    az, mongo = Azurite(tmp_path / "azurite"), Mongo(tmp_path / "mongo")
     try:
+        az.start()
+        mongo.start()
         yield az, mongo
     finally:
         az.stop()

@@ -5,8 +5,7 @@ import pytest
 from PIL import Image, ImageFilter
 
 from dupligoned.core.quality import Quality, QualityWeights, estimate_noise, measure, score
-
-from .conftest import dev_photo
+from tests import corpus
 
 
 def _grey(path) -> np.ndarray:
@@ -14,7 +13,7 @@ def _grey(path) -> np.ndarray:
 
 
 def test_blur_lowers_sharpness_and_darkening_lowers_brightness() -> None:
-    im = Image.open(dev_photo("2017/Hiking/IMG_4161.JPG")).convert("L")
+    im = Image.open(corpus.path(corpus.ORIGINAL)).convert("L")
     sharp = measure(np.asarray(im))
     blurred = measure(np.asarray(im.filter(ImageFilter.GaussianBlur(2.5))))
     dark = measure((np.asarray(im) * 0.4).astype(np.uint8))

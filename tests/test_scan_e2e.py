@@ -11,11 +11,10 @@ from pathlib import Path
 
 from PIL import Image, ImageFilter
 
-from .conftest import copy_dev, dev_photo
+from tests import corpus
 
-ORIGINAL = "2017/Hiking/IMG_4161.JPG"
-UNRELATED = ["2019/Autumn walk/IMG_8236.JPG", "Nikon/DCIM/100D3200/DSC_4005.JPG",
-             "Olympus/DCIM/100OLYMP/P4079395.JPG", "iPhone/DCIM/100APPLE/IMG_5070.JPG"]
+ORIGINAL = corpus.ORIGINAL  # a pristine 1024x768 camera JPEG drawn by tests/synth.py
+UNRELATED = corpus.singletons(4)
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -29,11 +28,11 @@ def _fingerprint(root: Path) -> dict[str, tuple[str, float]]:
 
 
 def _library(root: Path) -> dict[str, Path]:
-    src = Image.open(dev_photo(ORIGINAL)).convert("RGB")
+    src = Image.open(corpus.path(ORIGINAL)).convert("RGB")
     lib = {"original": root / "Camera" / "IMG_4161.JPG"}
-    copy_dev(ORIGINAL, lib["original"])
+    corpus.copy(ORIGINAL, lib["original"])
     lib["exact"] = root / "Backup" / "IMG_4161 (1).JPG"
-    copy_dev(ORIGINAL, lib["exact"])
+    corpus.copy(ORIGINAL, lib["exact"])
     (root / "Shared").mkdir(parents=True)
     lib["resized"] = root / "Shared" / "small.jpg"
     src.resize((640, 480), Image.Resampling.LANCZOS).save(lib["resized"], quality=85)
@@ -45,7 +44,7 @@ def _library(root: Path) -> dict[str, Path]:
     lib["blurred"] = root / "Shared" / "blurred.jpg"
     src.filter(ImageFilter.GaussianBlur(2.5)).save(lib["blurred"], quality=95)
     for k, rel in enumerate(UNRELATED):
-        lib[f"unrelated{k}"] = copy_dev(rel, root / "Other" / f"unrelated{k}.jpg")
+        lib[f"unrelated{k}"] = corpus.copy(rel, root / "Other" / f"unrelated{k}.jpg")
     return lib
 
 
@@ -77,7 +76,7 @@ def test_scan_groups_copies_keeps_the_original_and_changes_nothing(tmp_path: Pat
 
 def test_broken_files_are_reported_and_good_photos_still_grouped(tmp_path: Path) -> None:
     root = tmp_path / "lib"
-    a = copy_dev(ORIGINAL, root / "a.jpg")
+    a = corpus.copy(ORIGINAL, root / "a.jpg")
     Image.open(a).save(root / "b.png")
     (root / "empty.jpg").write_bytes(b"")
     (root / "text.jpg").write_text("not a photo")
@@ -95,8 +94,8 @@ def test_broken_files_are_reported_and_good_photos_still_grouped(tmp_path: Path)
 
 def test_protected_folder_is_never_recommended_for_deletion(tmp_path: Path) -> None:
     root = tmp_path / "lib"
-    keep = copy_dev(ORIGINAL, root / "Archive" / "IMG_4161.JPG")
-    other = copy_dev(ORIGINAL, root / "Phone" / "IMG_4161.JPG")
+    keep = corpus.copy(ORIGINAL, root / "Archive" / "IMG_4161.JPG")
+    other = corpus.copy(ORIGINAL, root / "Phone" / "IMG_4161.JPG")
     proc = _run("scan", str(root), "--json", "--protect", str(root / "Archive"))
     out = json.loads(proc.stdout)
     assert out["clusters"][0]["keep"] == [str(keep)] and out["clusters"][0]["delete"] == [str(other)]
@@ -104,8 +103,8 @@ def test_protected_folder_is_never_recommended_for_deletion(tmp_path: Path) -> N
 
 def test_readable_summary_and_one_line_errors(tmp_path: Path) -> None:
     root = tmp_path / "lib"
-    copy_dev(ORIGINAL, root / "a.jpg")
-    copy_dev(ORIGINAL, root / "b.jpg")
+    corpus.copy(ORIGINAL, root / "a.jpg")
+    corpus.copy(ORIGINAL, root / "b.jpg")
     proc = _run("scan", str(root), "-q")
     assert proc.returncode == 0
     assert "2 photos analysed" in proc.stdout and "1 groups" in proc.stdout

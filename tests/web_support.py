@@ -18,18 +18,18 @@ from dupligoned.adapters.thumbs import ThumbStore
 from dupligoned.services import cluster, sessions
 from dupligoned.services.ingest import Ingest, analyse_for_index
 from dupligoned.web.security import hash_password
+from tests import corpus
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("DUPLIGONE_SHARED", REPO.parent / "shared"))
-PHOTOS = SHARED / "datasets" / "dev" / "photos"
+PHOTOS = corpus.PHOTOS  # drawn by tests/synth.py (see tests/corpus.py), not ../shared
 PASSWORD = "correct horse battery staple"
 
 # Two groups the engine finds reliably: a photo with two smaller copies, and two identical files.
-RESIZED = ["iPhone/DCIM/101APPLE/IMG_4450.JPG", "Edited/IMG_0895.JPG", "Telegram Images/photo_2013-04-30_04-27-04.jpg"]
-IDENTICAL = ["Downloads/img1128.webp", "OneDrive/Pictures/Camera Roll/IMG_7795.WEBP"]
-WITH_GPS = "Dropbox/Camera Uploads/2017-09-11 12.05.36.jpg"
-SINGLE = "WhatsApp Images/IMG-20140415-WA0038.jpg"
-SMALL = RESIZED[1]  # 2.6 kB
+RESIZED = corpus.RESIZED
+IDENTICAL = corpus.IDENTICAL
+WITH_GPS = corpus.WITH_GPS
+SINGLE = corpus.SINGLE
+SMALL = RESIZED[1]  # 96 px, about 2 kB
 
 
 def sha256(path: str | Path) -> str:
@@ -55,7 +55,7 @@ def write_config(tmp: Path, port: int, *, password: str | None = PASSWORD, **web
 def copy(rel: str, dest_dir: Path, name: str | None = None) -> Path:
     dest = dest_dir / (name or Path(rel).name)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(PHOTOS / rel, dest)
+    shutil.copy2(corpus.build() / "photos" / rel, dest)
     return dest
 
 
