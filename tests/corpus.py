@@ -14,8 +14,8 @@ file and ``synth.py`` (so a change rebuilds it), under a lock so parallel test w
 once, and published with an atomic rename. Building takes about 15 s on one core.
 
 Named files: :data:`ORIGINAL` (a pristine camera JPEG), :data:`RESIZED` (a photo and two smaller copies, the last one a
-few kB), :data:`IDENTICAL` (two byte-identical WebP files), :data:`WITH_GPS` (a JPEG with GPS
-EXIF), :data:`SINGLE` (a unique photo).
+few kB), :data:`IDENTICAL` (two byte-identical WebP files over 100 kB), :data:`WITH_GPS` (a JPEG
+with a capture date and GPS EXIF at latitude 32.67394), :data:`SINGLE` (a unique photo).
 """
 
 from __future__ import annotations
@@ -73,12 +73,12 @@ def _build(out: Path) -> dict[str, Any]:
     synth.save(synth.resize(im, 480), out / RESIZED[2], 85)
     synth.save(synth.resize(im, 96), out / RESIZED[1], 75)  # a few kB
     groups.append({"id": "web1", "kind": "resize", "members": list(RESIZED)})
-    synth.save(synth.scene(seed + 1, (1024, 683)), out / IDENTICAL[0], 85)
+    synth.save(synth.scene(seed + 1, (1920, 1080)), out / IDENTICAL[0], 92)  # > 100 kB: the upload limit test
     (out / IDENTICAL[1]).parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(out / IDENTICAL[0], out / IDENTICAL[1])
     groups.append({"id": "web2", "kind": "exact", "members": list(IDENTICAL)})
     synth.save(synth.scene(seed + 2, (1024, 768)), out / WITH_GPS, 90,
-               camera={**synth.CAMERA, "gps": (48.8584, 2.2945)})
+               camera={**synth.CAMERA, "gps": (32.67394, -117.23906)})
     synth.save(synth.scene(seed + 3, (1024, 768)), out / SINGLE, 88)
     synth.save(synth.scene(seed + 4, (1024, 768)), out / ORIGINAL, 95, camera=synth.CAMERA)
     return {"version": 1, "name": "dupligone synth test corpus", "groups": groups,

@@ -232,11 +232,11 @@ def _draw_scene(seed: int, w: int, h: int) -> np.ndarray:
 
 
 def _finish(arr: np.ndarray, seed: int) -> Image.Image:
-    """The camera: a lens's softness and the sensor's grain."""
-    im = Image.fromarray(arr).filter(ImageFilter.GaussianBlur(0.7))
+    """The camera: the sensor's grain, softened with the picture by demosaicing and the lens (so
+    the grain is not white per-pixel noise, which no camera JPEG has and re-encoding erases)."""
     rng = np.random.default_rng([seed, 0x9A1])
-    a = np.asarray(im, np.float32) + rng.standard_normal((im.height, im.width, 1), np.float32) * 2.5
-    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+    a = arr.astype(np.float32) + rng.standard_normal((arr.shape[0], arr.shape[1], 1), np.float32) * 3.0
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(0.7))
 
 
 @lru_cache(maxsize=32)
@@ -253,6 +253,9 @@ def scene(seed: int, size: tuple[int, int] = DEFAULT_SIZE) -> Image.Image:
     return _scene_cached(int(seed), int(w), int(h)).copy()
 
 
+PAN = 0.01  # of the width, each shot of a burst: the camera follows the subject
+
+
 @lru_cache(maxsize=8)
 def _burst_canvas(seed: int, w: int, h: int) -> Image.Image:
     # The scene drawn a little larger than the frame: each shot is a window on it.
@@ -265,16 +268,16 @@ def burst(seed: int, frame: int, size: tuple[int, int] = DEFAULT_SIZE) -> Image.
     w, h = size
     canvas = _burst_canvas(int(seed), int(w), int(h))
     rng = np.random.default_rng([seed, frame, 0xB0B])
-    dx, dy = (frame * 0.006 * w + rng.normal(0, 0.004 * w)), rng.normal(0, 0.004 * h)
-    angle = rng.normal(0, 0.4)
+    dx, dy = (frame * PAN * w + rng.normal(0, 0.006 * w)), rng.normal(0, 0.006 * h)
+    angle = rng.normal(0, 0.6)
     cx, cy = canvas.width / 2 + dx, canvas.height / 2 + dy
     shot = canvas.rotate(angle, resample=Image.Resampling.BICUBIC, center=(cx, cy))
     shot = shot.crop((int(cx - w / 2), int(cy - h / 2), int(cx - w / 2) + w, int(cy - h / 2) + h))
     draw = ImageDraw.Draw(shot)
     srng = np.random.default_rng([seed, 0x5B])  # the subject: the same person, a step further each shot
-    sx = w * (srng.uniform(0.2, 0.5) + 0.04 * frame)
+    sx = w * (srng.uniform(0.2, 0.4) + 0.06 * frame)
     sy = h * srng.uniform(0.75, 0.9)
-    s = h * 0.12
+    s = h * 0.2
     colour = _hsv(srng.uniform(0, 1), 0.8, 0.8)
     draw.ellipse((sx - s * 0.15, sy - s * 1.3, sx + s * 0.15, sy - s * 1.0), fill=(225, 190, 160))
     draw.rectangle((sx - s * 0.2, sy - s, sx + s * 0.2, sy - s * 0.35), fill=colour)
