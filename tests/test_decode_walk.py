@@ -135,7 +135,7 @@ def test_avif_where_pillow_has_it(tmp_path: Path) -> None:
     from PIL import features
 
     if not features.check("avif"):
-        pytest.skip("this Pillow has no AVIF")
+        pytest.skip("this Pillow has no AVIF: pip install -U 'Pillow>=11.3'")
     Image.open(corpus.path(PHOTO)).save(tmp_path / "a.avif", quality=60)
     assert decode_photo(str(tmp_path / "a.avif")).format == "AVIF"
 

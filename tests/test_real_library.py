@@ -299,7 +299,7 @@ def test_daemon_moves_and_restores_companions_with_their_photo(served_library: A
 def test_browser_shows_a_raw_jpeg_pair_as_one_shot(served_library: Any, tmp_path: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
     if not os.path.exists(CHROMIUM):
-        pytest.skip("needs Debian chromium")
+        pytest.skip("needs Debian chromium (apt-get install chromium)")
     d, cfg, port, f = served_library
     base = f"http://127.0.0.1:{port}"
     api = Api(base)

@@ -32,7 +32,7 @@ def test_unit_runs_the_daemon_hardened() -> None:
     assert sum(1 for ln in lines if ln.startswith("#")) >= 10
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed: apt-get install systemd (.ci/run does)")
 def test_systemd_analyze_verify(tmp_path: Path) -> None:
     # verify checks that ExecStart exists: point it at this machine's dupligoned.
     exe = shutil.which("dupligoned") or "/bin/true"
