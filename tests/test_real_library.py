@@ -347,3 +347,17 @@ def test_companions_are_never_analysed_as_photos(tmp_path: Path) -> None:
     (lib / "IMG_1.JPG.json").write_text("{}")
     (lib / "IMG_1.AAE").write_text("<plist/>")
     assert [os.path.basename(p) for p in walk_photos([str(lib)])] == ["IMG_1.JPG"]
+
+
+def test_uploads_take_raws_and_jpeg_xl_by_their_bytes(tmp_path: Path) -> None:
+    from dupligoned.web import uploads
+
+    dng = save_dng(tmp_path / "IMG_1.DNG", scene(200, 100, 1)).read_bytes()[:16]
+    jxl = save_jxl(tmp_path / "a.jxl", scene(200, 100, 2)).read_bytes()[:16]
+    assert uploads.check("IMG_1.DNG", dng, 10, 10**6) == "TIFF"
+    assert uploads.safe_name("IMG_1.DNG", "TIFF") == "IMG_1.dng"  # its name still says RAW
+    assert uploads.check("a.jxl", jxl, 10, 10**6) == "JXL" and uploads.safe_name("a.jxl", "JXL") == "a.jxl"
+    assert uploads.check("x.RAF", b"FUJIFILMCCD-RAW 0201", 10, 10**6) == "RAW"
+    assert uploads.safe_name("x.RAF", "RAW") == "x.raf"
+    with pytest.raises(uploads.UploadRefused):
+        uploads.check("IMG_1.MOV", b"\x00\x00\x00\x14ftypqt  ", 10, 10**6)  # a video alone is not a photo

@@ -128,7 +128,7 @@ def _estimate_jpeg_quality(im: Image.Image) -> int | None:
 
 def sniff_format(head: bytes) -> str | None:
     """The photo format a file's first bytes announce (``JPEG``, ``PNG``, ``WebP``, ``TIFF``,
-    ``AVIF``, ``HEIF``), or None. Sixteen bytes are enough."""
+    ``AVIF``, ``HEIF``, ``JXL``, ``RAW``), or None. Sixteen bytes are enough."""
     if head[:3] == b"\xff\xd8\xff":
         return "JPEG"
     if head[:8] == b"\x89PNG\r\n\x1a\n":
@@ -137,6 +137,8 @@ def sniff_format(head: bytes) -> str | None:
         return "WebP"
     if head[:4] in (b"II*\x00", b"MM\x00*"):
         return "TIFF"
+    if head[:4] in (b"IIRO", b"IIRS", b"MMOR", b"IIU\x00") or head.startswith(b"FUJIFILM") or head[4:12] == b"ftypcrx ":
+        return "RAW"  # Olympus, Panasonic, Fujifilm, Canon CR3 (the TIFF-based RAWs say "TIFF")
     if head[:2] == b"\xff\x0a" or head[:12] == b"\x00\x00\x00\x0cJXL \r\n\x87\n":
         return "JXL"
     if head[4:8] == b"ftyp":

@@ -54,9 +54,11 @@ def _tiff_exif(data: bytes) -> Image.Exif | None:
     """EXIF of a TIFF-structured RAW (DNG, CR2, NEF, ARW, PEF, SRW; ORF and RW2 only differ in
     the magic number) without decoding any pixel."""
     head = data[:4]
-    if head[:2] == b"II" and head[2:4] in (b"*\x00", b"RO", b"RS", b"U\x00"):
+    if head in (b"II*\x00", b"MM\x00*"):
+        tiff = data  # no copy of a RAW's megabytes for the common case
+    elif head[:2] == b"II" and head[2:4] in (b"RO", b"RS", b"U\x00"):
         tiff = b"II*\x00" + data[4:]
-    elif head[:2] == b"MM" and head[2:4] in (b"\x00*", b"OR"):
+    elif head == b"MMOR":
         tiff = b"MM\x00*" + data[4:]
     else:
         return None

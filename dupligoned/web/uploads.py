@@ -21,11 +21,14 @@ FORMATS: dict[str, tuple[str, ...]] = {
     "JPEG": (".jpg", ".jpeg", ".jpe", ".jfif"),
     "PNG": (".png",),
     "WebP": (".webp",),
-    "TIFF": (".tif", ".tiff"),
+    # Most camera RAWs are TIFF inside; the name says which.
+    "TIFF": (".tif", ".tiff", ".dng", ".cr2", ".nef", ".arw", ".pef", ".srw"),
     "HEIF": (".heic", ".heif"),
     "AVIF": (".avif",),
+    "JXL": (".jxl",),
+    "RAW": (".cr3", ".orf", ".rw2", ".raf"),  # RAWs with a container of their own
 }
-ACCEPTED = "JPEG, PNG, WebP, HEIC/HEIF, AVIF or TIFF"
+ACCEPTED = "JPEG, PNG, WebP, HEIC/HEIF, AVIF, JPEG XL, TIFF or a camera RAW"
 MAX_NAME_CHARS = 120
 CHUNK = 1 << 20
 
