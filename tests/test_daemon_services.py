@@ -100,8 +100,19 @@ def test_sessions_neighbours_decisions_trash_and_cleanup(tmp_path: Path) -> None
     out = groups_json(rig.index, burst["token"])
     assert any(saved["path"] in c["keep"] for c in out["clusters"])
 
+    # Confirm takes only groups the person reviewed: the group with a decision, not the one
+    # whose only decided photo left it ("not a duplicate") and which nobody opened since.
+    dry = review.plan_confirm(rig.index, burst["token"]).to_json()
+    res3 = review.result(rig.index, burst["token"])
+    g1_now = next(grp for grp in res3["groups"] if saved["id"] not in {p["id"] for p in grp["photos"]})
+    assert [u["group_id"] for u in dry["unreviewed"]] == [g1_now["id"]]
+    assert not {p["id"] for p in g1_now["photos"]} & {m["photo_id"] for m in dry["moves"]}
+    assert review.plan_confirm(rig.index, burst["token"], include=True).to_json()["unreviewed"] == []
+    review.mark_opened(rig.index, burst["token"], g1_now["id"])  # the page showed it
+
     # Dry run moves nothing; confirm moves the deletions to trash; restore brings one back.
     dry = review.plan_confirm(rig.index, burst["token"]).to_json()
+    assert dry["unreviewed"] == []
     assert dry["moves"] and all(os.path.exists(m["path"]) for m in dry["moves"])
     planned = {m["path"] for m in dry["moves"]}
     assert saved["path"] not in planned and str(old[0]) not in planned

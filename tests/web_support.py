@@ -79,7 +79,7 @@ def build_index(cfg_path: Path) -> None:
         for f in ing.folders:
             ing.scan_folder(f, stable_s=0)
             sessions.finish_first_scan(idx, f.id, 0)
-        settings = cluster.settings_from(cfg.cluster, cfg.keeper)
+        settings = cluster.settings_from(cfg.cluster, cfg.keeper, cfg.rules)
         lib = cluster.Library.load(idx)
         for sid in sessions.ready_to_cluster(idx):
             cluster.cluster_session(idx, sid, lib, settings)

@@ -137,6 +137,14 @@ class KeeperConfig:
 
 
 @dataclass(frozen=True)
+class RulesConfig:
+    prefer: str = setting("", "which copy to keep first: \"\" (the best copy), \"raw\", \"largest\", \"oldest\" or \"newest\"",
+                          _one_of("", "raw", "largest", "oldest", "newest"))
+    keep_from: list[str] = setting([], "folders whose photos are kept over their copies elsewhere")
+    never_delete_from: list[str] = setting([], "folders whose photos are never recommended for deletion")
+
+
+@dataclass(frozen=True)
 class TrashConfig:
     dir: str = setting("", "where removed photos go (empty: a .dupligone-trash folder in each library, same filesystem)")
     retention_days: float = setting(30.0, "trash older than this is purged for good", _not_negative)
@@ -161,6 +169,7 @@ class WebConfig:
     login_days: float = setting(30.0, "how long a login on the review page lasts", _positive)
     allowed_hosts: list[str] = setting(
         [], "names the review page answers to besides IP addresses, localhost, web.host and this machine's name")
+    upload_dir: str = setting("", "library folder web uploads go into (empty: \"DupliGone uploads\" in the first library)")
 
 
 @dataclass(frozen=True)
@@ -189,6 +198,7 @@ class Config:
     sessions: SessionsConfig = setting(SessionsConfig(), "sessions")
     cluster: ClusterConfig = setting(ClusterConfig(), "grouping")
     keeper: KeeperConfig = setting(KeeperConfig(), "choosing the photo to keep")
+    rules: RulesConfig = setting(RulesConfig(), "your rules for which copy to keep (the review page can change them)")
     trash: TrashConfig = setting(TrashConfig(), "trash")
     cleanup: CleanupConfig = setting(CleanupConfig(), "cleanup")
     web: WebConfig = setting(WebConfig(), "the review page")
@@ -216,12 +226,19 @@ class Config:
 
     @property
     def inbox_path(self) -> Path:
-        """Where web uploads land, one sub-folder per upload session; watched like a library."""
-        return self.state_path / "inbox"
+        """Where web uploads land, one sub-folder per upload session: ``[web] upload_dir``, a
+        folder inside a library (default ``DupliGone uploads`` in the first), never the state folder."""
+        if self.web.upload_dir:
+            return Path(self.web.upload_dir)
+        if self.libraries:
+            return Path(self.libraries[0].path) / UPLOAD_FOLDER
+        return self.state_path / "inbox"  # no library: nothing is watched, uploads are refused
 
+
+UPLOAD_FOLDER = "DupliGone uploads"
 
 SECTION_CLASSES: dict[str, type] = {
-    "watch": WatchConfig, "queue": QueueConfig, "analysis": AnalysisConfig, "sessions": SessionsConfig,
+    "rules": RulesConfig, "watch": WatchConfig, "queue": QueueConfig, "analysis": AnalysisConfig, "sessions": SessionsConfig,
     "cluster": ClusterConfig, "keeper": KeeperConfig, "trash": TrashConfig, "cleanup": CleanupConfig,
     "web": WebConfig, "azure": AzureConfig, "mongo": MongoConfig,
 }
@@ -339,10 +356,19 @@ def parse_config(raw: Mapping[str, Any], base_dir: str | Path = ".", source: str
                         "'azure.connection_string_env' (or drop the [azure] table)")
     if problems:
         raise ConfigError(problems, source)
+    upload = _resolve(base, cfg.web.upload_dir)
+    if upload and not any(upload == lib.path or upload.startswith(lib.path.rstrip(os.sep) + os.sep) for lib in libs):
+        problems.append(f"At 'web.upload_dir': {upload} is not inside a library; uploads go into a library folder "
+                        "(leave it empty for 'DupliGone uploads' in the first library)")
+    rules = dataclasses.replace(cfg.rules, keep_from=[_resolve(base, p) for p in cfg.rules.keep_from],
+                                never_delete_from=[_resolve(base, p) for p in cfg.rules.never_delete_from])
+    if problems:
+        raise ConfigError(problems, source)
     state = _resolve(base, cfg.state_dir) if cfg.state_dir else default_state_dir()
     trash = _resolve(base, cfg.trash.dir) if cfg.trash.dir else ""
     return dataclasses.replace(
         cfg, libraries=libs, state_dir=state, trash=dataclasses.replace(cfg.trash, dir=trash), source=source,
+        web=dataclasses.replace(cfg.web, upload_dir=upload), rules=rules,
     )
 
 

@@ -33,6 +33,12 @@ Tables (times are Unix seconds, REAL):
   ``adapters/companions.py``) that went to the trash with a ``trash`` entry: ``original_path``,
   ``trash_path``, ``size_bytes``, ``sha256`` (of the bytes when they left). Written in the same
   transaction as their entry, before anything moves.
+* ``review_views``: which photos of a session's groups a person has had in front of them
+  (a group opened in the review). A confirmation moves only groups opened, decided or
+  accepted; the rest wait unless the person includes them.
+* ``library_keeps``: photos a person chose to keep (Keep, "not a duplicate", a restore from
+  the trash), library-wide: such a photo is never recommended for deletion again, in any later
+  session. ``session_id`` is where it was decided (null once that session is cleaned up).
 """
 
 from __future__ import annotations
@@ -214,6 +220,26 @@ def m004_trash_companions(db: sqlite_utils.Database) -> None:
         )"""
     )
     db.execute("CREATE INDEX trash_companions_entry ON trash_companions(trash_id)")
+
+
+@migrations()
+def m005_review_views(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """CREATE TABLE review_views (
+            session_id INTEGER NOT NULL REFERENCES sessions(id),
+            photo_id INTEGER NOT NULL REFERENCES photos(id),
+            seen_at REAL NOT NULL,
+            PRIMARY KEY (session_id, photo_id)
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE library_keeps (
+            photo_id INTEGER PRIMARY KEY REFERENCES photos(id),
+            session_id INTEGER REFERENCES sessions(id),
+            why TEXT NOT NULL,
+            decided_at REAL NOT NULL
+        )"""
+    )
 
 
 class Index:

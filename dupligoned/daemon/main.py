@@ -52,6 +52,10 @@ BUSY_WINDOW_S = 2.0
 GRACEFUL_STOP_S = 15.0
 
 
+def _inside(path: str, folder: str) -> bool:
+    return path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
 def startup_problems(cfg: Config) -> list[str]:
     """Prove the folders exist and the state folder is writable, each problem with a hint."""
     problems = []
@@ -96,7 +100,7 @@ class Daemon:
         self.ingest: Ingest
         self.watcher: Watcher
         self.tracker = StabilityTracker(cfg.watch.stable_s)
-        self.settings = cluster.settings_from(cfg.cluster, cfg.keeper)
+        self.settings = cluster.settings_from(cfg.cluster, cfg.keeper, cfg.rules)
 
     # ------------------------------------------------------------ signals
 
@@ -150,6 +154,8 @@ class Daemon:
         self.start_workers()
         self.watcher = Watcher(cfg.watch.poll_interval_s, on_event=self._wake.set)
         for path, _, mode in folders:
+            if path == str(cfg.inbox_path) and any(_inside(path, lib.path) for lib in cfg.libraries):
+                continue  # the upload folder is inside a library: watched with it
             self.watcher.watch(path, mode)
         self.scan_all(first_only=not cfg.watch.startup_scan)
         from dupligoned.daemon.scheduler import start_scheduler

@@ -62,6 +62,8 @@ def _delete_photo_rows(c: sqlite3.Connection, ids: list[int]) -> None:
         q = ",".join("?" * len(chunk))
         c.execute(f"DELETE FROM group_members WHERE photo_id IN ({q})", chunk)
         c.execute(f"DELETE FROM decisions WHERE photo_id IN ({q})", chunk)
+        c.execute(f"DELETE FROM review_views WHERE photo_id IN ({q})", chunk)
+        c.execute(f"DELETE FROM library_keeps WHERE photo_id IN ({q})", chunk)
         c.execute(f"UPDATE trash SET photo_id = NULL WHERE photo_id IN ({q})", chunk)
         c.execute(f"DELETE FROM photos WHERE id IN ({q})", chunk)
 
@@ -83,6 +85,9 @@ def run_cleanup(index: Index, cfg: Config, *, dry_run: bool, now: float | None =
                 conn.execute("DELETE FROM group_members WHERE group_id IN (SELECT id FROM groups WHERE session_id = ?)", (r["id"],))
                 conn.execute("DELETE FROM groups WHERE session_id = ?", (r["id"],))
                 conn.execute("DELETE FROM decisions WHERE session_id = ?", (r["id"],))
+                conn.execute("DELETE FROM review_views WHERE session_id = ?", (r["id"],))
+                # What the person chose to keep outlives the session it was decided in.
+                conn.execute("UPDATE library_keeps SET session_id = NULL WHERE session_id = ?", (r["id"],))
                 conn.execute("UPDATE photos SET session_id = NULL WHERE session_id = ?", (r["id"],))
                 conn.execute("UPDATE trash SET session_id = NULL WHERE session_id = ?", (r["id"],))
                 conn.execute("DELETE FROM sessions WHERE id = ?", (r["id"],))

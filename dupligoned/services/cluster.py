@@ -27,14 +27,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from dupligoned.adapters.config import ClusterConfig, KeeperConfig
+from dupligoned.adapters.config import ClusterConfig, KeeperConfig, RulesConfig
 from dupligoned.adapters.index import Index
 from dupligoned.core import clustering, neighbours, originals
 from dupligoned.core.crops import crop_links
 from dupligoned.core.keeper import KeeperParams
-from dupligoned.core.model import GroupDecision, PhotoInfo
+from dupligoned.core.model import GroupDecision, PhotoInfo, Verdict
 from dupligoned.core.quality import Quality, QualityWeights
+from dupligoned.core.rules import Rules, fixed_keeps, keeper_pool, merge, relabel
 from dupligoned.services import library_crops
+from dupligoned.services import rules as rules_service
 from dupligoned.services.crops import mark_crops
 from dupligoned.services.grouping import group_photos
 
@@ -47,9 +49,11 @@ Decider = Callable[[Sequence[PhotoInfo], KeeperParams], GroupDecision]
 class ClusterSettings:
     cluster: clustering.ClusterParams
     keeper: KeeperParams
+    rules: Rules = Rules()  # from the config; the page's saved rules win (``services.rules``)
 
     def fingerprint(self) -> str:
-        data = {"cluster": dataclasses.asdict(self.cluster), "keeper": dataclasses.asdict(self.keeper)}
+        data = {"cluster": dataclasses.asdict(self.cluster), "keeper": dataclasses.asdict(self.keeper),
+                "rules": dataclasses.asdict(self.rules)}
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -132,6 +136,43 @@ def _crop_links(
     return verified, mark_crops(infos, crop_of)
 
 
+def decide_with_rules(photos: Sequence[PhotoInfo], params: KeeperParams, decider: Decider, rules: Rules,
+                      kept: dict[str, str], newcomers: frozenset[str]) -> GroupDecision:
+    """The keeper's decision under the promises and the person's rules (``core.rules``): photos
+    the person kept stay kept, an upload never costs a library photo, then the rules."""
+    fixed = fixed_keeps(photos, rules, kept)
+    # Kept photos rank first with the keeper, like photos in a protected folder.
+    photos = [dataclasses.replace(p, protected=True) if p.path in fixed and not p.protected else p for p in photos]
+    newcomers = frozenset(n for n in newcomers if n not in fixed)
+    pool, left_out = keeper_pool(photos, rules, newcomers)
+    if not left_out:
+        return relabel(decider(photos, params), fixed)
+    sub = [photos[k] for k in pool]
+    inner = decider(sub, params) if len(sub) > 1 else GroupDecision((sub[0].path,), (Verdict(sub[0].path, True, "best copy"),))
+    # Would the keeper have picked a newcomer? Then its reason says so (the person may keep it).
+    full = decider(photos, params) if any(photos[k].path in newcomers for k in left_out) else None
+    return merge(photos, inner, left_out, fixed, full)
+
+
+def _promises(index: Index, rows: list[dict[str, Any]]) -> tuple[dict[str, str], frozenset[str]]:
+    """For the rows about to be grouped: photos the person chose to keep (path -> why), and
+    the newcomers: photos uploaded after the oldest library photo among them arrived."""
+    ids = [int(r["id"]) for r in rows]
+    kept: dict[str, str] = {}
+    path_of = {int(r["id"]): str(r["path"]) for r in rows}
+    for k in range(0, len(ids), 500):
+        chunk = ids[k : k + 500]
+        kept.update({path_of[int(r[0])]: str(r[1]) for r in index.conn.execute(
+            f"SELECT photo_id, why FROM library_keeps WHERE photo_id IN ({','.join('?' * len(chunk))})", chunk)})
+    sids = sorted({int(r["session_id"]) for r in rows if r["session_id"] is not None})
+    uploads = {int(r[0]) for r in index.conn.execute(
+        f"SELECT id FROM sessions WHERE kind = 'upload' AND id IN ({','.join('?' * len(sids))})", sids)} if sids else set()
+    is_up = {int(r["id"]): r["session_id"] is not None and int(r["session_id"]) in uploads for r in rows}
+    oldest_lib = min((i for i in ids if not is_up[i]), default=None)
+    new = frozenset(path_of[i] for i in ids if is_up[i] and oldest_lib is not None and i > oldest_lib)
+    return kept, new
+
+
 def cluster_session(
     index: Index,
     session_id: int,
@@ -200,10 +241,17 @@ def cluster_session(
         # A RAW+JPEG pair is one shot whatever the hash distance of the two developments.
         verified = originals.join_links(verified, originals.pair_links(infos))
         grouping = group_photos(infos, params, verified=verified)
+        rules = rules_service.effective(index, settings.rules)
+        row_of = {str(r["path"]): r for r in rows}
         for g in grouping.groups:
             if not any(by_path[infos[k].path] in own_set for k in g):
                 continue  # a group of older photos only: another session's business
-            groups.append(decider([infos[k] for k in g], settings.keeper))
+            members = [infos[k] for k in g]
+            kept, newcomers = _promises(index, [row_of[p.path] for p in members])
+            if all(m.path in kept for m in members):
+                continue  # the person kept every one of them: never offered again
+            dec = decide_with_rules(members, settings.keeper, decider, rules, kept, newcomers)
+            groups.append(dec)
     with index.tx() as conn:
         old = [int(r[0]) for r in conn.execute("SELECT id FROM groups WHERE session_id = ?", (session_id,))]
         for gid in old:
@@ -254,7 +302,7 @@ def mark_changed_settings(index: Index, settings: ClusterSettings) -> int:
         return int(cur.rowcount)
 
 
-def settings_from(cluster: ClusterConfig, keeper: KeeperConfig) -> ClusterSettings:
+def settings_from(cluster: ClusterConfig, keeper: KeeperConfig, rules: RulesConfig | None = None) -> ClusterSettings:
     """Engine parameters from the ``[cluster]`` and ``[keeper]`` config tables."""
     c = clustering.ClusterParams(
         eps_scale=cluster.eps_scale, eps_min=cluster.eps_min, eps_max=cluster.eps_max,
@@ -266,4 +314,4 @@ def settings_from(cluster: ClusterConfig, keeper: KeeperConfig) -> ClusterSettin
                                contrast=keeper.weight_contrast, faces=keeper.weight_faces),
         raw_jpeg_pairs=keeper.raw_jpeg_pairs,
     )
-    return ClusterSettings(c, k)
+    return ClusterSettings(c, k, rules_service.from_config(rules) if rules is not None else Rules())

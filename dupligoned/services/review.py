@@ -21,7 +21,7 @@ import logging
 import os
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,12 +54,14 @@ _MEMBERS_SQL = """
 SELECT g.id AS group_id, g.position AS group_position, m.position AS member_position, m.recommended, m.reason,
        d.action, p.id, p.path, p.size_bytes, p.width, p.height, p.format, p.taken_at, p.camera, p.has_gps,
        p.sharpness, p.brightness, p.contrast, p.noise, p.faces, p.jpeg_quality, p.lossless, p.thumb, p.status,
-       COALESCE(f.protected, 0) AS protected
+       COALESCE(f.protected, 0) AS protected, v.seen_at IS NOT NULL AS seen, k.why AS kept_why
 FROM groups g
 JOIN group_members m ON m.group_id = g.id
 JOIN photos p ON p.id = m.photo_id
 LEFT JOIN folders f ON f.id = p.folder_id
 LEFT JOIN decisions d ON d.session_id = g.session_id AND d.photo_id = m.photo_id
+LEFT JOIN review_views v ON v.session_id = g.session_id AND v.photo_id = m.photo_id
+LEFT JOIN library_keeps k ON k.photo_id = m.photo_id
 WHERE g.session_id = ?
 ORDER BY g.position, m.position
 """
@@ -131,6 +133,7 @@ def _photo(r: Any, weights: QualityWeights) -> dict[str, Any]:
                     "score": round(score(q, weights), 3)},
         "recommended": r["recommended"], "reason": r["reason"], "decision": r["action"],
         "verdict": verdict(r["action"], r["recommended"], protected), "protected": protected, "has_thumb": bool(r["thumb"]),
+        "seen": bool(r["seen"]), "kept_before": r["kept_why"],
     }
 
 
@@ -155,6 +158,9 @@ def groups_of(index: Index, session_id: int, weights: QualityWeights = QualityWe
         g["keep"] = [p["id"] for p in photos if p["verdict"] == "keep"]
         g["delete"] = [p["id"] for p in photos if p["verdict"] == "delete"]
         g["decided"] = all(p["decision"] in ("keep", "delete") for p in photos)
+        # Reviewed: the person opened it (saw every member now in it), decided a photo of it, or
+        # accepted it with "accept all". Only reviewed groups are confirmed unless included.
+        g["reviewed"] = any(p["decision"] for p in photos) or all(p["seen"] for p in photos)
         g["freed_bytes"] = sum(p["size_bytes"] for p in photos if p["verdict"] == "delete")
         out.append(g)
     # Photos split out stay out of the groups (also after re-clustering, which drops them from
@@ -196,6 +202,7 @@ def summary(groups: list[dict[str, Any]]) -> dict[str, Any]:
         "photos": sum(len(g["photos"]) for g in groups),
         "to_delete": sum(len(g["delete"]) for g in groups),
         "to_review": sum(1 for g in groups for p in g["photos"] if p["decision"] is None),
+        "unreviewed_groups": sum(1 for g in groups if not g["reviewed"]),
         "freed_bytes": sum(g["freed_bytes"] for g in groups),
     }
 
@@ -323,8 +330,36 @@ def decide(index: Index, token: str, photo_id: int, action: str, *, now: float |
                          "decided_at = excluded.decided_at", (sid, photo_id, action, now))
         if "split" in (action, before[0] if before else None):
             sessions.mark_dirty(conn, [sid])  # out of (or back into) the groups: cluster again
+        # Keep and "not a duplicate" hold in every later session, upload and scan.
+        if action in KEPT_WHY:
+            _remember_keep(conn, photo_id, sid, KEPT_WHY[action], now)
+        elif action == "delete":
+            conn.execute("DELETE FROM library_keeps WHERE photo_id = ?", (photo_id,))
+        else:
+            conn.execute("DELETE FROM library_keeps WHERE photo_id = ? AND session_id = ?", (photo_id, sid))
         # A changed decision makes the session one to review again.
         conn.execute("UPDATE sessions SET reviewed_at = NULL WHERE id = ?", (sid,))
+
+
+KEPT_WHY = {"keep": "you chose to keep it", "split": "you said it is not a duplicate",
+            "confirmed": "you kept it in an earlier review", "restored": "you restored it from the trash"}
+
+
+def _remember_keep(conn: Any, photo_id: int, session_id: int | None, why: str, now: float) -> None:
+    conn.execute("INSERT INTO library_keeps(photo_id, session_id, why, decided_at) VALUES (?, ?, ?, ?) "
+                 "ON CONFLICT(photo_id) DO UPDATE SET session_id = excluded.session_id, why = excluded.why, "
+                 "decided_at = excluded.decided_at", (photo_id, session_id, why, now))
+
+
+def mark_opened(index: Index, token: str, group_id: int, *, now: float | None = None) -> None:
+    """The person has the group in front of them (the stepper or compare view showed it): its
+    current members count as seen. A member that joins later makes the group unreviewed again."""
+    now = time.time() if now is None else now
+    sid = int(session_by_token(index, token)["id"])
+    with index.tx() as conn:
+        conn.execute("INSERT OR IGNORE INTO review_views(session_id, photo_id, seen_at) "
+                     "SELECT g.session_id, m.photo_id, ? FROM groups g JOIN group_members m ON m.group_id = g.id "
+                     "WHERE g.id = ? AND g.session_id = ?", (now, group_id, sid))
 
 
 def accept_all(index: Index, token: str, *, now: float | None = None) -> int:
@@ -358,6 +393,10 @@ class Plan:
     moves: list[dict[str, Any]] = field(default_factory=list)  # {photo_id, path, size_bytes, group, companions}
     sidecars: list[Sidecar] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)  # groups not confirmed, with why
+    # Groups nobody opened, decided or accepted, and not included: nothing of them moves.
+    # {group_id, group, files, freed_bytes, photos: [{id, name, path, verdict, has_thumb}]}
+    unreviewed: list[dict[str, Any]] = field(default_factory=list)
+    keepers: list[int] = field(default_factory=list)  # kept photos of the groups confirmed
 
     @property
     def freed_bytes(self) -> int:
@@ -368,7 +407,7 @@ class Plan:
             "token": self.token, "moves": self.moves, "files": len(self.moves), "freed_bytes": self.freed_bytes,
             "sidecars": [{"keeper_id": s.keeper_id, "keeper_path": s.keeper_path, "sidecar_path": s.sidecar_path,
                           "fields": s.fields} for s in self.sidecars],
-            "skipped": self.skipped,
+            "skipped": self.skipped, "unreviewed": self.unreviewed,
         }
 
 
@@ -391,9 +430,16 @@ def gap_fields(gap: metadata.PhotoMeta) -> dict[str, str]:
     return {metadata.FIELD_LABELS[f]: gap.display(f) for f in metadata.FIELDS if gap.has(f)}
 
 
-def plan_confirm(index: Index, token: str) -> Plan:
+Include = bool | Collection[int]
+
+
+def plan_confirm(index: Index, token: str, include: Include = False) -> Plan:
     """The dry run: which files would move to trash, the space freed, the sidecars written.
-    Moves and writes nothing."""
+    Moves and writes nothing.
+
+    Only groups the person reviewed (opened, decided or accepted) are confirmed; the others are
+    listed in ``unreviewed``, unless ``include`` is ``True`` (all of them) or holds their group ids.
+    """
     s = session_by_token(index, token)
     groups, _ = groups_of(index, int(s["id"]))
     plan = Plan(token=token)
@@ -401,12 +447,23 @@ def plan_confirm(index: Index, token: str) -> Plan:
         dels = [p for p in g["photos"] if p["verdict"] == "delete" and not p["protected"]]
         if not dels:
             continue
+        included = include is True or (not isinstance(include, bool) and g["id"] in include)
+        if not g["reviewed"] and not included:
+            plan.unreviewed.append({
+                "group_id": g["id"], "group": g["position"], "files": len(dels),
+                "freed_bytes": sum(int(p["size_bytes"]) for p in dels),
+                "photos": [{k: p[k] for k in ("id", "name", "path", "verdict", "has_thumb", "reason")}
+                           for p in g["photos"]],
+            })
+            continue
         if not g["keep"]:
             plan.skipped.append({"group": g["position"], "why": "every photo of this group is marked for deletion"})
             continue
+        plan.keepers += g["keep"]
         for p in dels:
-            plan.moves.append({"photo_id": p["id"], "path": p["path"], "size_bytes": p["size_bytes"],
-                               "group": g["position"], "companions": []})
+            plan.moves.append({"photo_id": p["id"], "path": p["path"], "name": p["name"], "size_bytes": p["size_bytes"],
+                               "group": g["position"], "has_thumb": p["has_thumb"], "reason": p["reason"],
+                               "companions": []})
         for keeper, gap in metadata_gaps(g):
             plan.sidecars.append(Sidecar(keeper["id"], keeper["path"], metadata.sidecar_path(keeper["path"]),
                                          gap_fields(gap), gap))
@@ -423,6 +480,7 @@ class Confirmation:
     sidecars: list[str]
     skipped: list[dict[str, Any]]
     failed: str | None = None
+    unreviewed: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -430,17 +488,18 @@ class Confirmation:
                        "trash_path": m.trash_path, "companions": list(m.companions)}
                       for m in self.moved],
             "files": len(self.moved), "freed_bytes": sum(m.size_bytes for m in self.moved),
-            "sidecars": self.sidecars, "skipped": self.skipped, "failed": self.failed,
+            "sidecars": self.sidecars, "skipped": self.skipped, "failed": self.failed, "unreviewed": self.unreviewed,
         }
 
 
-def confirm(index: Index, token: str, root_for: Callable[[str], str], *, now: float | None = None) -> Confirmation:
-    """Do what ``plan_confirm`` shows: write the sidecars (before the copies go, while their
-    metadata can still be read), then move the copies to trash in one batch, and mark the
-    session reviewed. A file that cannot be moved stops the batch; what moved stays moved and
-    ``failed`` says why."""
+def confirm(index: Index, token: str, root_for: Callable[[str], str], *, include: Include = False,
+            now: float | None = None) -> Confirmation:
+    """Do what ``plan_confirm`` shows (the same ``include``): write the sidecars (before the
+    copies go, while their metadata can still be read), then move the copies to trash in one
+    batch, and mark the session reviewed when no group was left unreviewed. A file that cannot
+    be moved stops the batch; what moved stays moved and ``failed`` says why."""
     now = time.time() if now is None else now
-    plan = plan_confirm(index, token)
+    plan = plan_confirm(index, token, include)
     written = []
     for sc in plan.sidecars:
         try:
@@ -456,9 +515,15 @@ def confirm(index: Index, token: str, root_for: Callable[[str], str], *, now: fl
     except _PartialMove as exc:
         moved, failed = exc.moved, exc.why
     if failed is None:
-        sessions.mark_reviewed(index, token, now)
-    log.info("session %s confirmed: %d files to trash, %d sidecars", token[:6] + "…", len(moved), len(written))
-    return Confirmation(moved, written, plan.skipped, failed)
+        # The keepers of the confirmed groups are the person's choice from now on.
+        with index.tx() as conn:
+            conn.executemany("INSERT OR IGNORE INTO library_keeps(photo_id, session_id, why, decided_at) VALUES (?, ?, ?, ?)",
+                             [(pid, sid, KEPT_WHY["confirmed"], now) for pid in plan.keepers])
+        if not plan.unreviewed:
+            sessions.mark_reviewed(index, token, now)
+    log.info("session %s confirmed: %d files to trash, %d sidecars, %d groups not reviewed left alone",
+             token[:6] + "…", len(moved), len(written), len(plan.unreviewed))
+    return Confirmation(moved, written, plan.skipped, failed, plan.unreviewed)
 
 
 class _PartialMove(Exception):
@@ -474,6 +539,27 @@ def _move_all(index: Index, ids: Iterable[int], root_for: Callable[[str], str], 
         except trash.TrashError as exc:
             raise _PartialMove(moved, str(exc)) from None
     return moved
+
+
+def restore(index: Index, trash_ids: Iterable[int], *, now: float | None = None) -> list[str]:
+    """Put trashed photos back (``trash.restore``) and keep them: each is kept in its group and
+    never offered again against the same copies. Returns the paths restored. Raises
+    ``trash.TrashError`` at the first that cannot be restored (those before it stay restored)."""
+    now = time.time() if now is None else now
+    out = []
+    for tid in trash_ids:
+        row = index.one("SELECT photo_id, session_id FROM trash WHERE id = ?", (tid,))
+        out.append(trash.restore(index, tid, now=now))
+        if row is None or row["photo_id"] is None:
+            continue
+        pid, sid = int(row["photo_id"]), row["session_id"]
+        with index.tx() as conn:
+            _remember_keep(conn, pid, sid, KEPT_WHY["restored"], now)
+            if sid is not None:
+                conn.execute("INSERT INTO decisions(session_id, photo_id, action, decided_at) VALUES (?, ?, 'keep', ?) "
+                             "ON CONFLICT(session_id, photo_id) DO UPDATE SET action = 'keep', decided_at = excluded.decided_at",
+                             (sid, pid, now))
+    return out
 
 
 def trash_entries(index: Index, retention_days: float) -> list[dict[str, Any]]:

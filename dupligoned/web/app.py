@@ -507,6 +507,7 @@ async def session_page(request: Request[Any, Any, Any], token: FromPath[str], g:
     group = groups[n - 1] if groups else None
     gaps = []
     if group is not None:
+        rv.mark_opened(st.index, token, group["id"])  # shown: a confirm may take this group now
         gaps = [(k, rv.gap_fields(gap)) for k, gap in await asyncio.to_thread(rv.metadata_gaps, group)]
     return _page(request, "session.html", s=res["session"], res=res, group=group, n=n, total=len(groups),
                  gaps=gaps, error=err[:300] if err else None)
@@ -523,6 +524,7 @@ async def compare_page(request: Request[Any, Any, Any], token: FromPath[str], g:
     n = min(max(1, g), len(groups))
     photos = groups[n - 1]["photos"]
     by_id = {p["id"]: p for p in photos}
+    rv.mark_opened(st.index, token, groups[n - 1]["id"])
     left = by_id.get(a or -1, photos[0])
     right = by_id.get(b or -1, next((p for p in photos if p["id"] != left["id"]), photos[-1]))
     return _page(request, "compare.html", s=res["session"], group=groups[n - 1], n=n, total=len(groups),
@@ -573,11 +575,11 @@ async def dry_run_page(request: Request[Any, Any, Any], token: FromPath[str]) ->
     return _page(request, "confirm.html", s=rv.public_session(s), plan=plan, done=None)
 
 
-def _plan(st: WebState, token: FromPath[str]) -> rv.Plan:
+def _plan(st: WebState, token: FromPath[str], include: rv.Include = False) -> rv.Plan:
     # Reading the photos' metadata takes file reads: off the event loop, on its own connection.
     idx = open_index(st.index_path)
     try:
-        return rv.plan_confirm(idx, token)
+        return rv.plan_confirm(idx, token, include)
     finally:
         idx.close()
 
@@ -585,7 +587,10 @@ def _plan(st: WebState, token: FromPath[str]) -> rv.Plan:
 @post("/s/{token:str}/confirm", include_in_schema=False)
 async def confirm_form(request: Request[Any, Any, Any], token: FromPath[str]) -> Template:
     st = _state(request)
-    done = await asyncio.to_thread(_confirm, st, _token(token))
+    form = await request.form()
+    # Groups nobody reviewed move only when ticked on the dry run page.
+    include = {i for i in (_int(v, -1) for v in form.getall("include")) if i >= 0} if "include" in form else set()
+    done = await asyncio.to_thread(_confirm, st, _token(token), include)
     s = rv.session_by_token(st.index, token)
     return _page(request, "confirm.html", s=rv.public_session(s), plan=None, done=done.to_json())
 
@@ -599,15 +604,32 @@ async def trash_page(request: Request[Any, Any, Any], restored: FromQuery[str | 
 
 @post("/trash/{trash_id:int}/restore", include_in_schema=False)
 async def restore_form(request: Request[Any, Any, Any], trash_id: FromPath[int]) -> Redirect:
-    path = await asyncio.to_thread(_restore, _state(request), _id(trash_id, "trash entry"))
-    return Redirect(f"/trash?{urlencode({'restored': path})}")
+    (path,) = await asyncio.to_thread(_restore, _state(request), [_id(trash_id, "trash entry")])
+    return Redirect(f"/trash?{urlencode({'restored': os.path.basename(path)})}")
+
+
+@post("/trash/restore", include_in_schema=False)
+async def restore_many_form(request: Request[Any, Any, Any]) -> Redirect:
+    """Restore the ticked entries, or all of them (``all``)."""
+    st = _state(request)
+    form = await request.form()
+    if form.get("all"):
+        ids = [int(str(e["id"])) for e in rv.trash_entries(st.index, st.cfg.trash.retention_days)]
+    else:
+        ids = [i for i in (_int(v, -1) for v in form.getall("ids")) if i >= 0] if "ids" in form else []
+    if not ids:
+        return Redirect("/trash")
+    paths = await asyncio.to_thread(_restore, st, ids)
+    what = os.path.basename(paths[0]) if len(paths) == 1 else f"{len(paths)} photos"
+    return Redirect(f"/trash?{urlencode({'restored': what})}")
 
 
 @get("/upload", include_in_schema=False)
 async def upload_page(request: Request[Any, Any, Any]) -> Template:
-    w = _state(request).cfg.web
+    cfg = _state(request).cfg
+    w = cfg.web
     return _page(request, "upload.html", max_mb=w.max_upload_mb, max_files=w.max_upload_files,
-                 accepted=uploads.ACCEPTED)
+                 accepted=uploads.ACCEPTED, upload_dir=str(cfg.inbox_path))
 
 
 # ---------------------------------------------------------------- uploads
@@ -755,18 +777,23 @@ async def api_accept_all(request: Request[Any, Any, Any], token: FromPath[str]) 
 @dataclass
 class ConfirmBody:
     dry_run: bool = True
+    include_unreviewed: bool = False  # also groups nobody opened, decided or accepted
 
 
 @post("/api/sessions/{token:str}/confirm", tags=["sessions"], status_code=200)
 async def api_confirm(request: Request[Any, Any, Any], token: FromPath[str], data: JSONBody[ConfirmBody]) -> dict[str, Any]:
     """With ``dry_run`` (the default): exactly what would move to trash, and the sidecars that
-    would be written; nothing moves. Without: do it, in one batch."""
+    would be written; nothing moves. Without: do it, in one batch.
+
+    Only groups the person reviewed (opened on the page, decided, or accepted with accept-all)
+    are confirmed; ``unreviewed`` lists the others, which move only with ``include_unreviewed``."""
     st = _state(request)
     _token(token)
     if data.dry_run:
-        plan = await asyncio.to_thread(_plan, st, token)
+        plan = await asyncio.to_thread(_plan, st, token, data.include_unreviewed)
         return {"dry_run": True, **plan.to_json()}
-    return {"dry_run": False, **(await asyncio.to_thread(_confirm, st, token)).to_json()}
+    done = await asyncio.to_thread(_confirm, st, token, data.include_unreviewed)
+    return {"dry_run": False, **done.to_json()}
 
 
 @get("/api/trash", tags=["trash"])
@@ -778,25 +805,41 @@ async def api_trash(request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
 
 @post("/api/trash/{trash_id:int}/restore", tags=["trash"], status_code=200)
 async def api_restore(request: Request[Any, Any, Any], trash_id: FromPath[int]) -> dict[str, Any]:
-    """Put a file back at its original path, byte-identical."""
-    return {"restored": await asyncio.to_thread(_restore, _state(request), _id(trash_id, "trash entry"))}
+    """Put a file back at its original path, byte-identical. A restored photo is kept: it is
+    not offered for deletion again against the same copies."""
+    (path,) = await asyncio.to_thread(_restore, _state(request), [_id(trash_id, "trash entry")])
+    return {"restored": path}
 
 
-def _restore(st: WebState, trash_id: int) -> str:
+@dataclass
+class RestoreBody:
+    ids: list[int] = field(default_factory=list)
+    all: bool = False  # noqa: A003 - every entry in the trash
+
+
+@post("/api/trash/restore", tags=["trash"], status_code=200)
+async def api_restore_many(request: Request[Any, Any, Any], data: JSONBody[RestoreBody]) -> dict[str, Any]:
+    """Restore several entries (``ids``) or the whole trash (``all``); returns the paths restored."""
+    st = _state(request)
+    ids = [int(str(e["id"])) for e in rv.trash_entries(st.index, st.cfg.trash.retention_days)] if data.all else data.ids
+    return {"restored": await asyncio.to_thread(_restore, st, ids)}
+
+
+def _restore(st: WebState, trash_ids: list[int]) -> list[str]:
     # Moving a file may copy it across devices: off the event loop, on its own connection.
     with _MOVES:
         idx = open_index(st.index_path)
         try:
-            return trash.restore(idx, trash_id)
+            return rv.restore(idx, trash_ids)
         finally:
             idx.close()
 
 
-def _confirm(st: WebState, token: str) -> rv.Confirmation:
+def _confirm(st: WebState, token: str, include: rv.Include = False) -> rv.Confirmation:
     with _MOVES:
         idx = open_index(st.index_path)
         try:
-            return rv.confirm(idx, token, st.root_for)
+            return rv.confirm(idx, token, st.root_for, include=include)
         finally:
             idx.close()
 
@@ -837,9 +880,9 @@ def create_app(cfg: Config, *, index_path: str | None = None) -> Litestar:
         route_handlers=[
             healthz, login_page, login_form, logout, api_login, api_logout, preview, thumb,
             home_page, session_page, compare_page, decide_form, accept_all_form, dry_run_page, confirm_form,
-            trash_page, restore_form, upload_page, upload_form, api_upload, api_upload_done,
+            trash_page, restore_form, restore_many_form, upload_page, upload_form, api_upload, api_upload_done,
             api_status, api_sessions, api_session, api_result, api_decide, api_accept_all, api_confirm,
-            api_trash, api_restore,
+            api_trash, api_restore, api_restore_many,
             create_static_files_router(path="/static", directories=[STATIC], opt={"public": True},
                                        cache_control=None),
         ],

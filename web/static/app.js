@@ -74,6 +74,21 @@
     }
   });
 
+  // ---- dry run: the confirm button counts the ticked groups nobody reviewed
+  const confirmBtn = $("[data-confirm]");
+  if (confirmBtn) {
+    const label = $("[data-confirm-label]", confirmBtn);
+    const ticks = $$("[data-include]");
+    const update = () => {
+      const n = Number(confirmBtn.dataset.baseFiles) +
+        ticks.filter((t) => t.checked).reduce((a, t) => a + Number(t.dataset.files), 0);
+      label.textContent = "Move " + n + (n === 1 ? " file" : " files") + " to trash";
+      confirmBtn.disabled = n === 0;
+    };
+    ticks.forEach((t) => t.addEventListener("change", update));
+    update();
+  }
+
   // ---- compare: zoom to 100%, both panes scroll together
   const zoom = $("[data-zoom]");
   if (zoom) {
