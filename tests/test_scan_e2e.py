@@ -103,11 +103,18 @@ def test_protected_folder_is_never_recommended_for_deletion(tmp_path: Path) -> N
 
 def test_readable_summary_and_one_line_errors(tmp_path: Path) -> None:
     root = tmp_path / "lib"
-    corpus.copy(ORIGINAL, root / "a.jpg")
-    corpus.copy(ORIGINAL, root / "b.jpg")
-    proc = _run("scan", str(root), "-q")
+    keeper = corpus.copy(ORIGINAL, root / "z.jpg")
+    copy = corpus.copy(ORIGINAL, root / "a (1).jpg")  # before the keeper in path order
+    proc = _run("scan", str(root))  # stdout and stderr are pipes here, not a terminal
     assert proc.returncode == 0
-    assert "2 photos analysed" in proc.stdout and "1 groups" in proc.stdout
+    assert proc.stderr == ""  # no progress bar into a pipe or a log
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    assert lines[0].startswith("Group 1 of 1: 2 photos, 1 could go")
+    assert lines[1].split()[:2] == ["KEEP", str(keeper)]  # the keeper first, then the copy with its reason
+    assert lines[3].split()[0] == "delete" and str(copy) in lines[3]
+    assert lines[4].strip() == "identical copy of z.jpg"
+    assert lines[-1].startswith("Summary: 2 photos analysed, 0 could not be read; 1 group of duplicates: 1 photo to keep, 1 copy could go")
+    assert "Nothing was changed." in lines[-1]
     missing = _run("scan", str(tmp_path / "nope"), "--json")
     assert missing.returncode == 2 and missing.stdout == ""
     assert missing.stderr.strip().count("\n") == 0 and "not a folder" in missing.stderr

@@ -20,6 +20,10 @@ def _human_bytes(n: float) -> str:
     return f"{n:.1f} TB"
 
 
+def _n(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
 def cmd_scan(args: argparse.Namespace) -> int:
     # One process per core already: OpenBLAS's thread pool (started when numpy is imported,
     # ~50 ms of CPU) would only contend with the workers. Set before numpy is first imported.
@@ -32,7 +36,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise UsageError("--workers must be at least 1")
     bar = None
-    if not args.quiet:
+    # A progress bar only for a person at a terminal: never into a pipe, a log or a file.
+    if not args.quiet and sys.stderr.isatty() and (sys.stdout.isatty() or args.json):
         from tqdm import tqdm
 
         tqdm.monitor_interval = 0  # no monitor thread: the scan may then fork its workers
@@ -55,17 +60,25 @@ def cmd_scan(args: argparse.Namespace) -> int:
     by_path = {p.path: p for p in result.photos}
     to_free = sum(by_path[d].size_bytes for g in result.groups for d in g.delete)
     n_delete = sum(len(g.delete) for g in result.groups)
-    print(f"{len(result.photos)} photos analysed, {len(result.errors)} could not be read.")
-    print(f"{len(result.groups)} groups of duplicates; {n_delete} copies could go, freeing {_human_bytes(to_free)}.")
-    for g in result.groups:
+    for i, g in enumerate(result.groups, 1):
+        freed = sum(by_path[d].size_bytes for d in g.delete)
+        print(f"Group {i} of {len(result.groups)}: {len(g.verdicts)} photos, {len(g.delete)} could go "
+              f"(frees {_human_bytes(freed)})")
+        # The keeper first, then the copies: what stays, then what could go and why.
+        for v in sorted(g.verdicts, key=lambda v: not v.keep):
+            p = by_path.get(v.path)
+            size = f"  ({p.width}×{p.height}, {_human_bytes(p.size_bytes)})" if p else ""
+            print(f"  {'KEEP  ' if v.keep else 'delete'}  {v.path}{size}\n          {v.reason}")
         print()
-        for v in g.verdicts:
-            mark = "keep  " if v.keep else "delete"
-            print(f"  {mark} {v.path}\n         {v.reason}")
     if result.errors:
-        print("\nCould not read:")
+        print("Could not read:")
         for e in result.errors:
             print(f"  {e.path}: {e.reason}")
+        print()
+    print(f"Summary: {len(result.photos)} photos analysed, {len(result.errors)} could not be read; "
+          f"{_n(len(result.groups), 'group')} of duplicates: {_n(len(result.groups), 'photo')} to keep, "
+          f"{_n(n_delete, 'copy', 'copies')} could go, "
+          f"freeing {_human_bytes(to_free)}. Nothing was changed.")
     return 0
 
 

@@ -244,8 +244,8 @@ class Daemon:
             n += 1
         return n
 
-    def cluster_ready(self) -> int:
-        ready = sessions.ready_to_cluster(self.index)
+    def cluster_ready(self, now: float | None = None) -> int:
+        ready = sessions.ready_to_cluster(self.index, time.time() if now is None else now)
         if not ready:
             return 0
         crops = orb.crops_enabled()
@@ -258,8 +258,10 @@ class Daemon:
                 break
             t0 = time.perf_counter()
             n = cluster.cluster_session(self.index, sid, lib, self.settings, eps=eps, crops=crops)
-            token = self.index.scalar("SELECT token FROM sessions WHERE id = ?", (sid,))
-            log.info("session %s clustered: %d groups (%.1f s)", str(token)[:6] + "…", n, time.perf_counter() - t0)
+            row = self.index.one("SELECT token, closed_at FROM sessions WHERE id = ?", (sid,))
+            log.info("session %s clustered: %d groups (%.1f s)%s", str(row["token"] if row else "?")[:6] + "…", n,
+                     time.perf_counter() - t0,
+                     "; preliminary, the session is still open" if row and row["closed_at"] is None else "")
         _release_memory()
         return len(ready)
 
@@ -313,7 +315,7 @@ class Daemon:
         if busy or now - self._last_housekeeping >= 1.0:
             self._last_housekeeping = now
             sessions.close_quiet_sessions(self.index, now, self.cfg.sessions.quiet_s)
-            busy |= self.cluster_ready() > 0
+            busy |= self.cluster_ready(now) > 0
             self.check_workers(now)
             if self.mirrors.mirrors:
                 busy_analysing = self.index.conn.execute(

@@ -127,6 +127,7 @@ def _photo(r: Any, weights: QualityWeights) -> dict[str, Any]:
         "size_bytes": int(r["size_bytes"]), "width": r["width"], "height": r["height"], "format": r["format"],
         "taken_at": r["taken_at"], "camera": r["camera"], "has_gps": bool(r["has_gps"]),
         "jpeg_quality": r["jpeg_quality"], "lossless": bool(r["lossless"]),
+        "noise": round(q.noise, 2),
         "quality": {"sharpness": round(q.sharpness, 1), "brightness": round(q.brightness, 1),
                     "contrast": round(q.contrast, 1),
                     "faces": None if r["faces"] is None else int(r["faces"]),  # None: not measured
@@ -194,6 +195,120 @@ def _shots(photos: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     for i, p in enumerate(photos, 1):
         p["index"] = i
     return shots
+# What a reason says, in a word, for the overview's filter (first match wins).
+REASON_KINDS = (
+    ("identical", "identical copy"), ("uploaded", "upload already in the library"), ("your rule", "your rule"),
+    ("lower resolution", "smaller copy"), ("smaller copy", "smaller copy"), ("cropped", "crop"),
+    ("heavily compressed", "heavily compressed"), ("darker", "exposure"), ("brighter", "exposure"),
+    ("blurrier", "blurrier"), ("noisier", "noisier"), ("weaker shot", "weaker shot"), ("lossy", "re-encoded"),
+    ("re-saved", "re-encoded"), ("re-encoded", "re-encoded"),
+)
+
+
+def reason_kind(reason: str | None) -> str:
+    r = (reason or "").lower()
+    return next((kind for key, kind in REASON_KINDS if key in r), "other")
+
+
+def uncertainty(g: dict[str, Any]) -> list[str]:
+    """Why the keeper of a group may be the wrong one (empty: a clear case). A keeper's own
+    ``uncertain`` flag (the keeper's verdict, when it carries one) counts first; otherwise it is
+    read from what the verdicts say: close scores between distinct shots, a copy to delete
+    larger than the keeper, copies told apart by nothing, an upload that looks better."""
+    why = []
+    keep = [p for p in g["photos"] if p["verdict"] == "keep"]
+    dels = [p for p in g["photos"] if p["verdict"] == "delete"]
+    if any(p.get("uncertain") for p in g["photos"]):
+        why.append("the keeper's choice was close")
+    if not keep or not dels:
+        return why
+    best = max(p["quality"]["score"] for p in keep)
+    if any((p["reason"] or "").startswith("weaker shot") and best - p["quality"]["score"] < 0.05 for p in dels):
+        why.append("distinct shots with nearly the same quality score")
+    top = max((p["width"] or 0) * (p["height"] or 0) for p in keep)
+    if any((p["width"] or 0) * (p["height"] or 0) > top * 1.01 for p in dels):
+        why.append("a copy marked for deletion has more pixels than the kept photo")
+    if any((p["reason"] or "").startswith("re-encoded copy") for p in dels):
+        why.append("the copies differ in no clear way")
+    if any("looks better" in (p["reason"] or "") for p in dels):
+        why.append("the upload looks better than the library's photo")
+    return why
+
+
+def _ratio_words(name: str, mine: float, theirs: float, more: str, less: str) -> str | None:
+    """``4.2x noisier`` / ``-92% sharpness``: a figure against the keeper's, in words."""
+    if theirs <= 0 or mine <= 0 or abs(mine / theirs - 1) < 0.05:
+        return None
+    r = mine / theirs
+    if r >= 1.5:
+        return f"{r:.1f}x {more}"
+    if r <= 1 / 1.5 and less:
+        return f"{1 / r:.1f}x {less}"
+    return f"{(r - 1) * 100:+.0f}% {name}"
+
+
+def differences(p: dict[str, Any], keeper: dict[str, Any]) -> list[str]:
+    """How a photo differs from the group's keeper, in words and relative figures."""
+    out = []
+    pk = (keeper["width"] or 0) * (keeper["height"] or 0)
+    pp = (p["width"] or 0) * (p["height"] or 0)
+    if pk and pp and pp != pk:
+        share = pp / pk
+        words = {0.25: "a quarter of the pixels", 0.5: "half the pixels", 2.0: "twice the pixels",
+                 4.0: "four times the pixels"}
+        near = next((w for f, w in words.items() if abs(share / f - 1) < 0.06), None)
+        out.append(near or (f"{share:.0%} of the pixels" if share < 1 else f"{share:.1f}x the pixels"))
+    q, qk = p["quality"], keeper["quality"]
+    for figure, more, less in (("sharpness", "sharper", "blurrier"), ("noise", "noisier", "cleaner")):
+        mine = float(p.get(figure, 0) or 0) if figure == "noise" else float(q["sharpness"])
+        theirs = float(keeper.get(figure, 0) or 0) if figure == "noise" else float(qk["sharpness"])
+        w = _ratio_words(figure, mine, theirs, more, less)
+        if w:
+            out.append(w)
+    if abs(float(q["brightness"]) - float(qk["brightness"])) >= 8:
+        out.append("darker" if q["brightness"] < qk["brightness"] else "brighter")
+    if p["size_bytes"] and keeper["size_bytes"] and abs(p["size_bytes"] / keeper["size_bytes"] - 1) >= 0.1:
+        out.append(f"{p['size_bytes'] / keeper['size_bytes'] - 1:+.0%} file size")
+    if p["format"] != keeper["format"]:
+        out.append(f"{p['format']} instead of {keeper['format']}")
+    elif p.get("jpeg_quality") and keeper.get("jpeg_quality") and p["jpeg_quality"] != keeper["jpeg_quality"]:
+        out.append(f"JPEG quality {p['jpeg_quality']} vs {keeper['jpeg_quality']}")
+    if keeper.get("camera") and not p.get("camera"):
+        out.append("no camera data")
+    return out
+
+
+def explain(group: dict[str, Any]) -> dict[str, Any]:
+    """Adds to each photo of one group (the one on screen) its ``differences`` from the keeper."""
+    keeper = group["photos"][0]
+    for p in group["photos"]:
+        p["differences"] = differences(p, keeper) if p is not keeper else []
+    return group
+
+
+def overview(groups: list[dict[str, Any]], *, order: str = "uncertain", reason: str = "", folder: str = "") -> dict[str, Any]:
+    """The overview grid: every group with its keeper, copies, space freed, whether it is
+    uncertain (and why), reviewed, its reason kinds and folders; filtered by ``reason`` kind and
+    ``folder``, uncertain groups first unless ``order`` is ``"position"``. Also the filter choices."""
+    reasons: dict[str, int] = {}
+    folders: dict[str, int] = {}
+    cards: list[dict[str, Any]] = []
+    for g in groups:
+        kinds = sorted({reason_kind(p["reason"]) for p in g["photos"] if p["verdict"] == "delete"})
+        dirs = sorted({os.path.dirname(p["path"]) for p in g["photos"]})
+        for k in kinds:
+            reasons[k] = reasons.get(k, 0) + 1
+        for d in dirs:
+            folders[d] = folders.get(d, 0) + 1
+        if reason and reason not in kinds:
+            continue
+        if folder and folder not in dirs:
+            continue
+        cards.append({"group": g, "uncertain": uncertainty(g), "kinds": kinds, "folders": dirs})
+    if order != "position":
+        cards.sort(key=lambda c: (not c["uncertain"], c["group"]["position"]))
+    return {"cards": cards, "reasons": sorted(reasons.items()), "folders": sorted(folders.items()),
+            "uncertain": sum(1 for g in groups if uncertainty(g))}
 
 
 def summary(groups: list[dict[str, Any]]) -> dict[str, Any]:
@@ -212,12 +327,40 @@ def result(index: Index, token: str, weights: QualityWeights = QualityWeights())
     facts, recommendation, decision and verdict, the photos split out, and a summary."""
     s = session_by_token(index, token)
     groups, split = groups_of(index, int(s["id"]), weights)
-    return {"session": public_session(s), "groups": groups, "split": split, "summary": summary(groups)}
+    return {"session": {**public_session(s), "last_added_at": s["last_added_at"]}, "groups": groups, "split": split,
+            "summary": summary(groups)}
 
 
 def public_session(s: dict[str, Any]) -> dict[str, Any]:
     return {k: s[k] for k in ("token", "kind", "state", "photos", "queued", "errors", "groups", "created_at",
                               "closed_at", "clustered_at", "reviewed_at")}
+
+
+def waiting(s: dict[str, Any], quiet_s: float, now: float, received: int | None = None) -> dict[str, Any]:
+    """What an unfinished session waits for, in words, with the figures behind them:
+    ``{"text", "closes_in_s", "received", "analysed", "to_analyse"}``. ``received``: files of an
+    upload already stored (some may not be in the index yet)."""
+    analysed = int(s["photos"]) - int(s["queued"]) - int(s["errors"])
+    known = int(s["photos"])
+    got = max(received or 0, known)
+    out: dict[str, Any] = {"closes_in_s": None, "received": got, "analysed": analysed,
+                           "to_analyse": got - analysed - int(s["errors"])}
+    state = s["state"]
+    if state == "open" and s["kind"] in ("burst", "upload"):
+        left = max(0, round(float(s["last_added_at"]) + quiet_s - now))
+        out["closes_in_s"] = left
+        what = "uploaded photo" if s["kind"] == "upload" else "new photo"
+        out["text"] = (f"Waiting for more photos: grouping {quiet_s:g} s after the last {what} "
+                       f"(in {left} s, unless another arrives).")
+    elif state == "open":
+        out["text"] = "Scanning the folder: grouping starts when the scan is done."
+    elif state == "analysing":
+        out["text"] = f"Analysing: {out['to_analyse']} of {got} photos to go; grouping starts when all are analysed."
+    elif state == "clustering":
+        out["text"] = "Grouping the photos…"
+    else:
+        out["text"] = ""
+    return out
 
 
 _COUNTS_SQL = """

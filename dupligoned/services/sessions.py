@@ -14,12 +14,15 @@ A session's state, derived, never stored: ``open`` (files may still join), ``ana
 
 from __future__ import annotations
 
+import logging
 import secrets
 import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
 from dupligoned.adapters.index import Index
+
+log = logging.getLogger("dupligone.sessions")
 
 TOKEN_BYTES = 18  # 144 bits: unguessable, and short enough for a URL
 
@@ -44,10 +47,13 @@ def create_upload_session(index: Index, now: float, inbox_folder_id: int | None 
         return str(conn.execute("SELECT token FROM sessions WHERE id = ?", (sid,)).fetchone()[0])
 
 
-def close_session(index: Index, token: str, now: float) -> bool:
+def close_session(index: Index, token: str, now: float, why: str = "every uploaded file has arrived") -> bool:
     with index.tx() as conn:
         cur = conn.execute("UPDATE sessions SET closed_at = ? WHERE token = ? AND closed_at IS NULL", (now, token))
-        return cur.rowcount > 0
+        closed = cur.rowcount > 0
+    if closed:
+        log.info("session %s closed: %s; grouping once its photos are analysed", token[:6] + "…", why)
+    return closed
 
 
 def session_for_new_photo(conn: sqlite3.Connection, folder: sqlite3.Row, upload_token: str | None, now: float) -> int:
@@ -102,6 +108,10 @@ def close_quiet_sessions(index: Index, now: float, quiet_s: float) -> list[int]:
         ids = [int(r[0]) for r in rows]
         for sid in ids:
             conn.execute("UPDATE sessions SET closed_at = ? WHERE id = ?", (now, sid))
+        closed = [conn.execute("SELECT token, kind FROM sessions WHERE id = ?", (sid,)).fetchone() for sid in ids]
+    for r in closed:
+        log.info("session %s (%s) closed: no new photo for %g s; grouping once its photos are analysed",
+                 str(r[0])[:6] + "…", r[1], quiet_s)
     return ids
 
 
@@ -109,8 +119,10 @@ def finish_first_scan(index: Index, folder_id: int, now: float) -> None:
     """The first scan of a folder is complete: close its session; later files make bursts."""
     with index.tx() as conn:
         conn.execute("UPDATE folders SET first_scan_done_at = ? WHERE id = ? AND first_scan_done_at IS NULL", (now, folder_id))
-        conn.execute("UPDATE sessions SET closed_at = ? WHERE folder_id = ? AND kind = 'first_scan' AND closed_at IS NULL",
-                     (now, folder_id))
+        cur = conn.execute("UPDATE sessions SET closed_at = ? WHERE folder_id = ? AND kind = 'first_scan' "
+                           "AND closed_at IS NULL", (now, folder_id))
+    if cur.rowcount:
+        log.info("first-scan session of folder %d closed: the scan is done; grouping once its photos are analysed", folder_id)
 
 
 _STATE_SQL = """
@@ -151,12 +163,19 @@ def list_sessions(index: Index, token: str | None = None) -> list[dict[str, Any]
     return out
 
 
-def ready_to_cluster(index: Index) -> list[int]:
-    """Closed, dirty sessions with nothing left in the queue."""
+PRELIMINARY_EVERY_S = 10.0  # an open upload or burst is grouped at most this often while it waits
+
+
+def ready_to_cluster(index: Index, now: float | None = None) -> list[int]:
+    """Dirty sessions with nothing left in the queue: closed ones, and (with ``now``) open
+    uploads and bursts not grouped in the last ``PRELIMINARY_EVERY_S``, whose preliminary groups
+    the page shows while the session waits for more photos."""
+    prelim = ("OR (s.closed_at IS NULL AND s.kind IN ('upload', 'burst') AND COALESCE(s.clustered_at, 0) <= :since "
+              "AND EXISTS (SELECT 1 FROM photos p WHERE p.session_id = s.id AND p.status = 'ok'))") if now is not None else ""
     rows = index.query(
-        "SELECT s.id FROM sessions s WHERE s.closed_at IS NOT NULL AND s.dirty = 1 "
-        "AND NOT EXISTS (SELECT 1 FROM photos p WHERE p.session_id = s.id AND p.status = 'queued') ORDER BY s.id"
-    )
+        f"SELECT s.id FROM sessions s WHERE s.dirty = 1 AND (s.closed_at IS NOT NULL {prelim}) "
+        "AND NOT EXISTS (SELECT 1 FROM photos p WHERE p.session_id = s.id AND p.status = 'queued') ORDER BY s.id",
+        {"since": (now or 0) - PRELIMINARY_EVERY_S})
     return [int(r[0]) for r in rows]
 
 

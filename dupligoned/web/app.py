@@ -56,6 +56,7 @@ from dupligoned.core.quality import QualityWeights
 from dupligoned.errors import DupliGoneError
 from dupligoned.services import mirror, sessions, trash
 from dupligoned.services import review as rv
+from dupligoned.services import rules as rules_service
 from dupligoned.services.review import ReviewError
 from dupligoned.web import uploads
 from dupligoned.web.middleware import allowed_host_names, gatekeeper, security_headers_hook
@@ -343,6 +344,12 @@ def _with_urls(st: WebState, res: dict[str, Any]) -> dict[str, Any]:
     return res
 
 
+def _wait(st: WebState, s: dict[str, Any]) -> dict[str, Any]:
+    """What an unfinished session waits for (an upload counts the files already stored)."""
+    received = uploads.received(os.path.join(str(st.cfg.inbox_path), s["token"])) if s["kind"] == "upload" else None
+    return rv.waiting(s, st.cfg.sessions.quiet_s, time.time(), received)
+
+
 def _safe_next(nxt: str | None) -> str:
     if nxt and nxt.startswith("/") and not nxt.startswith("//") and "\\" not in nxt:
         return nxt
@@ -362,6 +369,12 @@ def when(ts: float | None) -> str:
     return datetime.fromtimestamp(float(ts)).strftime("%Y-%m-%d %H:%M") if ts else ""
 
 
+def folder_name(path: str) -> str:
+    """The last two parts of a folder's path: enough to recognise it in a list."""
+    parts = [x for x in path.split("/") if x]
+    return "/".join(parts[-2:]) if parts else "/"
+
+
 def exif_date(s: str | None) -> str:
     if not s:
         return "unknown"
@@ -369,7 +382,7 @@ def exif_date(s: str | None) -> str:
 
 
 def _engine_callback(engine: JinjaTemplateEngine) -> None:
-    engine.engine.filters.update(bytes=human_bytes, when=when, exif_date=exif_date)
+    engine.engine.filters.update(bytes=human_bytes, when=when, exif_date=exif_date, folder_name=folder_name)
     engine.engine.globals["session_link"] = lambda token: "/s/" + quote(token)
 
 
@@ -491,6 +504,26 @@ async def thumb(request: Request[Any, Any, Any], photo_id: FromPath[int]) -> Fil
                 headers={"cache-control": "private, max-age=3600"}, filename=f"thumb-{photo_id}.jpg")
 
 
+@get("/diff/{a:int}/{b:int}", tags=["photos"])
+async def diff_image(request: Request[Any, Any, Any], a: FromPath[int], b: FromPath[int]) -> Response[Any]:
+    """Where photo ``b`` differs from photo ``a``: ``a`` darkened, the differences in red (a PNG)."""
+    from dupligoned.services.compare import difference_png
+
+    st = _state(request)
+    paths = []
+    for pid in (a, b):
+        row = st.index.one("SELECT path, status FROM photos WHERE id = ?", (pid,))
+        path = os.path.realpath(row["path"]) if row is not None and row["status"] != "gone" else ""
+        if not path or not any(path.startswith(r + os.sep) for r in st.roots) or not os.path.isfile(path):
+            raise NotFoundException("no such photo")
+        paths.append(path)
+    try:
+        data = await asyncio.to_thread(difference_png, paths[0], paths[1], max_pixels=st.cfg.analysis.max_pixels)
+    except DupliGoneError as exc:
+        raise NotFoundException(f"cannot compare these photos: {exc}") from None
+    return Response(data, media_type="image/png", headers={"cache-control": "private, max-age=300"})
+
+
 # ---------------------------------------------------------------- pages
 
 @get("/", include_in_schema=False)
@@ -498,24 +531,42 @@ async def home_page(request: Request[Any, Any, Any]) -> Template:
     return _page(request, "home.html", **rv.home(_state(request).index))
 
 
+OVERVIEW_PAGE = 120  # group cards on one overview page
+
+
 @get("/s/{token:str}", include_in_schema=False)
-async def session_page(request: Request[Any, Any, Any], token: FromPath[str], g: FromQuery[int] = 1, err: FromQuery[str | None] = None) -> Template:
+async def session_page(request: Request[Any, Any, Any], token: FromPath[str], g: FromQuery[int | None] = None,
+                       err: FromQuery[str | None] = None, order: FromQuery[str] = "uncertain",
+                       reason: FromQuery[str] = "", folder: FromQuery[str] = "") -> Template:
+    """Without ``g``: the overview of every group (filters: ``order``, ``reason``, ``folder``);
+    with it: group ``g`` in the stepper."""
     st = _state(request)
     res = _with_urls(st, rv.result(st.index, _token(token), st.weights))
+    res["session"]["wait"] = _wait(st, res["session"])
     groups = res["groups"]
-    n = min(max(1, g), max(1, len(groups)))
-    group = groups[n - 1] if groups else None
+    ov = None
+    group = None
+    n = 1
     gaps = []
-    if group is not None:
+    uncertain: list[str] = []
+    if g is None and groups:
+        ov = rv.overview(groups, order=order, reason=reason, folder=folder)
+    elif groups:
+        n = min(max(1, g or 1), len(groups))
+        group = groups[n - 1]
         rv.mark_opened(st.index, token, group["id"])  # shown: a confirm may take this group now
+        rv.explain(group)
+        uncertain = rv.uncertainty(group)
         gaps = [(k, rv.gap_fields(gap)) for k, gap in await asyncio.to_thread(rv.metadata_gaps, group)]
     return _page(request, "session.html", s=res["session"], res=res, group=group, n=n, total=len(groups),
-                 gaps=gaps, error=err[:300] if err else None)
+                 gaps=gaps, error=err[:300] if err else None, ov=ov, order=order, reason=reason, folder=folder,
+                 page_size=OVERVIEW_PAGE, uncertain=uncertain)
 
 
 @get("/s/{token:str}/compare", include_in_schema=False)
 async def compare_page(request: Request[Any, Any, Any], token: FromPath[str], g: FromQuery[int] = 1,
-                       a: FromQuery[int | None] = None, b: FromQuery[int | None] = None) -> Template:
+                       a: FromQuery[int | None] = None, b: FromQuery[int | None] = None,
+                       diff: FromQuery[int] = 0, err: FromQuery[str | None] = None) -> Template:
     st = _state(request)
     res = _with_urls(st, rv.result(st.index, _token(token), st.weights))
     groups = res["groups"]
@@ -525,10 +576,11 @@ async def compare_page(request: Request[Any, Any, Any], token: FromPath[str], g:
     photos = groups[n - 1]["photos"]
     by_id = {p["id"]: p for p in photos}
     rv.mark_opened(st.index, token, groups[n - 1]["id"])
+    rv.explain(groups[n - 1])
     left = by_id.get(a or -1, photos[0])
     right = by_id.get(b or -1, next((p for p in photos if p["id"] != left["id"]), photos[-1]))
     return _page(request, "compare.html", s=res["session"], group=groups[n - 1], n=n, total=len(groups),
-                 left=left, right=right)
+                 left=left, right=right, diff=bool(diff), error=err[:300] if err else None)
 
 
 def _back(token: str, g: int, anchor: str = "", err: str | None = None) -> str:
@@ -544,13 +596,19 @@ async def decide_form(request: Request[Any, Any, Any], token: FromPath[str]) -> 
     st = _state(request)
     g = _int(form.get("g"), 1)
     pid = _int(form.get("photo_id"), -1)
+    err = None
     try:
         rv.decide(st.index, _token(token), pid, str(form.get("action") or ""))
     except rv.UnknownSession:
         raise
     except ReviewError as exc:
-        return Redirect(_back(token, g, f"#p{pid}", str(exc)))
-    return Redirect(_back(token, g, f"#p{pid}"))
+        err = str(exc)
+    if form.get("back") == "compare":  # decided from the compare view: stay there
+        q = {"g": str(g), "a": str(_int(form.get("a"), -1)), "b": str(_int(form.get("b"), -1))}
+        if err:
+            q["err"] = err
+        return Redirect(f"/s/{quote(token)}/compare?{urlencode(q)}")
+    return Redirect(_back(token, g, f"#p{pid}", err))
 
 
 def _int(v: Any, default: int) -> int:
@@ -622,6 +680,29 @@ async def restore_many_form(request: Request[Any, Any, Any]) -> Redirect:
     paths = await asyncio.to_thread(_restore, st, ids)
     what = os.path.basename(paths[0]) if len(paths) == 1 else f"{len(paths)} photos"
     return Redirect(f"/trash?{urlencode({'restored': what})}")
+
+
+@get("/rules", include_in_schema=False)
+async def rules_page(request: Request[Any, Any, Any], saved: FromQuery[int | None] = None,
+                     err: FromQuery[str | None] = None) -> Template:
+    st = _state(request)
+    configured = rules_service.from_config(st.cfg.rules)
+    current = rules_service.effective(st.index, configured)
+    return _page(request, "rules.html", rules=current, from_page=st.index.get_meta(rules_service.META_KEY) is not None,
+                 libraries=[lib.path for lib in st.cfg.libraries], saved=saved, error=err[:300] if err else None)
+
+
+@post("/rules", include_in_schema=False)
+async def rules_form(request: Request[Any, Any, Any]) -> Redirect:
+    st = _state(request)
+    form = await request.form()
+    try:
+        n = rules_service.save(st.index, [lib.path for lib in st.cfg.libraries], prefer=str(form.get("prefer") or ""),
+                               keep_from=str(form.get("keep_from") or ""),
+                               never_delete_from=str(form.get("never_delete_from") or ""))
+    except rules_service.RulesError as exc:
+        return Redirect(f"/rules?{urlencode({'err': str(exc)})}")
+    return Redirect(f"/rules?saved={n}")
 
 
 @get("/upload", include_in_schema=False)
@@ -742,8 +823,10 @@ async def api_sessions(request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
 
 @get("/api/sessions/{token:str}", tags=["sessions"])
 async def api_session(request: Request[Any, Any, Any], token: FromPath[str]) -> dict[str, Any]:
-    """One session's state and progress."""
-    return rv.public_session(rv.session_by_token(_state(request).index, _token(token)))
+    """One session's state and progress, and what it waits for (``wait``: words and figures)."""
+    st = _state(request)
+    s = rv.session_by_token(st.index, _token(token))
+    return {**rv.public_session(s), "wait": _wait(st, s)}
 
 
 @get("/api/sessions/{token:str}/result", tags=["sessions"])
@@ -878,9 +961,9 @@ def create_app(cfg: Config, *, index_path: str | None = None) -> Litestar:
     limits = {"/api/upload": _upload_limit(cfg), "/upload": _upload_limit(cfg) * 20}
     app = Litestar(
         route_handlers=[
-            healthz, login_page, login_form, logout, api_login, api_logout, preview, thumb,
+            healthz, login_page, login_form, logout, api_login, api_logout, preview, thumb, diff_image,
             home_page, session_page, compare_page, decide_form, accept_all_form, dry_run_page, confirm_form,
-            trash_page, restore_form, restore_many_form, upload_page, upload_form, api_upload, api_upload_done,
+            trash_page, restore_form, restore_many_form, rules_page, rules_form, upload_page, upload_form, api_upload, api_upload_done,
             api_status, api_sessions, api_session, api_result, api_decide, api_accept_all, api_confirm,
             api_trash, api_restore, api_restore_many,
             create_static_files_router(path="/static", directories=[STATIC], opt={"public": True},

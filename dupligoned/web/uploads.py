@@ -115,3 +115,11 @@ def store(src: IO[bytes], folder: str, filename: str, fmt: str) -> Stored:
         except FileNotFoundError:
             pass
     return Stored(name, dest, size, fmt)
+
+
+def received(folder: str) -> int:
+    """How many files of an upload are stored in its folder (partial files not counted)."""
+    try:
+        return sum(1 for n in os.listdir(folder) if not n.startswith("."))
+    except OSError:
+        return 0

@@ -116,14 +116,19 @@
   const pollBox = $("[data-poll-session]");
   if (pollBox) {
     const token = pollBox.dataset.pollSession;
+    const groupsShown = Number(pollBox.dataset.groups || 0);
     const tick = () => fetch("/api/sessions/" + encodeURIComponent(token), { credentials: "same-origin" })
       .then((r) => r.ok ? r.json() : Promise.reject(r.status))
       .then((s) => {
-        if (s.state === "clustered" || s.state === "reviewed") { location.reload(); return; }
-        $('[data-field="progress"]', pollBox).textContent = progressText(s);
+        // Finished, or (preliminary) groups changed: show them.
+        if (s.state === "clustered" || s.state === "reviewed" || s.groups !== groupsShown) { location.reload(); return; }
+        const w = s.wait || {};
+        $('[data-field="progress"]', pollBox).textContent = w.received + (w.received === 1 ? " photo" : " photos") +
+          " received · " + w.analysed + " analysed · " + w.to_analyse + " to analyse" +
+          (s.errors ? " · " + s.errors + " could not be read" : "");
         const bar = $('[data-field="bar"]', pollBox);
-        bar.max = Math.max(1, s.photos); bar.value = s.photos - s.queued;
-        $('[data-field="state-text"]', pollBox).textContent = s.state === "clustering" ? "Grouping the photos…" : "Analysing the photos…";
+        bar.max = Math.max(1, w.received); bar.value = w.analysed + s.errors;
+        if (w.text) $('[data-field="state-text"]', pollBox).textContent = w.text;
         setTimeout(tick, 1000);
       })
       .catch(() => setTimeout(tick, 3000));
