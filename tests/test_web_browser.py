@@ -71,7 +71,8 @@ def shots_dir(tmp_path: Path) -> Path:
 def test_review_in_a_browser(daemon: tuple[Daemon, Path, int], browser: Any, tmp_path: Path) -> None:
     d, cfg, port = daemon
     base = f"http://127.0.0.1:{port}"
-    lib, inbox = tmp_path / "lib", tmp_path / "state" / "inbox"
+    lib = tmp_path / "lib"
+    inbox = lib / "DupliGone uploads"  # uploads go into the library, never the state folder
     shots = shots_dir(tmp_path)
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     errors: list[str] = []
@@ -102,12 +103,16 @@ def test_review_in_a_browser(daemon: tuple[Daemon, Path, int], browser: Any, tmp
     token = page.url.rsplit("/", 1)[1]
     assert sorted(n.lower() for n in os.listdir(inbox / token)) == sorted(Path(p).name.lower() for p in picks[:-1])
 
-    # The page follows the analysis and shows the groups once clustered.
-    page.wait_for_selector("text=Group 1 of 2", timeout=60_000)
+    # The page follows the analysis and shows the overview once clustered; a card opens the stepper.
+    page.wait_for_selector("[data-group-card]", timeout=60_000)
+    assert page.locator("[data-group-card]").count() == 2
+    page.goto(f"{base}/s/{token}?g=1")
+    page.wait_for_selector("text=Group 1 of 2")
     page.screenshot(path=str(shots / "session-1280.png"), full_page=True)
     keeper = page.locator(".photo.is-keep").first
     assert "IMG_4450.JPG" in keeper.inner_text() and "Kept" in keeper.inner_text()
     assert keeper.locator("img").get_attribute("alt").startswith("Photo 1: IMG_4450.JPG")
+    keeper.locator("details.raw summary").click()  # the raw figures, one click away
     for fact in ("Size", "Dimensions", "Date", "Camera", "Sharpness", "Brightness", "Contrast", "Faces", "Score", "Path"):
         assert fact in keeper.inner_text()
 
@@ -170,7 +175,7 @@ def test_review_in_a_browser(daemon: tuple[Daemon, Path, int], browser: Any, tmp
     on_disk = files_under(lib, inbox)
     page.click("[data-accept-all]")
     page.wait_for_selector("text=Dry run")
-    listed = page.locator("table.files code.path").all_inner_texts()
+    listed = page.locator("[data-moves] code.path").all_inner_texts()
     assert len(listed) == 2 and split_path not in listed
     assert files_under(lib, inbox) == on_disk
     page.screenshot(path=str(shots / "dry-run-1280.png"), full_page=True)
@@ -188,7 +193,7 @@ def test_review_in_a_browser(daemon: tuple[Daemon, Path, int], browser: Any, tmp
 
     # Restore one from the trash page: back at its path, byte-identical.
     page.click("text=Open the trash")
-    page.wait_for_selector("table.files")
+    page.wait_for_selector(".trash-list")
     victim = listed[0]
     page.click(f"button[aria-label='Restore {Path(victim).name}']")
     page.wait_for_selector("text=Restored")

@@ -117,6 +117,8 @@ def merge(photos: Sequence[PhotoInfo], inner: GroupDecision, left_out: Mapping[i
         text = why.format(keeper=keeper.rsplit("/", 1)[-1])
         if p.path in full_keep and keeper in full_reason:
             text += f"; this one looks better ({full_reason[keeper]}): choose Keep if you want it"
+        elif keeper in full_keep and p.path in full_reason and p.path not in full_keep:
+            text = f"{full_reason[p.path]} (an upload; your library already has this photo)"
         verdict[p.path] = Verdict(p.path, False, text)
     return relabel(GroupDecision(members=tuple(sorted(verdict)), verdicts=tuple(verdict[k] for k in sorted(verdict)),
                                  faces=inner.faces), fixed)
