@@ -323,7 +323,7 @@ def test_browser_shows_a_raw_jpeg_pair_as_one_shot(served_library: Any, tmp_path
         assert [x.split(" ", 1)[1] for x in names] == ["IMG_0001.DNG", "IMG_0001.JPG"]
         assert "One shot, 2 files" in shot.inner_text()
         assert len(shot.query_selector_all("article.is-keep")) == 2  # neither goes by default
-        outside = page.query_selector_all(".photos > article")
+        outside = page.query_selector_all(".photos > article, .photos > .copies > article")
         assert [a.query_selector("h3").inner_text().split(" ", 1)[1] for a in outside] == ["IMG_0001 (messenger).jpg"]
         out = Path(os.environ.get("DUPLIGONE_SHOTS", str(tmp_path)))
         out.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,6 @@ In order, each with the reason it gives:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -41,6 +40,15 @@ class Rules:
         return not (self.prefer or self.keep_from or self.never_delete_from)
 
 
+def _base(folder: str) -> str:
+    return folder.rstrip("/").rsplit("/", 1)[-1] or folder
+
+
+def _ext(path: str) -> str:
+    name = path.rsplit("/", 1)[-1]
+    return "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
+
+
 def inside(path: str, folders: Sequence[str]) -> str | None:
     """The folder of ``folders`` that holds ``path``, if any."""
     for f in folders:
@@ -50,7 +58,7 @@ def inside(path: str, folders: Sequence[str]) -> str | None:
 
 
 def is_raw(p: PhotoInfo) -> bool:
-    return os.path.splitext(p.path)[1].lower() in RAW_EXTENSIONS or p.format.upper() in {"DNG", "RAW"}
+    return _ext(p.path) in RAW_EXTENSIONS or p.format.upper() in {"DNG", "RAW"}
 
 
 def _name(p: PhotoInfo) -> str:
@@ -64,7 +72,7 @@ def fixed_keeps(photos: Sequence[PhotoInfo], rules: Rules, kept: Mapping[str, st
         if p.path in kept:
             out[p.path] = kept[p.path]
         elif (f := inside(p.path, rules.never_delete_from)) is not None:
-            out[p.path] = f"in {os.path.basename(f.rstrip('/')) or f}, a folder you never delete from"
+            out[p.path] = f"in {_base(f)}, a folder you never delete from"
     return out
 
 
@@ -87,7 +95,7 @@ def keeper_pool(photos: Sequence[PhotoInfo], rules: Rules, newcomers: frozenset[
         f = next((f for k in pool if (f := inside(photos[k].path, rules.keep_from))), None)
         if f is not None:
             narrow([k for k in pool if inside(photos[k].path, rules.keep_from)],
-                   f"copy of {{keeper}} (your rule: keep photos from {os.path.basename(f.rstrip('/')) or f})")
+                   f"copy of {{keeper}} (your rule: keep photos from {_base(f)})")
     if rules.prefer == "raw":
         narrow([k for k in pool if is_raw(photos[k])], "copy of the RAW {keeper} (your rule: prefer RAW)")
     elif rules.prefer == "largest":

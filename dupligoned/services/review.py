@@ -611,9 +611,13 @@ def plan_confirm(index: Index, token: str, include: Include = False) -> Plan:
             plan.sidecars.append(Sidecar(keeper["id"], keeper["path"], metadata.sidecar_path(keeper["path"]),
                                          gap_fields(gap), gap))
     # The Live Photo videos, sidecars and Takeout files that go with the photos (``trash.plan``).
-    going = companion_files.companions_for_batch([m["path"] for m in plan.moves])
+    # Also for the groups not reviewed: ticking one shows what would go with it.
+    maybe = [p for u in plan.unreviewed for p in u["photos"] if p["verdict"] == "delete"]
+    going = companion_files.companions_for_batch([m["path"] for m in plan.moves] + [p["path"] for p in maybe])
     for m in plan.moves:
         m["companions"] = list(going[m["path"]])
+    for p in maybe:
+        p["companions"] = list(going[p["path"]])
     return plan
 
 
