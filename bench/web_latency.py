@@ -133,7 +133,9 @@ def main() -> None:
         token = tokens[len(tokens) // 2]
         targets = {
             "home page": "/",
+            "session overview": f"/s/{token}",
             "session page": f"/s/{token}?g=50",
+            "dry run": f"/s/{token}/confirm",
             "result API": f"/api/sessions/{token}/result",
             "thumbnail": "/thumb/500",
         }
