@@ -28,7 +28,8 @@ Tables (times are Unix seconds, REAL):
   ``LocalFeatures.to_bytes`` blob, about 2 KB), beside ``photos`` so that the many queries reading
   whole photo rows never load them; ``crops_searched`` is 1 once the photo was matched against
   the library. ``crop_pairs``: verified heavy crops (``crop_id`` is cut from ``original_id``).
-  Both go with their photo rows (``ON DELETE CASCADE``).
+  Both go with their photo rows (``ON DELETE CASCADE``). ``crop_kth``: the votes a later photo
+  needs to be among this photo's crop candidates (``adapters/crop_store.py``, both-way matching).
 * ``trash_companions``: the companion files (Live Photo video, sidecars, Takeout JSON; see
   ``adapters/companions.py``) that went to the trash with a ``trash`` entry: ``original_path``,
   ``trash_path``, ``size_bytes``, ``sha256`` (of the bytes when they left). Written in the same
@@ -44,7 +45,7 @@ Tables (times are Unix seconds, REAL):
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -242,6 +243,14 @@ def m005_review_views(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m006_crop_kth(db: sqlite_utils.Database) -> None:
+    # The votes a later photo needs to enter this photo's crop candidates (the crop index's
+    # both-way matching), and the searched photos in id order (the crop index's rebuild).
+    db.execute("ALTER TABLE photo_features ADD COLUMN crop_kth INTEGER NOT NULL DEFAULT 0")
+    db.execute("CREATE INDEX photo_features_searched ON photo_features(crops_searched, photo_id)")
+
+
 class Index:
     """An open index. ``db`` is the sqlite-utils ``Database``; ``conn`` its connection."""
 
@@ -301,6 +310,85 @@ class Index:
     def set_meta(self, conn: sqlite3.Connection, key: str, value: str) -> None:
         conn.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                      (key, value))
+
+    # ------------------------------------------------------------ crop stage
+
+    def crop_searched_count(self) -> int:
+        """Photos whose features were matched against the library (the crop index holds them)."""
+        return int(self.scalar("SELECT COUNT(*) FROM photo_features WHERE crops_searched = 1") or 0)
+
+    def crop_searched_blobs_after(self, after_id: int, limit: int) -> list[tuple[int, bytes]]:
+        """(photo id, features blob) of searched photos with ids above ``after_id``, in id order."""
+        return [(int(r[0]), bytes(r[1])) for r in self.conn.execute(
+            "SELECT photo_id, data FROM photo_features WHERE crops_searched = 1 AND photo_id > ? "
+            "ORDER BY photo_id LIMIT ?", (after_id, limit))]
+
+    def crop_pending_ids(self, limit: int) -> list[int]:
+        """Analysed photos whose features were not yet matched against the library."""
+        return [int(r[0]) for r in self.conn.execute(
+            "SELECT f.photo_id FROM photo_features f JOIN photos p ON p.id = f.photo_id "
+            "WHERE f.crops_searched = 0 AND p.status = 'ok' ORDER BY f.photo_id LIMIT ?", (limit,))]
+
+    def crop_pending_count(self) -> int:
+        return int(self.scalar("SELECT COUNT(*) FROM photo_features WHERE crops_searched = 0") or 0)
+
+    def _by_ids(self, sql: str, ids: Iterable[int], chunk: int = 500) -> Iterator[sqlite3.Row]:
+        """Rows of ``sql`` (one ``{ids}`` placeholder list) for ``ids``, in chunks."""
+        lst = sorted(set(int(i) for i in ids))
+        for k in range(0, len(lst), chunk):
+            part = lst[k : k + chunk]
+            yield from self.conn.execute(sql.format(ids=",".join("?" * len(part))), part)
+
+    def crop_feature_blobs(self, ids: Iterable[int]) -> dict[int, bytes]:
+        """Features blobs of the analysed (``ok``) photos among ``ids``."""
+        return {int(r[0]): bytes(r[1]) for r in self._by_ids(
+            "SELECT f.photo_id, f.data FROM photo_features f JOIN photos p ON p.id = f.photo_id "
+            "WHERE f.photo_id IN ({ids}) AND p.status = 'ok'", ids)}
+
+    def crop_kth(self, ids: Iterable[int]) -> dict[int, int]:
+        return {int(r[0]): int(r[1]) for r in self._by_ids(
+            "SELECT photo_id, crop_kth FROM photo_features WHERE photo_id IN ({ids})", ids)}
+
+    def photo_paths_widths(self, ids: Iterable[int]) -> dict[int, tuple[str, int]]:
+        """(path, width) of each photo among ``ids``."""
+        return {int(r[0]): (str(r[1]), int(r[2] or 0)) for r in self._by_ids(
+            "SELECT id, path, width FROM photos WHERE id IN ({ids})", ids)}
+
+    def record_crop_search(self, searched: Sequence[int], kth: dict[int, int],
+                           found: Sequence[tuple[int, int, int]], now: float) -> None:
+        """One transaction: verified crops ``found`` (crop id, original id, inliers), and the
+        photos ``searched`` marked so with their ``kth`` — only those still as they were
+        searched (a result applied meanwhile reset its row to be searched again)."""
+        with self.tx() as conn:
+            alive = {int(r[0]) for r in self._by_ids(
+                "SELECT photo_id FROM photo_features WHERE photo_id IN ({ids}) AND crops_searched = 0", searched)}
+            conn.executemany(
+                "INSERT INTO crop_pairs(crop_id, original_id, inliers, found_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(crop_id, original_id) DO UPDATE SET inliers = excluded.inliers",
+                [(c, o, n, now) for c, o, n in found])
+            conn.executemany("UPDATE photo_features SET crops_searched = 1, crop_kth = ? WHERE photo_id = ?",
+                             [(int(kth.get(i, 0)), i) for i in searched if i in alive])
+
+    def crop_relations(self, member_ids: Iterable[int]) -> list[tuple[int, int]]:
+        """Recorded (crop id, original id) pairs touching ``member_ids``, both photos analysed."""
+        out: set[tuple[int, int]] = set()
+        ids = sorted(set(int(i) for i in member_ids))
+        for k in range(0, len(ids), 500):
+            chunk = ids[k : k + 500]
+            q = ",".join("?" * len(chunk))
+            out.update((int(r[0]), int(r[1])) for r in self.conn.execute(
+                "SELECT c.crop_id, c.original_id FROM crop_pairs c JOIN photos a ON a.id = c.crop_id "
+                f"JOIN photos b ON b.id = c.original_id WHERE (c.crop_id IN ({q}) OR c.original_id IN ({q})) "
+                "AND a.status = 'ok' AND b.status = 'ok'", chunk + chunk))
+        return sorted(out)
+
+    def photos_without_features(self, after_id: int, limit: int) -> list[tuple[int, str]]:
+        """(id, path) of analysed photos with no crop features (analysed before the crop stage
+        existed), ids above ``after_id`` in id order: the backfill's work."""
+        return [(int(r[0]), str(r[1])) for r in self.conn.execute(
+            "SELECT p.id, p.path FROM photos p WHERE p.status = 'ok' AND p.id > ? "
+            "AND NOT EXISTS (SELECT 1 FROM photo_features f WHERE f.photo_id = p.id) ORDER BY p.id LIMIT ?",
+            (after_id, limit))]
 
 
 def open_index(path: str | Path, *, readonly: bool = False) -> Index:

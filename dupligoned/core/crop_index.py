@@ -6,7 +6,8 @@ only extract features, never import the neighbour search (faiss).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -177,6 +178,128 @@ class CropIndex:
         run = np.arange(qi.size) - np.repeat(start, np.diff(np.r_[start, qi.size]))
         top = run < self.params.candidates_per_photo
         return Pairs(qi[top], li[top], vv[top])
+
+
+@dataclass(frozen=True, eq=False)
+class Segment:
+    """One sorted batch of stored descriptors, as arrays (memory-mapped files in the daemon).
+
+    ``words`` (M, 2) uint64 descriptors, ``own`` (M,) int32 photo ids; per table ``keys[t]``
+    (M,) uint32 bucket keys sorted, and ``order[t]`` (M,) int32 the descriptor at each place.
+    """
+
+    words: npt.NDArray[np.uint64]
+    own: npt.NDArray[np.int32]
+    keys: tuple[npt.NDArray[np.uint32], ...]
+    order: tuple[npt.NDArray[np.int32], ...]
+
+    def __len__(self) -> int:
+        return int(self.own.shape[0])
+
+
+def make_segment(desc: npt.NDArray[np.uint8], owners: npt.NDArray[np.int64], params: CropParams) -> Segment:
+    """A sorted segment of (M, 16) descriptors owned by photo ids ``owners`` (< 2**31)."""
+    words = _words(np.ascontiguousarray(desc, np.uint8)) if len(desc) else np.empty((0, 2), np.uint64)
+    keys = _keys(words, params)
+    order = tuple(np.argsort(keys[:, t], kind="stable").astype(np.int32) for t in range(params.hash_tables))
+    return Segment(words, np.asarray(owners, np.int32), tuple(keys[o, t].astype(np.uint32) for t, o in enumerate(order)),
+                   order)
+
+
+def segment_votes(
+    features: Sequence[LocalFeatures],
+    segments: Sequence[Segment],
+    params: CropParams,
+    query_ids: npt.NDArray[np.int64] | None = None,
+    release: Callable[[int], None] | None = None,
+) -> Pairs:
+    """(query position, photo id, votes) of query photos against stored segments.
+
+    The rule of ``CropIndex.votes``: a query descriptor votes once for each photo owning a
+    descriptor within ``match_bits`` in a shared bucket; a bucket holding more than
+    ``max_bucket`` descriptors over all segments is a stop word; ``query_ids`` are not paired
+    with themselves. ``release(s)`` is called each time segment ``s`` is done with for a
+    while, so that a caller holding memory-mapped files can let their pages go.
+    """
+    empty = Pairs(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))
+    counts = np.array([len(f) for f in features], np.int64)
+    if not counts.sum() or not segments:
+        return empty
+    q = _words(np.concatenate([f.desc for f in features if len(f)]))
+    qrow = np.repeat(np.arange(len(features), dtype=np.int64), counts)
+    qkeys = _keys(q, params)
+    hit_q: list[npt.NDArray[np.int64]] = []
+    hit_lib: list[npt.NDArray[np.int64]] = []
+    for t in range(params.hash_tables):
+        qo = np.argsort(qkeys[:, t], kind="stable")  # sorted queries: the binary searches stay local
+        qk = qkeys[qo, t].astype(np.uint32)
+        spans = []
+        total = np.zeros(qk.size, np.int64)
+        for s, seg in enumerate(segments):
+            if not len(seg):
+                spans.append((np.zeros(qk.size, np.int64), np.zeros(qk.size, np.int64)))
+                continue
+            lo = np.searchsorted(seg.keys[t], qk, "left")
+            size = np.searchsorted(seg.keys[t], qk, "right") - lo
+            spans.append((lo, size))
+            total += size
+            if release is not None:
+                release(s)
+        full = total > params.max_bucket  # stop words
+        for s, seg in enumerate(segments):
+            lo, size = spans[s]
+            size = np.where(full, 0, size)
+            n = int(size.sum())
+            if not n:
+                continue
+            src = np.repeat(qo, size)
+            offs = np.arange(n, dtype=np.int64) - np.repeat(np.cumsum(size) - size, size)
+            hl = seg.order[t][np.repeat(lo, size) + offs]
+            x = q[src] ^ seg.words[hl]
+            close = (np.bitwise_count(x[:, 0]) + np.bitwise_count(x[:, 1])) <= params.match_bits
+            hit_q.append(src[close])
+            hit_lib.append(seg.own[hl[close]].astype(np.int64))
+            if release is not None:
+                release(s)
+    if not hit_q:
+        return empty
+    hq, lib = np.concatenate(hit_q), np.concatenate(hit_lib)
+    if query_ids is not None:
+        keep = lib != np.asarray(query_ids, np.int64)[qrow[hq]]
+        hq, lib = hq[keep], lib[keep]
+    # One vote per query descriptor and photo, however many partners it has there.
+    key = np.unique((hq << 32) | lib)
+    uniq, votes = np.unique((qrow[key >> 32] << 32) | (key & 0xFFFFFFFF), return_counts=True)
+    return Pairs(uniq >> 32, uniq & 0xFFFFFFFF, votes.astype(np.float32))
+
+
+def top_candidates(v: Pairs, params: CropParams, tie: npt.NDArray[np.int64] | None = None) -> Pairs:
+    """Of votes (query, photo, votes): each query's best-voted photos, ≥ ``min_votes``, at most
+    ``candidates_per_photo``; ties by ``tie`` (one per row of ``v``), else by photo id."""
+    ok = v.dist >= params.min_votes
+    qi, li, vv = v.i[ok], v.j[ok], v.dist[ok]
+    tk = tie[ok] if tie is not None else li
+    order = np.lexsort((tk, -vv, qi))
+    qi, li, vv = qi[order], li[order], vv[order]
+    start = np.r_[0, np.flatnonzero(np.diff(qi)) + 1] if qi.size else np.zeros(0, np.int64)
+    run = np.arange(qi.size) - np.repeat(start, np.diff(np.r_[start, qi.size]))
+    top = run < params.candidates_per_photo
+    return Pairs(qi[top], li[top], vv[top])
+
+
+def kth_votes(v: Pairs, n_queries: int, params: CropParams) -> npt.NDArray[np.int64]:
+    """Per query, the votes a newcomer needs to enter its candidates: its
+    ``candidates_per_photo``-th best (``min_votes`` while it has fewer candidates)."""
+    out = np.full(n_queries, params.min_votes, np.int64)
+    ok = v.dist >= params.min_votes
+    qi, vv = v.i[ok], v.dist[ok].astype(np.int64)
+    order = np.lexsort((-vv, qi))
+    qi, vv = qi[order], vv[order]
+    start = np.r_[0, np.flatnonzero(np.diff(qi)) + 1] if qi.size else np.zeros(0, np.int64)
+    run = np.arange(qi.size) - np.repeat(start, np.diff(np.r_[start, qi.size]))
+    at_k = run == params.candidates_per_photo - 1
+    out[qi[at_k]] = vv[at_k]
+    return out
 
 
 def symmetric_pairs(cand: Pairs) -> npt.NDArray[np.int64]:

@@ -17,6 +17,7 @@ marked ``queued`` after emptying the queue, so each photo is recorded exactly on
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import queue
@@ -100,6 +101,9 @@ class Daemon:
         self.ingest: Ingest
         self.watcher: Watcher
         self.tracker = StabilityTracker(cfg.watch.stable_s)
+        self.crop_store: Any = None
+        self._backfill_after = -1
+        self._backfill_done = False
         self.settings = cluster.settings_from(cfg.cluster, cfg.keeper, cfg.rules)
 
     # ------------------------------------------------------------ signals
@@ -148,6 +152,10 @@ class Daemon:
         requeued = self.ingest.requeue_all()
         if applied or requeued:
             log.info("recovered: %d results applied, %d photos queued again", applied, requeued)
+        from dupligoned.adapters.crop_store import CropStore, store_path
+
+        # Rebuilt (when missing or stale) a step at a time by the loop; the page answers meanwhile.
+        self.crop_store = CropStore(store_path(cfg.index_path), self.index)
         changed = cluster.mark_changed_settings(self.index, self.settings)
         if changed:
             log.info("%d sessions will be clustered again (thresholds or weights changed)", changed)
@@ -250,7 +258,10 @@ class Daemon:
             return 0
         crops = orb.crops_enabled()
         if crops:  # new photos against the library, before the sessions that hold them
-            library_crops.search_pending(self.index, workers=self.cfg.queue.workers or os.cpu_count() or 1)
+            if not self.crop_store.ready:
+                return 0  # the sessions wait for the crop index (``crop_index_step``)
+            library_crops.search_pending(self.index, store=self.crop_store,
+                                         workers=self.cfg.queue.workers or os.cpu_count() or 1)
         lib = cluster.Library.load(self.index)
         eps = cluster.library_eps(self.index, lib, self.settings)
         for sid in ready:
@@ -264,6 +275,36 @@ class Daemon:
                      "; preliminary, the session is still open" if row and row["closed_at"] is None else "")
         _release_memory()
         return len(ready)
+
+    def crop_index_step(self) -> bool:
+        """One bounded step of rebuilding the crop index, when it is being rebuilt."""
+        store = self.crop_store
+        if store is None or store.ready:
+            return False
+        done = store.rebuild_step()
+        prog = store.progress()
+        with self.index.tx() as conn:
+            self.index.set_meta(conn, "crop_index_progress", json.dumps(
+                {"state": "ready", "photos": store.photos} if done or prog is None else
+                {"state": "building", **prog, "now": time.time()}))
+        return True
+
+    def backfill_step(self, batch: int = 200) -> int:
+        """Photos analysed before the crop stage existed have no features: queue a few of them for
+        analysis again, only while nothing else waits (new photos go first). Each photo once
+        a run (``_backfill_after``); a photo whose analysis fails keeps its old figures' errors."""
+        if self._backfill_done or not orb.crops_enabled() or \
+                self.index.scalar("SELECT 1 FROM photos WHERE status = 'queued' LIMIT 1"):
+            return 0
+        todo = self.index.photos_without_features(self._backfill_after, batch)
+        self._backfill_done = len(todo) < batch  # new photos come with features: one pass a run
+        if not todo:
+            return 0
+        self._backfill_after = todo[-1][0]
+        n = self.ingest.requeue_for_features([pid for pid, _ in todo])
+        if n:
+            log.info("crop features: %d photos analysed before the crop stage queued again", n)
+        return n
 
     def run_command(self, name: str) -> None:
         if name == "rescan":
@@ -316,6 +357,8 @@ class Daemon:
             self._last_housekeeping = now
             sessions.close_quiet_sessions(self.index, now, self.cfg.sessions.quiet_s)
             busy |= self.cluster_ready(now) > 0
+            busy |= self.crop_index_step()
+            busy |= self.backfill_step() > 0
             self.check_workers(now)
             if self.mirrors.mirrors:
                 busy_analysing = self.index.conn.execute(
@@ -356,6 +399,8 @@ class Daemon:
             n = self.drain_results(limit=None)
             if n:
                 log.info("applied %d last results", n)
+            if self.crop_store is not None:
+                self.crop_store.close()
             self.index.close()
         log.info("stopped")
 

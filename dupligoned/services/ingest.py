@@ -418,6 +418,21 @@ class Ingest:
             self.enqueue(requeue)
         return result
 
+    def requeue_for_features(self, photo_ids: list[int]) -> int:
+        """Analyse these analysed photos again (their crop features are missing); their figures
+        are replaced by the same ones and their sessions grouped again. Returns how many."""
+        now = self.clock()
+        jobs = []
+        with self.index.tx() as conn:
+            for pid in photo_ids:
+                row = conn.execute("SELECT path FROM photos WHERE id = ? AND status = 'ok'", (pid,)).fetchone()
+                if row is not None:
+                    self._queue_row(conn, pid, now)
+                    jobs.append(self._job(pid, row[0]))
+        for j in jobs:
+            self.enqueue(j)
+        return len(jobs)
+
     def requeue_all(self) -> int:
         """Queue every photo still waiting (after a restart: the queue was emptied first)."""
         rows = self.index.query("SELECT id, path FROM photos WHERE status = 'queued' ORDER BY id")

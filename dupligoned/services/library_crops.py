@@ -2,12 +2,17 @@
 
 Workers send each photo's local features with its analysis; ``Ingest`` keeps them in
 ``photo_features`` (``crops_searched = 0``). Before sessions are clustered, ``search_pending``
-takes the photos not yet searched, proposes candidates against every analysed photo of the
-library (``core.crop_search.StreamedQuery``: the new photos are indexed, the library's stored
-descriptors stream past them a block at a time, so nothing library-sized stays in memory),
-verifies the candidates exactly (``orb.match``) and records the verified crops in ``crop_pairs``.
-Whichever photo arrives later finds the pair — a crop of an old original, or the original of an
-old crop. ``relations`` hands clustering the recorded pairs of its members.
+takes the photos not yet searched and asks the crop index (``adapters/crop_store.py``: every
+searched photo's descriptors in sorted, memory-mapped segments beside the index) for the
+library photos sharing descriptors with them, reading only their buckets — plus the batch
+against itself. Candidates are kept both ways: a library photo is checked when it is among the
+new photo's best-voted (``candidates_per_photo``), and also when the new photo would be among
+*its* best-voted (votes at least its ``crop_kth``, the votes of its last candidate when it was
+searched) — so a new original gathers old crops even when its own candidates are taken by
+look-alikes. Candidates are verified exactly (``orb.match``) against the features in the
+index, the verified crops recorded in ``crop_pairs``, the batch appended to the crop index and
+marked searched. Whichever photo arrives later finds the pair. ``relations`` hands clustering
+the recorded pairs of its members.
 
 A photo analysed again (new content) loses its pairs and is searched again (``Ingest``).
 """
@@ -17,26 +22,25 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from dupligoned.adapters import orb
+from dupligoned.adapters.crop_store import CropStore, store_path
 from dupligoned.adapters.index import Index
-from dupligoned.core.crop_search import StreamedQuery, descriptors_of_blobs
+from dupligoned.core.crop_index import kth_votes, make_segment, segment_votes, top_candidates
 from dupligoned.core.crops import CropMatch, CropParams, LocalFeatures, is_crop_resolution
+from dupligoned.core.neighbours import Pairs
 
 log = logging.getLogger("dupligone.crops")
 
-QUERY_BATCH = 2_000  # new photos searched together: ~25 MB of query index
-LIBRARY_BLOCK = 4_000  # library photos streamed at once: ~40 MB while a block is searched
+QUERY_BATCH = 2_000  # new photos searched together
 POOL_MIN_PAIRS = 4_000  # fewer pairs (about 2 s) are verified in the daemon itself
-SQL_CHUNK = 500
 
 MapFn = Callable[..., Iterable[object]]
 
@@ -61,99 +65,94 @@ def _init_worker() -> None:
     cv2.setNumThreads(1)
 
 
-def _features(index: Index, ids: Sequence[int]) -> dict[int, LocalFeatures]:
-    out: dict[int, LocalFeatures] = {}
-    ids = list(ids)
-    for k in range(0, len(ids), SQL_CHUNK):
-        chunk = ids[k : k + SQL_CHUNK]
-        for r in index.conn.execute(
-                f"SELECT photo_id, data FROM photo_features WHERE photo_id IN ({','.join('?' * len(chunk))})", chunk):
-            out[int(r[0])] = LocalFeatures.from_bytes(bytes(r[1]))
-    return out
+def _features(index: Index, ids: Iterable[int]) -> dict[int, LocalFeatures]:
+    return {k: LocalFeatures.from_bytes(v) for k, v in index.crop_feature_blobs(ids).items()}
 
 
-def _photo_column(index: Index, ids: Iterable[int], column: str) -> dict[int, Any]:
-    """``photos.<column>`` of each id (``column`` is one of ours, never user input)."""
-    out: dict[int, Any] = {}
-    lst = sorted(set(int(i) for i in ids))
-    for k in range(0, len(lst), SQL_CHUNK):
-        chunk = lst[k : k + SQL_CHUNK]
-        out.update((int(r[0]), r[1]) for r in index.conn.execute(
-            f"SELECT id, {column} FROM photos WHERE id IN ({','.join('?' * len(chunk))})", chunk))
-    return out
-
-
-def _paths(index: Index, ids: Iterable[int]) -> dict[int, str]:
-    return {k: str(v) for k, v in _photo_column(index, ids, "path").items()}
-
-
-def _widths(index: Index, ids: Iterable[int]) -> dict[int, int]:
-    return {k: int(v) for k, v in _photo_column(index, ids, "width").items() if v is not None}
-
-
-def _stream_library(index: Index, query: StreamedQuery, block: int) -> int:
-    """Feed every analysed photo's descriptors to ``query``; returns how many photos."""
-    n, after = 0, -1
-    while True:
-        rows = index.conn.execute(
-            "SELECT f.photo_id, f.data FROM photo_features f JOIN photos p ON p.id = f.photo_id "
-            "WHERE p.status = 'ok' AND f.photo_id > ? ORDER BY f.photo_id LIMIT ?", (after, block)).fetchall()
-        if not rows:
-            return n
-        ids = np.array([int(r[0]) for r in rows], np.int64)
-        desc, owner = descriptors_of_blobs([bytes(r[1]) for r in rows])
-        query.feed(desc, ids[owner])
-        n += len(rows)
-        after = int(ids[-1])
+def open_store(index: Index, params: CropParams = CropParams()) -> CropStore:
+    """The crop index beside ``index``, rebuilt first when it must be (blocking)."""
+    store = CropStore(store_path(index.path), index, params)
+    store.rebuild_all()
+    return store
 
 
 def search_pending(
     index: Index,
     params: CropParams = CropParams(),
     *,
+    store: CropStore | None = None,
     workers: int = 1,
     now: float | None = None,
     query_batch: int = QUERY_BATCH,
-    library_block: int = LIBRARY_BLOCK,
 ) -> SearchReport:
     """Match every analysed photo not yet searched against the library; record verified crops.
 
-    Each batch commits its pairs and marks its photos searched in one transaction, so an
-    interrupted search repeats one batch at most. ``workers`` > 1 verifies large batches on a
-    process pool that lives only for the batch (the idle daemon keeps no pool).
+    ``store`` is the crop index (opened, and rebuilt when needed, beside the index when None);
+    it must be ``ready``. Each batch goes into the store, then commits its pairs and marks its
+    photos searched in one transaction, so an interrupted search repeats one batch at most.
+    ``workers`` > 1 verifies large batches on a process pool that lives only for the batch.
     """
+    own_store = store is None
+    st = open_store(index, params) if store is None else store
+    if not st.ready:
+        raise RuntimeError("the crop index is being rebuilt")
     rep = SearchReport()
-    while True:
-        pending = [int(r[0]) for r in index.conn.execute(
-            "SELECT f.photo_id FROM photo_features f JOIN photos p ON p.id = f.photo_id "
-            "WHERE f.crops_searched = 0 AND p.status = 'ok' ORDER BY f.photo_id LIMIT ?", (query_batch,))]
-        if not pending:
-            return rep
-        _search_batch(index, pending, params, workers, time.time() if now is None else now, library_block, rep)
+    try:
+        while True:
+            pending = index.crop_pending_ids(query_batch)
+            if not pending:
+                return rep
+            _search_batch(index, st, pending, params, workers, time.time() if now is None else now, rep)
+    finally:
+        if own_store:
+            st.close()
 
 
-def _search_batch(index: Index, pending: list[int], params: CropParams, workers: int, now: float,
-                  library_block: int, rep: SearchReport) -> None:
+def _both_ways(index: Index, v: Pairs, batch: set[int], qids: list[int], params: CropParams) -> Pairs:
+    """Of the votes (query position, photo id, votes), the pairs where the query would be among
+    the library photo's own best-voted: votes ≥ its recorded ``crop_kth`` (at most
+    ``candidates_per_photo`` such photos a query, the best-voted first)."""
+    ok = v.dist >= params.min_votes
+    if not ok.any():
+        return Pairs(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))
+    qi, li, vv = v.i[ok], v.j[ok], v.dist[ok]
+    lib_ids = [int(x) for x in np.unique(li) if int(x) not in batch]
+    kth = index.crop_kth(lib_ids)
+    need = np.array([kth.get(int(x), 1 << 30) if int(x) not in batch else 1 << 30 for x in li.tolist()], np.float32)
+    need = np.maximum(need, params.min_votes)
+    keep = vv >= need
+    return top_candidates(Pairs(qi[keep], li[keep], vv[keep]), params)
+
+
+def _search_batch(index: Index, store: CropStore, pending: list[int], params: CropParams, workers: int, now: float,
+                  rep: SearchReport) -> None:
     t0 = time.perf_counter()
     feats = _features(index, pending)
     qids = [i for i in pending if i in feats]
-    query = StreamedQuery([feats[i] for i in qids], qids, params)
-    rep.library = _stream_library(index, query, library_block)
-
-    def rank(ids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-        paths = _paths(index, ids.tolist())
-        order = sorted(range(len(ids)), key=lambda k: paths.get(int(ids[k]), ""))
-        r = np.empty(len(ids), np.int64)
-        r[order] = np.arange(len(ids))
-        return r
-
-    cand = query.candidates(rank)
-    qa = np.asarray(qids, np.int64)[cand.i] if len(cand) else np.empty(0, np.int64)
-    pairs = sorted({(min(a, b), max(a, b)) for a, b in zip(qa.tolist(), cand.j.tolist(), strict=True)})
-    paths = _paths(index, [x for p in pairs for x in p])
+    qfeats = [feats[i] for i in qids]
+    counts = np.array([len(f) for f in qfeats], np.int64)
+    desc = (np.concatenate([f.desc for f in qfeats if len(f)]) if counts.sum()
+            else np.empty((0, 16), np.uint8))
+    owners = np.repeat(np.asarray(qids, np.int64), counts)
+    batch_seg = make_segment(desc, owners, params)
+    n_store = len(store.segments)
+    v = segment_votes(qfeats, [*store.segments, batch_seg], params, np.asarray(qids, np.int64),
+                      release=lambda s: store.release(s) if s < n_store else None)
+    rep.library = store.photos + len(qids)
+    # Ties by path, so the choice does not depend on ids (as the one-shot scan does).
+    voted = v.dist >= params.min_votes
+    info = index.photo_paths_widths(np.unique(v.j[voted]).tolist() + qids)
+    path_rank = {pid: k for k, pid in enumerate(sorted(info, key=lambda i: info[i][0]))}
+    tie = np.array([path_rank.get(int(j), 1 << 40) for j in v.j.tolist()], np.int64)
+    fwd = top_candidates(v, params, tie)
+    rev = _both_ways(index, v, set(qids), qids, params)
+    qa = np.asarray(qids, np.int64)
+    pairs = sorted({(min(a, b), max(a, b)) for a, b in zip(
+        np.r_[qa[fwd.i], qa[rev.i]].tolist(), np.r_[fwd.j, rev.j].tolist(), strict=True)})
     feats.update(_features(index, [x for p in pairs for x in p if x not in feats]))
     # The same direction whatever the ids: by path, as the one-shot scan does.
-    jobs_ids = [(a, b) if paths.get(a, "") <= paths.get(b, "") else (b, a) for a, b in pairs
+    path = {k: p for k, (p, _) in info.items()}
+    jobs_ids = [(a, b) if path.get(a, "") <= path.get(b, "") else (b, a) for a, b in pairs
                 if a in feats and b in feats]
     t1 = time.perf_counter()
     jobs = [(feats[a], feats[b]) for a, b in jobs_ids]
@@ -168,44 +167,23 @@ def _search_batch(index: Index, pending: list[int], params: CropParams, workers:
         results = [verify(j) for j in jobs]
     matched = [((a, b) if m.inner == 0 else (b, a), m) for (a, b), m in zip(jobs_ids, results, strict=True)
                if isinstance(m, CropMatch)]
-    widths = _widths(index, [x for (c, o), _ in matched for x in (c, o)])
+    width = {k: w for k, (_, w) in info.items()}
     # A "crop" with more pixels for the scene than its "original" is a zoomed second shot.
-    found = [((c, o), m.inliers) for (c, o), m in matched
-             if is_crop_resolution(m, (feats[c].width, widths.get(c, 0)), (feats[o].width, widths.get(o, 0)), params)]
+    found = [(c, o, m.inliers) for (c, o), m in matched
+             if is_crop_resolution(m, (feats[c].width, width.get(c, 0)), (feats[o].width, width.get(o, 0)), params)]
     t2 = time.perf_counter()
-    with index.tx() as conn:
-        # Only photos still as they were searched: a result applied meanwhile reset its row.
-        alive = {int(r[0]) for r in conn.execute(
-            f"SELECT photo_id FROM photo_features WHERE photo_id IN ({','.join('?' * len(qids))}) "
-            "AND crops_searched = 0", qids)} if qids else set()
-        for (crop, orig), inliers in found:
-            conn.execute("INSERT INTO crop_pairs(crop_id, original_id, inliers, found_at) VALUES (?, ?, ?, ?) "
-                         "ON CONFLICT(crop_id, original_id) DO UPDATE SET inliers = excluded.inliers",
-                         (crop, orig, inliers, now))
-        for k in range(0, len(pending), SQL_CHUNK):
-            chunk = [i for i in pending[k : k + SQL_CHUNK] if i in alive or i not in feats]
-            if chunk:
-                conn.execute(f"UPDATE photo_features SET crops_searched = 1 WHERE photo_id IN ({','.join('?' * len(chunk))})",
-                             chunk)
+    kth = kth_votes(v, len(qids), params)
+    store.append(desc, owners, len(qids))  # before the index says searched: see CropStore.append
+    index.record_crop_search(pending, {q: int(k) for q, k in zip(qids, kth.tolist(), strict=True)}, found, now)
     rep.searched += len(qids)
     rep.pairs_checked += len(jobs)
     rep.crops_found += len(found)
     rep.candidates_s += t1 - t0
     rep.verify_s += t2 - t1
-    log.info("crops: %d new photos against %d: %d pairs checked, %d crops (%.1f s + %.1f s)",
+    log.info("crops: %d new photos against %d: %d pairs checked, %d crops (%.2f s + %.2f s)",
              len(qids), rep.library, len(jobs), len(found), t1 - t0, t2 - t1)
 
 
 def relations(index: Index, member_ids: Iterable[int]) -> list[tuple[int, int]]:
     """Recorded (crop id, original id) pairs touching ``member_ids``, both photos analysed."""
-    ids = sorted(set(member_ids))
-    out: set[tuple[int, int]] = set()
-    for k in range(0, len(ids), SQL_CHUNK):
-        chunk = ids[k : k + SQL_CHUNK]
-        q = ",".join("?" * len(chunk))
-        for r in index.conn.execute(
-                "SELECT c.crop_id, c.original_id FROM crop_pairs c JOIN photos a ON a.id = c.crop_id "
-                f"JOIN photos b ON b.id = c.original_id WHERE (c.crop_id IN ({q}) OR c.original_id IN ({q})) "
-                "AND a.status = 'ok' AND b.status = 'ok'", chunk + chunk):
-            out.add((int(r[0]), int(r[1])))
-    return sorted(out)
+    return index.crop_relations(member_ids)
