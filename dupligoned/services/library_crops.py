@@ -108,20 +108,67 @@ def search_pending(
             st.close()
 
 
-def _both_ways(index: Index, v: Pairs, batch: set[int], qids: list[int], params: CropParams) -> Pairs:
+def _both_ways(index: Index, v: Pairs, batch: set[int], params: CropParams) -> Pairs:
     """Of the votes (query position, photo id, votes), the pairs where the query would be among
     the library photo's own best-voted: votes ≥ its recorded ``crop_kth`` (at most
     ``candidates_per_photo`` such photos a query, the best-voted first)."""
     ok = v.dist >= params.min_votes
-    if not ok.any():
-        return Pairs(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))
     qi, li, vv = v.i[ok], v.j[ok], v.dist[ok]
-    lib_ids = [int(x) for x in np.unique(li) if int(x) not in batch]
-    kth = index.crop_kth(lib_ids)
-    need = np.array([kth.get(int(x), 1 << 30) if int(x) not in batch else 1 << 30 for x in li.tolist()], np.float32)
-    need = np.maximum(need, params.min_votes)
+    lib = np.unique(li)
+    lib = lib[~np.isin(lib, np.fromiter(batch, np.int64, len(batch)))]
+    kth = index.crop_kth(lib.tolist())
+    known = np.fromiter(kth.keys(), np.int64, len(kth))
+    need_of = np.fromiter(kth.values(), np.int64, len(kth))
+    srt = np.argsort(known)
+    known, need_of = known[srt], need_of[srt]
+    at = np.clip(np.searchsorted(known, li), 0, max(0, len(known) - 1))
+    need = np.full(li.size, np.inf, np.float64)
+    if known.size:
+        hit = known[at] == li
+        need[hit] = np.maximum(need_of[at[hit]], params.min_votes)
     keep = vv >= need
     return top_candidates(Pairs(qi[keep], li[keep], vv[keep]), params)
+
+
+@dataclass
+class Candidates:
+    """What one batch's candidate search found: the unordered pairs to verify, every vote, and
+    (path, width) of the photos involved."""
+
+    pairs: list[tuple[int, int]]
+    votes: Pairs
+    info: dict[int, tuple[str, int]]
+
+
+def candidates(index: Index, store: CropStore, qids: list[int], qfeats: list[LocalFeatures],
+               params: CropParams) -> Candidates:
+    """Pairs worth verifying for the new photos ``qids`` (features ``qfeats``): each one's best-voted
+    photos in the store and the batch, and the library photos it would be a best-voted of."""
+    counts = np.array([len(f) for f in qfeats], np.int64)
+    desc = np.concatenate([f.desc for f in qfeats if len(f)]) if counts.sum() else np.empty((0, 16), np.uint8)
+    batch_seg = make_segment(desc, np.repeat(np.asarray(qids, np.int64), counts), params)
+    n_store = len(store.segments)
+    v = segment_votes(qfeats, [*store.segments, batch_seg], params, np.asarray(qids, np.int64),
+                      release=lambda s: store.release(s) if s < n_store else None)
+    # Ties by path, so the choice does not depend on ids (as the one-shot scan does).
+    voted = v.dist >= params.min_votes
+    info = index.photo_paths_widths(np.unique(v.j[voted]).tolist() + list(qids))
+    ids_by_path = np.array(sorted(info, key=lambda i: info[i][0]), np.int64)
+    rank_of = np.empty(ids_by_path.size, np.int64)
+    srt = np.argsort(ids_by_path)
+    rank_of[srt] = np.arange(ids_by_path.size)  # rank of the k-th smallest id
+    sorted_ids = ids_by_path[srt]
+    tie = np.full(v.j.size, 1 << 40, np.int64)
+    if sorted_ids.size:
+        at = np.clip(np.searchsorted(sorted_ids, v.j), 0, sorted_ids.size - 1)
+        hit = sorted_ids[at] == v.j
+        tie[hit] = rank_of[at[hit]]
+    fwd = top_candidates(v, params, tie)
+    rev = _both_ways(index, v, set(qids), params)
+    qa = np.asarray(qids, np.int64)
+    pairs = sorted({(min(a, b), max(a, b)) for a, b in zip(
+        np.r_[qa[fwd.i], qa[rev.i]].tolist(), np.r_[fwd.j, rev.j].tolist(), strict=True)})
+    return Candidates(pairs, v, info)
 
 
 def _search_batch(index: Index, store: CropStore, pending: list[int], params: CropParams, workers: int, now: float,
@@ -130,25 +177,9 @@ def _search_batch(index: Index, store: CropStore, pending: list[int], params: Cr
     feats = _features(index, pending)
     qids = [i for i in pending if i in feats]
     qfeats = [feats[i] for i in qids]
-    counts = np.array([len(f) for f in qfeats], np.int64)
-    desc = (np.concatenate([f.desc for f in qfeats if len(f)]) if counts.sum()
-            else np.empty((0, 16), np.uint8))
-    owners = np.repeat(np.asarray(qids, np.int64), counts)
-    batch_seg = make_segment(desc, owners, params)
-    n_store = len(store.segments)
-    v = segment_votes(qfeats, [*store.segments, batch_seg], params, np.asarray(qids, np.int64),
-                      release=lambda s: store.release(s) if s < n_store else None)
+    cand = candidates(index, store, qids, qfeats, params)
     rep.library = store.photos + len(qids)
-    # Ties by path, so the choice does not depend on ids (as the one-shot scan does).
-    voted = v.dist >= params.min_votes
-    info = index.photo_paths_widths(np.unique(v.j[voted]).tolist() + qids)
-    path_rank = {pid: k for k, pid in enumerate(sorted(info, key=lambda i: info[i][0]))}
-    tie = np.array([path_rank.get(int(j), 1 << 40) for j in v.j.tolist()], np.int64)
-    fwd = top_candidates(v, params, tie)
-    rev = _both_ways(index, v, set(qids), qids, params)
-    qa = np.asarray(qids, np.int64)
-    pairs = sorted({(min(a, b), max(a, b)) for a, b in zip(
-        np.r_[qa[fwd.i], qa[rev.i]].tolist(), np.r_[fwd.j, rev.j].tolist(), strict=True)})
+    pairs, info = cand.pairs, cand.info
     feats.update(_features(index, [x for p in pairs for x in p if x not in feats]))
     # The same direction whatever the ids: by path, as the one-shot scan does.
     path = {k: p for k, (p, _) in info.items()}
@@ -172,8 +203,10 @@ def _search_batch(index: Index, store: CropStore, pending: list[int], params: Cr
     found = [(c, o, m.inliers) for (c, o), m in matched
              if is_crop_resolution(m, (feats[c].width, width.get(c, 0)), (feats[o].width, width.get(o, 0)), params)]
     t2 = time.perf_counter()
-    kth = kth_votes(v, len(qids), params)
-    store.append(desc, owners, len(qids))  # before the index says searched: see CropStore.append
+    kth = kth_votes(cand.votes, len(qids), params)
+    counts = np.array([len(f) for f in qfeats], np.int64)
+    desc = np.concatenate([f.desc for f in qfeats if len(f)]) if counts.sum() else np.empty((0, 16), np.uint8)
+    store.append(desc, np.repeat(np.asarray(qids, np.int64), counts), len(qids))  # before the index says searched: see CropStore.append
     index.record_crop_search(pending, {q: int(k) for q, k in zip(qids, kth.tolist(), strict=True)}, found, now)
     rep.searched += len(qids)
     rep.pairs_checked += len(jobs)

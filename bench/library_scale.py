@@ -1,0 +1,527 @@
+#!/usr/bin/env python3
+"""The daemon's real path at library scale: N photos in the index, then 1,000 real new photos.
+
+    python bench/library_scale.py --photos N [--new 1000] [--json] [--keep DIR]
+
+**Build** (``build_s``): an index of N photos made with the product's own code — the index's
+migrations, ``analyse_for_index`` + ``Ingest.apply_result`` for the real photos, the crop index
+rebuilt from the index by ``CropStore`` (as a daemon finding it missing does), eps cached by
+``cluster.library_eps``. Of the N photos, 400 are real files (halves of dev photos, upscaled
+to 1024 px, analysed for real: 250); the rest are rows whose hashes have the structure of a real
+library (``bench/cluster_scale.py``: biased bits, about a tenth planted copies at distance
+0–14, look-alikes at 15–20) and whose crop features are real ORB descriptors of dev photos with
+bits flipped (``bench/crops.py``), with planted copies and crops among them too. Every library
+photo is already searched (as in a daemon that has run), sessions of 10,000 reviewed.
+
+**Run**: the real ``dupligoned`` (web page on) on that state; ``ready_s`` is start to the page
+answering. Then 1,000 real new photos land in the library at once (moved in): 150 re-encoded
+and 100 half-size copies of library photos, 150 crops of library photos (16:9, square, a
+quarter off each side; of the re-encoded ones' originals), 600 unrelated (other dev photos'
+halves, and the same mirrored). ``session_1000_s`` is the
+landing to the session's groups written (analysis on ``queue.workers`` processes, the
+``quiet_s`` wait, crop search, grouping, keeper, writes); ``cluster_1000_s`` the daemon's
+crop search and clustering of it alone (from its log). ``session_1_s``: one more crop, renamed
+from a ``.part`` name, to its groups. While it runs the review page (``/``, a session's page,
+``/api/status``) is fetched every 0.2 s: ``page_p95_ms``. ``peak_rss_mb``: the daemon
+process's VmHWM (its analysis workers apart).
+
+Found: a planted copy or crop counts when it is in one group with its library original;
+``false_pairs`` counts grouped pairs of the new sessions whose photos do not come from one
+original (``false_pair_rate``: their share of all grouped pairs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _common import SHARED  # noqa: E402
+
+DEV = SHARED / "datasets" / "dev"
+LIB_SESSION = 10_000
+REAL_LIB = 250
+K = 99  # CropParams.max_keypoints
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- real photos ---------------------------------------------------------------------------
+
+
+def _sources() -> list[Path]:
+    truth = json.loads((DEV / "truth.json").read_text())
+    photos = DEV / "photos"
+    out = [photos / s for s in truth["singletons"]]
+    from PIL import Image
+
+    import dupligoned.adapters.decode  # noqa: F401  (registers the HEIC opener)
+
+    def area(m: str) -> int:
+        try:
+            w, h = Image.open(photos / m).size
+            return w * h
+        except OSError:
+            return -1
+
+    for g in truth["groups"]:  # the largest member of each group: one photo per scene
+        best = max(g["members"], key=area)
+        out.append(photos / best)
+    return out
+
+
+def _halves(src: Path) -> list[Any]:
+    """Two photos from one: the two non-overlapping halves along the long side, 1024 px."""
+    from PIL import Image, ImageOps
+
+    im = ImageOps.exif_transpose(Image.open(src)).convert("RGB")
+    w, h = im.size
+    parts = [im.crop((0, 0, w // 2, h)), im.crop((w // 2, 0, w, h))] if w >= h else \
+        [im.crop((0, 0, w, h // 2)), im.crop((0, h // 2, w, h))]
+    out = []
+    for p in parts:
+        s = 1024 / max(p.size)
+        out.append(p.resize((round(p.width * s), round(p.height * s)), Image.Resampling.LANCZOS))
+    return out
+
+
+def _crop(im: Any, kind: int) -> Any:
+    w, h = im.size
+    if kind == 0:  # 16:9 band
+        ch = min(h, int(w * 9 / 16 * 0.7))
+        cw = int(ch * 16 / 9)
+        x0, y0 = (w - cw) // 3, (h - ch) // 2
+        return im.crop((x0, y0, x0 + cw, y0 + ch))
+    if kind == 1:  # square
+        s = int(min(w, h) * 0.7)
+        return im.crop(((w - s) // 2, (h - s) // 4, (w - s) // 2 + s, (h - s) // 4 + s))
+    return im.crop((w // 4, h // 4, w - w // 4, h - h // 4))  # a quarter off each side
+
+
+def make_photos(tmp: Path) -> dict[str, Any]:
+    """Library real photos (in lib/real) and the new ones (in staging/), with their origins."""
+    srcs = _sources()
+    lib_dir, stage = tmp / "lib" / "real", tmp / "staging"
+    lib_dir.mkdir(parents=True)
+    stage.mkdir()
+    halves: list[Any] = []
+    for s in srcs:
+        try:
+            halves += _halves(s)
+        except OSError:
+            continue
+    # Unrelated new photos: the other halves, and the same mirrored (another picture to the
+    # hashes and to ORB, whose descriptors are not mirror-invariant).
+    from PIL import ImageOps
+
+    others = halves[REAL_LIB:] + [ImageOps.mirror(h) for h in halves[REAL_LIB:]]
+    assert len(others) >= 600, len(halves)
+    lib: list[Path] = []
+    for k, im in enumerate(halves[:REAL_LIB]):
+        p = lib_dir / f"L{k:04d}.jpg"
+        im.save(p, quality=92)
+        lib.append(p)
+    origin: dict[str, str] = {}
+    kind: dict[str, str] = {}
+    new: list[Path] = []
+
+    def put(im: Any, name: str, of: Path | None, what: str, q: int = 90) -> Path:
+        p = stage / name
+        im.save(p, quality=q)
+        new.append(p)
+        origin[name] = str(of) if of else name
+        kind[name] = what
+        return p
+
+    for k in range(150):
+        put(halves[k], f"copy_{k:04d}.jpg", lib[k], "copy", 70)
+    for k in range(150, 250):
+        im = halves[k]
+        put(im.resize((im.width // 2, im.height // 2)), f"small_{k:04d}.jpg", lib[k], "copy")
+    for k in range(150):
+        put(_crop(halves[k], k % 3), f"crop_{k:04d}.jpg", lib[k], "crop", 88)
+    for k in range(600):
+        put(others[k], f"new_{k:04d}.jpg", None, "new")
+    one = tmp / "staging1"
+    one.mkdir()
+    im = _crop(halves[200], 2)
+    im.save(one / "one_crop.jpg", quality=88)
+    return {"lib": lib, "new": new, "origin": origin, "kind": kind,
+            "one": one / "one_crop.jpg", "one_origin": str(lib[200])}
+
+
+# --- the synthetic library -----------------------------------------------------------------
+
+
+def _codes(n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, 2) uint64 pHash, dHash with a real library's structure (see cluster_scale.py)."""
+    from cluster_scale import make_library
+
+    codes, _, _ = make_library(n, int(rng.integers(1 << 30)))
+    p = codes[:, :8].copy().view(">u8").ravel().astype(np.uint64)
+    d = codes[:, 8:].copy().view(">u8").ravel().astype(np.uint64)
+    return np.stack([p, d], axis=1)
+
+
+def _flip_bits(desc: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
+    bits = np.unpackbits(desc, axis=-1)
+    bits ^= (rng.random(bits.shape) < p).astype(np.uint8)
+    return np.packbits(bits, axis=-1)
+
+
+def synthetic_features(n: int, pool: np.ndarray, rng: np.random.Generator) -> list[bytes]:
+    """Feature blobs: real descriptors with ~20 of 128 bits flipped; 5% copies of an earlier
+    photo (6 bits flipped), 2% crops of one (the descriptors of a region, 8 bits flipped)."""
+    from dupligoned.core.crops import quantise
+
+    thumb = np.zeros((16, 16), np.uint8)
+    out: list[bytes] = []
+    chunk = 5_000
+    for c0 in range(0, n, chunk):
+        m = min(chunk, n - c0)
+        desc = _flip_bits(pool[rng.integers(0, len(pool), (m, K))], 20 / 128, rng)
+        pos = rng.uniform(0, [511, 383], (m, K, 2))
+        kinds = rng.random(m)
+        for i in range(m):
+            if i > 10 and kinds[i] < 0.05:
+                j = int(rng.integers(0, i))
+                desc[i] = _flip_bits(desc[j], 6 / 128, rng)
+                pos[i] = pos[j]
+            elif i > 10 and kinds[i] < 0.07:
+                j = int(rng.integers(0, i))
+                inside = (pos[j][:, 0] < 300) & (pos[j][:, 1] < 220)
+                kk = int(inside.sum())
+                desc[i, :kk] = _flip_bits(desc[j][inside], 8 / 128, rng)
+                pos[i, :kk] = pos[j][inside] * 1.7
+            out.append(quantise(pos[i], desc[i], 512, 384, thumb).to_bytes())
+    return out
+
+
+def build(tmp: Path, n: int, photos: dict[str, Any], cfg_path: Path) -> dict[str, Any]:
+    from crops import _real_descriptors
+
+    from dupligoned.adapters.config import load_config
+    from dupligoned.adapters.crop_store import CropStore, store_path
+    from dupligoned.adapters.index import open_index, to_signed64
+    from dupligoned.adapters.thumbs import ThumbStore
+    from dupligoned.core.crops import CropParams
+    from dupligoned.core.hashing import combined_hex
+    from dupligoned.services import cluster, sessions
+    from dupligoned.services.ingest import AnalysisJob, Ingest, analyse_for_index
+
+    cfg = load_config(cfg_path)
+    rng = np.random.default_rng(7)
+    t0 = time.perf_counter()
+    idx = open_index(cfg.index_path)
+    ing = Ingest(idx, ThumbStore(cfg.thumbs_path), lambda j: None, max_pixels=cfg.analysis.max_pixels,
+                 work_px=cfg.analysis.work_px, thumb_px=cfg.analysis.thumb_px, inbox=str(cfg.inbox_path))
+    folders = ing.register_folders([(lib.path, lib.protected, lib.mode) for lib in cfg.libraries]
+                                   + [(str(cfg.inbox_path), False, "native")])
+    lib_folder = next(f for f in folders if f.path == cfg.libraries[0].path)
+    n_syn = n - REAL_LIB
+    codes = _codes(n_syn, rng)
+    pool = _real_descriptors(300)
+    now = time.time()
+    n_sessions = (n + LIB_SESSION - 1) // LIB_SESSION
+    with idx.tx() as conn:
+        for s in range(n_sessions):
+            conn.execute("INSERT INTO sessions(id, token, kind, folder_id, created_at, last_added_at, closed_at, "
+                         "clustered_at, reviewed_at, dirty) VALUES (?, ?, 'first_scan', ?, ?, ?, ?, ?, ?, 0)",
+                         (s + 1, sessions.new_token(), lib_folder.id, now, now, now, now, now))
+        conn.execute("UPDATE folders SET first_scan_done_at = ?", (now,))
+    t_feat = time.perf_counter()
+    for c0 in range(0, n_syn, 50_000):
+        m = min(50_000, n_syn - c0)
+        blobs = synthetic_features(m, pool, rng)
+        rows = []
+        for k in range(m):
+            i = c0 + k
+            p, d = int(codes[i, 0]), int(codes[i, 1])
+            rows.append((i + 1, lib_folder.id, i // LIB_SESSION + 1, f"{cfg.libraries[0].path}/syn/{i // 1000:04d}/{i:08d}.jpg",
+                         3_000_000 + i, i, "ok", now, now, now, f"{i:064x}", to_signed64(p), to_signed64(d),
+                         combined_hex(p, d), 4032, 3024, "JPEG", 0, 90, 120.0 + i % 50, 110.0, 50.0, 2.0))
+        with idx.tx() as conn:
+            conn.executemany(
+                "INSERT INTO photos(id, folder_id, session_id, path, size_bytes, mtime_ns, status, first_seen_at, "
+                "queued_at, analysed_at, content_hash, phash, dhash, phash_dhash, width, height, format, lossless, "
+                "jpeg_quality, sharpness, brightness, contrast, noise) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            conn.executemany("INSERT INTO photo_features(photo_id, data, crops_searched, crop_kth) VALUES (?, ?, 1, ?)",
+                             [(c0 + k + 1, b, CropParams().min_votes) for k, b in enumerate(blobs)])
+    t_real = time.perf_counter()
+    # The real library photos: analysed by the workers' own function, applied by Ingest.
+    last_sid = n_sessions
+    with idx.tx() as conn:
+        for p in photos["lib"]:
+            st = p.stat()
+            conn.execute("INSERT INTO photos(folder_id, session_id, path, size_bytes, mtime_ns, dev, inode, status, "
+                         "first_seen_at, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+                         (lib_folder.id, last_sid, str(p), st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, now, now))
+    for r in idx.query("SELECT id, path FROM photos WHERE status = 'queued'"):
+        payload = analyse_for_index(AnalysisJob(int(r[0]), str(r[1]), cfg.analysis.max_pixels, cfg.analysis.work_px,
+                                                cfg.analysis.thumb_px))
+        ing.apply_result(payload)
+    with idx.tx() as conn:
+        conn.execute("UPDATE photo_features SET crops_searched = 1, crop_kth = ? WHERE crops_searched = 0",
+                     (CropParams().min_votes,))
+        conn.execute("UPDATE sessions SET dirty = 0, clustered_at = ?, reviewed_at = ?, params_fp = ?",
+                     (now, now, cluster.settings_from(cfg.cluster, cfg.keeper).fingerprint()))
+    t_store = time.perf_counter()
+    store = CropStore(store_path(cfg.index_path), idx)
+    store.rebuild_all()
+    store.close()
+    t_eps = time.perf_counter()
+    settings = cluster.settings_from(cfg.cluster, cfg.keeper)
+    cluster.library_eps(idx, cluster.Library.load(idx), settings)
+    idx.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    idx.close()
+    t1 = time.perf_counter()
+    return {"build_s": round(t1 - t0, 1), "build_rows_s": round(t_real - t_feat, 1),
+            "build_real_s": round(t_store - t_real, 1), "build_crop_index_s": round(t_eps - t_store, 1),
+            "build_eps_s": round(t1 - t_eps, 1), "index_db_mb": round(Path(cfg.index_path).stat().st_size / 2**20),
+            "crop_index_mb": round(sum(f.stat().st_size for f in store_path(cfg.index_path).iterdir()) / 2**20)}
+
+
+# --- the daemon ----------------------------------------------------------------------------
+
+
+def write_config(tmp: Path, port: int, workers: int) -> Path:
+    lines = [f'state_dir = "{tmp / "state"}"', "[[libraries]]", f'path = "{tmp / "lib"}"', 'mode = "native"',
+             "[watch]", "stable_s = 0.3", "rescan_every_min = 0.0", "startup_scan = false",
+             "[sessions]", "quiet_s = 0.3",
+             "[queue]", f"workers = {workers}",
+             "[web]", "enabled = true", 'host = "127.0.0.1"', f"port = {port}"]
+    p = tmp / "dupligone.toml"
+    p.write_text("\n".join(lines) + "\n")
+    return p
+
+
+def _get(url: str, timeout: float = 10) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return int(r.status), r.read()
+    except OSError:
+        return 0, b""
+
+
+class Pager(threading.Thread):
+    """Fetches the review page's views every 0.2 s, recording each latency."""
+
+    def __init__(self, base: str, token: str) -> None:
+        super().__init__(daemon=True)
+        self.urls = [base + "/", base + f"/s/{token}", base + "/api/status"]
+        self.ms: list[float] = []
+        self.failed = 0
+        self.stop_flag = threading.Event()
+
+    def run(self) -> None:
+        k = 0
+        while not self.stop_flag.is_set():
+            t0 = time.perf_counter()
+            code, _ = _get(self.urls[k % len(self.urls)])
+            self.ms.append((time.perf_counter() - t0) * 1000)
+            self.failed += code != 200
+            k += 1
+            self.stop_flag.wait(0.2)
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _session_of(db: Path, path: str) -> tuple[str, str] | None:
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        r = con.execute("SELECT s.token, CASE WHEN s.clustered_at IS NOT NULL AND s.dirty = 0 THEN 'clustered' ELSE 'open' END "
+                        "FROM photos p JOIN sessions s ON s.id = p.session_id WHERE p.path = ?", (path,)).fetchone()
+        return None if r is None else (str(r[0]), str(r[1]))
+    finally:
+        con.close()
+
+
+def _wait_clustered(db: Path, paths: list[str], timeout: float) -> float:
+    """Seconds until every session holding ``paths`` is clustered with all of them analysed."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+        try:
+            q = ",".join("?" * len(paths))
+            rows = con.execute(f"SELECT p.status, s.clustered_at, s.dirty, s.closed_at FROM photos p "
+                               f"LEFT JOIN sessions s ON s.id = p.session_id WHERE p.path IN ({q})", paths).fetchall()
+        finally:
+            con.close()
+        if len(rows) == len(paths) and all(r[0] != "queued" and r[1] is not None and r[2] == 0 and r[3] is not None
+                                           for r in rows):
+            return time.perf_counter() - t0
+        time.sleep(0.05)
+    raise TimeoutError(f"sessions not clustered after {timeout} s")
+
+
+def _land(files: list[Path], dest: Path, part: bool = False) -> float:
+    dest.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    for f in files:
+        if part:  # renamed from a landing name: taken without the stability wait
+            tmp = dest / (f.name + ".part")
+            shutil.move(str(f), tmp)
+            os.rename(tmp, dest / f.name)
+        else:
+            os.rename(f, dest / f.name)
+    return t0
+
+
+def evaluate(db: Path, photos: dict[str, Any], new_dir: Path) -> dict[str, Any]:
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    # The groups of the new photos' sessions (the library's own were settled before).
+    rows = con.execute("SELECT g.id, p.path FROM groups g JOIN group_members m ON m.group_id = g.id "
+                       "JOIN photos p ON p.id = m.photo_id WHERE g.session_id IN (SELECT DISTINCT session_id "
+                       "FROM photos WHERE path LIKE ?)", (str(new_dir) + "/%",)).fetchall()
+    con.close()
+    groups: dict[int, list[str]] = {}
+    for gid, path in rows:
+        groups.setdefault(int(gid), []).append(str(path))
+    origin = {str(new_dir / name): o for name, o in photos["origin"].items()}
+    origin[str(new_dir / photos["one"].name)] = photos["one_origin"]
+    kind = {str(new_dir / name): k for name, k in photos["kind"].items()}
+    kind[str(new_dir / photos["one"].name)] = "crop"
+    together: set[tuple[str, str]] = set()
+    grouped_pairs = false_pairs = 0
+    for members in groups.values():
+        for a in range(len(members)):
+            for b in range(a + 1, len(members)):
+                x, y = members[a], members[b]
+                grouped_pairs += 1
+                if origin.get(x, x) != origin.get(y, y):
+                    false_pairs += 1
+                together.add((x, y))
+                together.add((y, x))
+    res = {}
+    for what in ("copy", "crop"):
+        planted = [(p, origin[p]) for p, k in kind.items() if k == what]
+        found = sum((p, o) in together for p, o in planted)
+        res[f"{what}_planted"], res[f"{what}_found"] = len(planted), found
+    return {"copies_planted": res["copy_planted"], "copies_found": res["copy_found"],
+            "crop_pairs_planted": res["crop_planted"], "crop_pairs_found": res["crop_found"],
+            "false_pairs": false_pairs, "grouped_pairs": grouped_pairs,
+            "false_pair_rate": round(false_pairs / max(1, grouped_pairs), 5)}
+
+
+def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    port = _free_port()
+    cfg = write_config(tmp, port, args.workers)
+    (tmp / "lib").mkdir(exist_ok=True)
+    t0 = time.perf_counter()
+    photos = make_photos(tmp)
+    prep_s = time.perf_counter() - t0
+    out: dict[str, Any] = {"photos": args.photos}
+    out.update(build(tmp, args.photos, photos, cfg))
+    db = tmp / "state" / "index.db"
+    env = dict(os.environ)
+    log = open(tmp / "daemon.log", "wb")
+    t_start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "dupligoned.daemon.main", "--config", str(cfg)],
+                            stdout=log, stderr=subprocess.STDOUT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        while _get(base + "/healthz", 1)[0] != 200:
+            if proc.poll() is not None:
+                raise RuntimeError((tmp / "daemon.log").read_text())
+            if time.perf_counter() - t_start > 600:
+                raise TimeoutError("daemon not ready")
+            time.sleep(0.05)
+        out["ready_s"] = round(time.perf_counter() - t_start, 2)
+        lib_token = _session_of(db, str(photos["lib"][0]))
+        pager = Pager(base, lib_token[0] if lib_token else "x")
+        pager.start()
+        time.sleep(1.0)
+        new_dir = tmp / "lib" / "new"
+        n_log = (tmp / "daemon.log").stat().st_size
+        t_land = _land(photos["new"][: args.new], new_dir)
+        paths = [str(new_dir / p.name) for p in photos["new"][: args.new]]
+        _wait_clustered(db, paths, 1800)
+        out["session_1000_s"] = round(time.perf_counter() - t_land, 2)
+        text = (tmp / "daemon.log").read_bytes()[n_log:].decode(errors="replace")
+        out["cluster_1000_s"] = _log_seconds(text)
+        time.sleep(1.0)
+        n_log = (tmp / "daemon.log").stat().st_size
+        t_land = _land([photos["one"]], new_dir, part=True)
+        _wait_clustered(db, [str(new_dir / photos["one"].name)], 600)
+        out["session_1_s"] = round(time.perf_counter() - t_land, 2)
+        text = (tmp / "daemon.log").read_bytes()[n_log:].decode(errors="replace")
+        out["cluster_1_s"] = _log_seconds(text)
+        time.sleep(0.5)
+        pager.stop_flag.set()
+        pager.join()
+        out["page_p95_ms"] = round(float(np.percentile(pager.ms, 95)), 1) if pager.ms else None
+        out["page_requests"], out["page_failures"] = len(pager.ms), pager.failed
+        out["peak_rss_mb"] = round(_peak_rss_mb(proc.pid))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+    out.update(evaluate(db, photos, new_dir))
+    out["prepare_photos_s"] = round(prep_s, 1)
+    return out
+
+
+def _log_seconds(text: str) -> float:
+    """Crop search plus clustering seconds the daemon logged for this part of the run."""
+    import re
+
+    s = sum(float(a) + float(b) for a, b in re.findall(r"crops: .*\(([\d.]+) s \+ ([\d.]+) s\)", text))
+    s += sum(float(x) for x in re.findall(r"clustered: \d+ groups \(([\d.]+) s\)", text))
+    return round(s, 2)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--photos", type=int, default=100_000)
+    ap.add_argument("--new", type=int, default=1000)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--keep", help="build in this folder and leave it (default: a temporary one)")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    if args.keep:
+        tmp = Path(args.keep)
+        tmp.mkdir(parents=True, exist_ok=False)
+        out = run(args, tmp)
+    else:
+        with tempfile.TemporaryDirectory(prefix="dg-library-scale-") as t:
+            out = run(args, Path(t))
+    if args.json:
+        print(json.dumps(out))
+    else:
+        for k, v in out.items():
+            print(f"{k:24} {v}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
