@@ -108,11 +108,14 @@ def search_pending(
             st.close()
 
 
-def _both_ways(index: Index, v: Pairs, batch: set[int], params: CropParams) -> Pairs:
-    """Of the votes (query position, photo id, votes), the pairs where the query would be among
-    the library photo's own best-voted: votes ≥ its recorded ``crop_kth`` (at most
-    ``candidates_per_photo`` such photos a query, the best-voted first)."""
+def _both_ways(index: Index, v: Pairs, batch: set[int], fwd: Pairs, params: CropParams) -> Pairs:
+    """Of the votes (query position, photo id, votes), the pairs not already among the query's
+    best-voted ``fwd`` where the query would be among the library photo's own best-voted: votes
+    ≥ its recorded ``crop_kth`` (at most ``candidates_per_photo`` such photos a query, the
+    best-voted first)."""
     ok = v.dist >= params.min_votes
+    if len(fwd):
+        ok &= ~np.isin((v.i << 32) | v.j, (fwd.i << 32) | fwd.j)
     qi, li, vv = v.i[ok], v.j[ok], v.dist[ok]
     lib = np.unique(li)
     lib = lib[~np.isin(lib, np.fromiter(batch, np.int64, len(batch)))]
@@ -164,7 +167,7 @@ def candidates(index: Index, store: CropStore, qids: list[int], qfeats: list[Loc
         hit = sorted_ids[at] == v.j
         tie[hit] = rank_of[at[hit]]
     fwd = top_candidates(v, params, tie)
-    rev = _both_ways(index, v, set(qids), params)
+    rev = _both_ways(index, v, set(qids), fwd, params)
     qa = np.asarray(qids, np.int64)
     pairs = sorted({(min(a, b), max(a, b)) for a, b in zip(
         np.r_[qa[fwd.i], qa[rev.i]].tolist(), np.r_[fwd.j, rev.j].tolist(), strict=True)})

@@ -1,0 +1,211 @@
+"""The crop candidate index on disk (``adapters/crop_store.py``): stored segments propose what the
+whole in-memory index proposes; the store grows a session at a time and merges; it is rebuilt
+from the index when missing, made for another index, damaged or behind; candidates are kept
+both ways; and, with the real daemon, photos analysed before features existed are backfilled
+and a missing store is rebuilt, so a crop of an old original is still found.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dupligoned.adapters import crop_store
+from dupligoned.adapters.crop_store import CropStore
+from dupligoned.adapters.index import Index, open_index
+from dupligoned.core.crop_index import CropIndex, make_segment, segment_votes
+from dupligoned.core.crops import CropParams, LocalFeatures, quantise
+from dupligoned.services import library_crops
+from tests import synth
+from tests.daemon_support import Daemon, groups, rows, settled, status, wait_for, write_config
+
+
+def _synthetic(n: int, seed: int, k: int = 60) -> list[LocalFeatures]:
+    """Photos sharing descriptors from a small pool (so buckets fill and candidates appear)."""
+    rng = np.random.default_rng(seed)
+    pool = rng.integers(0, 256, (400, 16), dtype=np.uint8)
+    out = []
+    for _ in range(n):
+        desc = pool[rng.integers(0, len(pool), k)].copy()
+        flip = rng.integers(0, 16, (k, 2))
+        desc[np.arange(k), flip[:, 0]] ^= np.uint8(1) << flip[:, 1].astype(np.uint8) % 8
+        out.append(quantise(rng.uniform(0, 500, (k, 2)), desc, 512, 384, np.zeros((16, 16), np.uint8)))
+    return out
+
+
+def _triples(p: object) -> list[tuple[int, int, float]]:
+    return sorted(zip(p.i.tolist(), p.j.tolist(), p.dist.tolist(), strict=True))  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("max_bucket", [3, 64])  # with and without stop words at work
+def test_stored_segments_vote_as_the_whole_index(max_bucket: int) -> None:
+    params = CropParams(max_bucket=max_bucket, min_votes=2)
+    feats = _synthetic(500, 1)
+    whole = CropIndex(params)
+    whole.add(feats)
+    queries = list(range(400, 500))
+    want = whole.votes([feats[i] for i in queries], np.array(queries))
+    segs = []
+    for a, b in [(0, 170), (170, 171), (171, 500)]:  # uneven pieces, one of a single photo
+        desc = np.concatenate([f.desc for f in feats[a:b]])
+        segs.append(make_segment(desc, np.repeat(np.arange(a, b), [len(f) for f in feats[a:b]]), params))
+    released: list[int] = []
+    got = segment_votes([feats[i] for i in queries], segs, params, np.array(queries), release=released.append)
+    assert len(want) > 200
+    assert _triples(got) == _triples(want)
+    assert set(released) == {0, 1, 2}
+
+
+def _library(tmp_path: Path, feats: list[LocalFeatures]) -> Index:
+    """An index holding one analysed photo per features (ids 1..n), none searched yet."""
+    idx = open_index(tmp_path / "state" / "index.db")
+    with idx.tx() as conn:
+        for k, f in enumerate(feats):
+            conn.execute("INSERT INTO photos(id, path, size_bytes, mtime_ns, status, first_seen_at, width) "
+                         "VALUES (?, ?, 1, 1, 'ok', 0, 512)", (k + 1, f"/lib/{k:05d}.jpg"))
+            conn.execute("INSERT INTO photo_features(photo_id, data) VALUES (?, ?)", (k + 1, f.to_bytes()))
+    return idx
+
+
+def _store_votes(store: CropStore, feats: list[LocalFeatures], ids: list[int], params: CropParams) -> list:
+    return _triples(segment_votes([feats[i - 1] for i in ids], store.segments, params, np.array(ids),
+                                  release=store.release))
+
+
+def _append(store: CropStore, idx: Index, feats: list[LocalFeatures], ids: list[int]) -> None:
+    desc = np.concatenate([feats[i - 1].desc for i in ids])
+    store.append(desc, np.repeat(np.array(ids), [len(feats[i - 1]) for i in ids]), len(ids))
+    idx.record_crop_search(ids, {}, [], 0.0)
+
+
+def test_the_store_grows_merges_and_is_rebuilt_when_missing_stale_foreign_or_damaged(tmp_path: Path) -> None:
+    params = CropParams(min_votes=2)
+    feats = _synthetic(400, 2)
+    idx = _library(tmp_path, feats)
+    folder = crop_store.store_path(idx.path)
+    store = CropStore(folder, idx, params)
+    assert not store.ready and store.progress() == {"done": 0, "total": 0, "started_at": store.progress()["started_at"]}
+    assert store.rebuild_step() and store.ready  # nothing searched yet: built at once
+    # Sessions of 30 photos: each appended; small segments are merged as they pile up.
+    for a in range(1, 301, 30):
+        _append(store, idx, feats, list(range(a, a + 30)))
+    assert store.photos == 300
+    assert len(store.segments) < 10  # merged (MERGE_COUNT = 8)
+    whole = CropIndex(params)
+    whole.add(feats[:300])  # ids 0..299 = photos 1..300
+    queries = list(range(301, 401))
+    want = [(q, j + 1, v) for q, j, v in _triples(whole.votes([feats[i - 1] for i in queries]))]
+    assert len(want) > 100
+    assert _store_votes(store, feats, queries, params) == want
+    store.close()
+
+    # Reopened as it is: ready, the same answers, nothing rebuilt.
+    store = CropStore(folder, idx, params)
+    assert store.ready and store.photos == 300
+    assert _store_votes(store, feats, queries, params) == want
+    store.close()
+
+    def rebuilt() -> CropStore:
+        s = CropStore(folder, idx, params)
+        assert not s.ready
+        steps = 0
+        while not s.rebuild_step(block=64):  # a step at a time, as the daemon's loop does
+            steps += 1
+            prog = s.progress()
+            assert prog is not None and prog["total"] == idx.crop_searched_count() and prog["done"] <= prog["total"]
+        assert steps >= 4 and s.ready and s.photos == idx.crop_searched_count()
+        if s.photos == 300:
+            assert _store_votes(s, feats, queries, params) == want
+        return s
+
+    shutil.rmtree(folder)  # missing
+    rebuilt().close()
+    with idx.tx() as conn:  # foreign: made for another index
+        idx.set_meta(conn, crop_store.META_KEY, "someone-else")
+    rebuilt().close()
+    seg = sorted(folder.glob("seg-*.bin"))[0]  # damaged
+    seg.write_bytes(seg.read_bytes()[:100])
+    rebuilt().close()
+    # Behind: the index says 50 more photos were searched than the store holds (a crash
+    # between the two, or a store restored from an old backup): rebuilt with them.
+    idx.record_crop_search(list(range(301, 351)), {}, [], 0.0)
+    s = rebuilt()
+    assert s.photos == 350
+    man = json.loads((folder / "manifest.json").read_text())
+    assert man["photos"] == 350 and man["building"] is None
+    s.close()
+
+
+def test_a_new_photo_is_checked_against_old_photos_whose_best_it_would_be(tmp_path: Path) -> None:
+    """A new original whose own best-voted places are taken by look-alikes still gets checked
+    against an old crop of it: it would be among the crop's best-voted."""
+    params = CropParams()
+    rng = np.random.default_rng(5)
+    base = rng.integers(0, 256, (99, 16), dtype=np.uint8)
+
+    def with_shared(n_shared: int, seed: int) -> LocalFeatures:
+        r = np.random.default_rng(seed)
+        desc = r.integers(0, 256, (99, 16), dtype=np.uint8)
+        desc[:n_shared] = base[:n_shared] ^ (r.random((n_shared, 16)) < 0.02).astype(np.uint8)
+        return quantise(r.uniform(0, 500, (99, 2)), desc, 512, 384, np.zeros((16, 16), np.uint8))
+
+    lookalikes = [with_shared(60, 100 + k) for k in range(params.candidates_per_photo)]
+    old_crop = with_shared(15, 7)
+    new_original = quantise(np.random.default_rng(8).uniform(0, 500, (99, 2)), base, 512, 384,
+                            np.zeros((16, 16), np.uint8))
+    feats = [*lookalikes, old_crop, new_original]
+    idx = _library(tmp_path, feats)
+    crop_id, new_id = len(lookalikes) + 1, len(feats)
+    with idx.tx() as conn:  # the new photo is not there yet: the old ones are searched first
+        conn.execute("UPDATE photos SET status = 'queued' WHERE id = ?", (new_id,))
+    store = library_crops.open_store(idx, params)
+    library_crops.search_pending(idx, params, store=store)
+    with idx.tx() as conn:
+        conn.execute("UPDATE photos SET status = 'ok' WHERE id = ?", (new_id,))
+    kth = idx.crop_kth(range(1, new_id))
+    assert kth[crop_id] == 15 and all(kth[i] >= 15 for i in range(1, crop_id))  # look-alikes are best
+
+    def checked() -> set[tuple[int, int]]:
+        return set(library_crops.candidates(idx, store, [new_id], [new_original], params).pairs)
+
+    assert (crop_id, new_id) in checked()
+    assert {(i, new_id) for i in range(1, len(lookalikes) + 1)} <= checked()
+    with idx.tx() as conn:  # had it better candidates than the new photo: not checked
+        conn.execute("UPDATE photo_features SET crop_kth = 90 WHERE photo_id = ?", (crop_id,))
+    assert (crop_id, new_id) not in checked()
+    store.close()
+
+
+def test_photos_analysed_before_features_are_backfilled_and_a_missing_store_rebuilt(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lib = tmp_path / "lib"
+    original = synth.photo(lib / "Camera" / "IMG_0001.jpg", 11, quality=95)
+    others = [synth.photo(lib / "Camera" / f"IMG_000{k}.jpg", 20 + k) for k in (2, 3)]
+    cfg = write_config(tmp_path, [lib])
+    monkeypatch.setenv("DUPLIGONE_NO_CROPS", "1")  # as a version before the crop stage
+    with Daemon(cfg) as d:
+        wait_for(lambda: settled(cfg), 40, "the first scan without crop features")
+        assert rows(cfg, "SELECT COUNT(*) AS n FROM photo_features")[0]["n"] == 0
+        d.stop()
+    monkeypatch.delenv("DUPLIGONE_NO_CROPS")
+    shutil.rmtree(tmp_path / "state" / "crop_index", ignore_errors=True)
+    crop = synth.save(synth.CROPS["16x9"](synth.scene(11)), lib / "Shared" / "story.jpg", 85)
+    with Daemon(cfg):
+        def done() -> bool:
+            feats = rows(cfg, "SELECT f.photo_id, f.crops_searched, p.analyses, p.path FROM photo_features f "
+                              "JOIN photos p ON p.id = f.photo_id")
+            return len(feats) == 4 and all(r["crops_searched"] == 1 for r in feats) and settled(cfg) is not None
+        wait_for(done, 60, "the old photos' features to be backfilled and searched")
+        # The old photos were analysed once more for their features; the new one once.
+        analyses = {r["path"]: r["analyses"] for r in rows(cfg, "SELECT path, analyses FROM photos")}
+        assert analyses == {str(original): 2, **{str(p): 2 for p in others}, str(crop): 1}
+        with_orig = [c for c in groups(cfg)["clusters"] if str(original) in c["members"]]
+        assert with_orig and set(with_orig[0]["members"]) == {str(original), str(crop)}, groups(cfg)
+        assert with_orig[0]["keep"] == [str(original)]
+        assert status(cfg)["photos"] == 4
+    man = json.loads((tmp_path / "state" / "crop_index" / "manifest.json").read_text())
+    assert man["building"] is None and man["photos"] == 4
