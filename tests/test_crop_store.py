@@ -209,3 +209,28 @@ def test_photos_analysed_before_features_are_backfilled_and_a_missing_store_rebu
         assert status(cfg)["photos"] == 4
     man = json.loads((tmp_path / "state" / "crop_index" / "manifest.json").read_text())
     assert man["building"] is None and man["photos"] == 4
+
+
+def test_status_and_the_page_estimate_the_time_left(tmp_path: Path) -> None:
+    """What the daemon notes while it works (analysis rate, crop index rebuild) becomes an
+    estimate of the time left in ``status``; an old note (a stopped daemon) is not shown."""
+    from dupligoned.services import review
+    from dupligoned.services.status import status as status_of
+
+    idx = open_index(tmp_path / "index.db")
+    with idx.tx() as conn:
+        idx.set_meta(conn, "analysis_progress", json.dumps({"queued": 900, "at": 1000.0, "rate_per_s": 30.0,
+                                                            "eta_s": 30}))
+        idx.set_meta(conn, "crop_index_progress", json.dumps({"state": "building", "done": 250_000,
+                                                              "total": 1_000_000, "started_at": 940.0, "now": 1000.0}))
+    from dupligoned.services.sessions import progress
+
+    p = progress(idx, now=1010.0)
+    assert p["analysis"] == {"queued": 900, "rate_per_s": 30.0, "eta_s": 30}
+    assert p["crop_index"] == {"state": "building", "done": 250_000, "total": 1_000_000, "eta_s": 180}
+    assert progress(idx, now=1100.0)["analysis"] is None  # noted 100 s ago: the daemon is not at it
+    assert set(status_of(idx)["progress"]) == {"analysis", "crop_index"}
+    assert review.home(idx)["progress"]["crop_index"]["done"] == 250_000
+    with idx.tx() as conn:
+        idx.set_meta(conn, "crop_index_progress", json.dumps({"state": "ready", "photos": 5}))
+    assert progress(idx, now=1010.0)["crop_index"] is None

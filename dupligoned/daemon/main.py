@@ -51,6 +51,7 @@ IDLE_TICK_S = 0.25  # the longest the loop sleeps when nothing is due
 BUSY_TICK_S = 0.05
 BUSY_WINDOW_S = 2.0
 GRACEFUL_STOP_S = 15.0
+PROGRESS_EVERY_S = 2.0  # how often the estimate of analysis time left is written
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -104,6 +105,8 @@ class Daemon:
         self.crop_store: Any = None
         self._backfill_after = -1
         self._backfill_done = False
+        self._applied: list[tuple[float, int]] = []  # (when, results applied) for the estimate
+        self._progress_at = 0.0
         self.settings = cluster.settings_from(cfg.cluster, cfg.keeper, cfg.rules)
 
     # ------------------------------------------------------------ signals
@@ -276,6 +279,25 @@ class Daemon:
         _release_memory()
         return len(ready)
 
+    def note_progress(self, now: float, applied: int) -> None:
+        """Keep the analysis rate over the last minute, and every few seconds while photos wait,
+        the estimate of time left in ``meta`` for ``status`` and the page."""
+        if applied:
+            self._applied.append((now, applied))
+        if not self._applied or now - self._progress_at < PROGRESS_EVERY_S:
+            return
+        self._progress_at = now
+        self._applied = [(t, n) for t, n in self._applied if now - t <= 60.0]
+        queued = int(self.index.scalar("SELECT COUNT(*) FROM photos WHERE status = 'queued'") or 0)
+        span = now - self._applied[0][0] if self._applied else 0.0
+        rate = sum(n for _, n in self._applied) / span if span >= 1.0 else None
+        with self.index.tx() as conn:
+            self.index.set_meta(conn, "analysis_progress", json.dumps({
+                "queued": queued, "at": now, "rate_per_s": None if rate is None else round(rate, 1),
+                "eta_s": None if not rate or not queued else round(queued / rate)}))
+        if not queued:
+            self._applied = []
+
     def crop_index_step(self) -> bool:
         """One bounded step of rebuilding the crop index, when it is being rebuilt."""
         store = self.crop_store
@@ -345,7 +367,9 @@ class Daemon:
         if ready:
             self.ingest.files_seen(ready)
             busy = True
-        busy |= self.drain_results() > 0
+        applied = self.drain_results()
+        busy |= applied > 0
+        self.note_progress(now, applied)
         while True:
             try:
                 cmd = self.commands.get_nowait()

@@ -424,6 +424,7 @@ def home(index: Index, limit: int = 200) -> dict[str, Any]:
         "sessions": out, "more_sessions": max(0, n_sessions - len(shown)),
         "library": {"photos": st.get("ok", 0), "queued": st.get("queued", 0), "errors": st.get("error", 0)},
         "errors": errors,
+        "progress": sessions.progress(index),
     }
 
 

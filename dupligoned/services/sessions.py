@@ -14,9 +14,11 @@ A session's state, derived, never stored: ``open`` (files may still join), ``ana
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import sqlite3
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -182,3 +184,29 @@ def ready_to_cluster(index: Index, now: float | None = None) -> list[int]:
 def mark_reviewed(index: Index, token: str, now: float) -> None:
     with index.tx() as conn:
         conn.execute("UPDATE sessions SET reviewed_at = ? WHERE token = ?", (now, token))
+
+
+def progress(index: Index, now: float | None = None) -> dict[str, Any]:
+    """What the daemon is working through, for ``status`` and the page: ``{"analysis": {"queued",
+    "rate_per_s", "eta_s"} | None, "crop_index": {"state", "done", "total", "eta_s"} | None}``.
+
+    The daemon writes both to ``meta`` as it goes (``analysis_progress``, ``crop_index_progress``);
+    an estimate older than a minute is not shown (the daemon is stopped or the work is done).
+    """
+    now = time.time() if now is None else now
+    out: dict[str, Any] = {"analysis": None, "crop_index": None}
+    a = index.get_meta("analysis_progress")
+    if a:
+        d = json.loads(a)
+        if d.get("queued") and now - float(d.get("at", 0)) < 60:
+            out["analysis"] = {"queued": int(d["queued"]), "rate_per_s": d.get("rate_per_s"), "eta_s": d.get("eta_s")}
+    c = index.get_meta("crop_index_progress")
+    if c:
+        d = json.loads(c)
+        if d.get("state") == "building":
+            done, total = int(d["done"]), max(1, int(d["total"]))
+            spent = float(d.get("now", now)) - float(d["started_at"])
+            eta = spent * (total - done) / done if done else None
+            out["crop_index"] = {"state": "building", "done": done, "total": total,
+                                 "eta_s": None if eta is None else round(eta)}
+    return out

@@ -33,4 +33,5 @@ def status(index: Index) -> dict[str, Any]:
         "waiting_for_review": sum(1 for s in sess if s["state"] == "clustered" and s["groups"]),
         "recent_errors": errors,
         "mirrors": outbox.state(index.conn),
+        "progress": sessions.progress(index),
     }
