@@ -404,3 +404,72 @@ def test_refused_upload_leaves_no_temp_file_open(locked_page: Server) -> None:
         assert tmp_fds() <= before
     finally:
         api.close()
+
+
+# ---------------------------------------------------------------- 2. links
+
+
+def test_links_are_never_analysed_by_the_running_daemon(tmp_path: Path) -> None:
+    from tests.daemon_support import Daemon, rows, settled, wait_for
+    from tests.daemon_support import write_config as daemon_config
+
+    lib, outside = tmp_path / "lib", tmp_path / "outside"
+    real = draw_photo(lib / "a" / "IMG_1.jpg", 1)
+    draw_photo(lib / "other.jpg", 2)
+    secret = draw_photo(outside / "secret.jpg", 3)
+    cfg = daemon_config(tmp_path, [lib])
+    with Daemon(cfg):
+        wait_for(lambda: settled(cfg), 90, "the first scan")
+        # With the daemon watching: links to a library photo, to a photo outside, to a folder outside.
+        (lib / "b").mkdir()
+        os.symlink(real, lib / "b" / "link.jpg")
+        os.symlink(secret, lib / "secret.jpg")
+        os.symlink(outside, lib / "outdir")
+        draw_photo(lib / "c" / "marker.jpg", 4)  # a real file after the links: when it is in, they were seen
+        wait_for(lambda: rows(cfg, "SELECT 1 FROM photos WHERE path LIKE '%marker.jpg' AND status = 'ok'"), 60,
+                 "the marker photo")
+        time.sleep(1.5)
+        wait_for(lambda: settled(cfg), 60, "the daemon to settle")
+        paths = [r["path"] for r in rows(cfg, "SELECT path FROM photos")]
+    assert not [p for p in paths if "link.jpg" in p or "secret" in p or "outdir" in p], paths
+    assert str(real) in paths
+    # Nothing offers the only real copy for deletion.
+    (groups,) = rows(cfg, "SELECT COUNT(*) FROM groups")
+    assert groups[0] == 0, "a group was formed from one real photo and a link"
+
+
+def test_confirm_and_restore_refuse_a_path_through_a_link(tmp_path: Path) -> None:
+    page = Server(tmp_path, password=None)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    try:
+        token = page.token()
+        api = Api(page.base)
+        assert api.post(f"/api/sessions/{token}/accept-all").status_code == 200
+        going = api.post(f"/api/sessions/{token}/confirm", json={"dry_run": True}).json()
+        before = page.files()
+        # The folder of the copy to delete is swapped for a link (to the same files) before confirm.
+        b = page.lib / "b"
+        os.rename(b, page.lib / "b-real")
+        os.symlink(page.lib / "b-real", b)
+        r = api.post(f"/api/sessions/{token}/confirm", json={"dry_run": False})
+        assert r.status_code in (200, 409), (going, r.text)  # a failed move is reported in the result
+        assert "symbolic link" in r.text and not r.json().get("moved")
+        assert sorted(p.replace("b-real", "b") for p in page.files()) == before
+        os.unlink(b)
+        os.rename(page.lib / "b-real", b)
+        r = api.post(f"/api/sessions/{token}/confirm", json={"dry_run": False})
+        assert r.status_code == 200, r.text
+        (entry,) = api.get("/api/trash").json()
+        original = Path(entry["original_path"])
+        # Its folder now links outside the library: restore must not write there.
+        moved = original.parent.with_name(original.parent.name + "-moved")
+        os.rename(original.parent, moved)
+        os.symlink(outside, original.parent)
+        r = api.post(f"/api/trash/{entry['id']}/restore")
+        assert r.status_code == 409, r.text
+        assert list(outside.iterdir()) == []
+        assert Path(entry["trash_path"]).is_file()
+        api.close()
+    finally:
+        page.stop()

@@ -364,7 +364,8 @@ def parse_config(raw: Mapping[str, Any], base_dir: str | Path = ".", source: str
                                 never_delete_from=[_resolve(base, p) for p in cfg.rules.never_delete_from])
     if problems:
         raise ConfigError(problems, source)
-    state = _resolve(base, cfg.state_dir) if cfg.state_dir else default_state_dir()
+    # Resolved, like every path: moves refuse paths with a symbolic link on the way.
+    state = _resolve(base, cfg.state_dir) if cfg.state_dir else os.path.realpath(default_state_dir())
     trash = _resolve(base, cfg.trash.dir) if cfg.trash.dir else ""
     return dataclasses.replace(
         cfg, libraries=libs, state_dir=state, trash=dataclasses.replace(cfg.trash, dir=trash), source=source,

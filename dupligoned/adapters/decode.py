@@ -8,6 +8,7 @@ typed ``PhotoError`` with a short reason.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -235,11 +236,15 @@ def decode_photo(
     ``UnreadableFile``; never modifies the file.
     """
     try:
-        with open(path, "rb") as fh:
+        # O_NOFOLLOW: a symbolic link is never read as a photo (it is no copy, and may lead
+        # out of the libraries), even one swapped in after the file was queued.
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as fh:
             data = fh.read()
     except IsADirectoryError:
         raise NotAnImage(path, "is a directory") from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotAnImage(path, "a symbolic link (links are never analysed)") from None
         raise UnreadableFile(path, f"cannot read: {exc.strerror or exc}") from None
     if not data:
         raise EmptyFile(path, "empty file (0 bytes)")

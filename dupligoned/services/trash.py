@@ -14,6 +14,7 @@ companion along is undone: a photo never leaves without its companions, nor they
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -75,8 +76,23 @@ def plan(index: Index, photo_ids: Iterable[int]) -> list[TrashMove]:
     return [replace(m, companions=going[m.path]) for m in out]
 
 
+def refuse_links(path: str) -> None:
+    """Raises ``OSError(ELOOP)`` when ``path`` (or a folder on the way to it) is a symbolic link:
+    its resolved form is not the path itself. Missing trailing parts are not links."""
+    norm = os.path.normpath(os.path.abspath(path))
+    if os.path.realpath(norm) != norm:
+        raise OSError(errno.ELOOP, f"{norm} has a symbolic link on its path (links are never followed)")
+
+
 def _move(src: str, dest: str) -> None:
+    # Checked at the moment of the move: a folder replaced by a link to elsewhere must not make
+    # a move take a file from, or write one to, outside the library.
+    refuse_links(src)
+    refuse_links(os.path.dirname(dest))
     os.makedirs(os.path.dirname(dest), exist_ok=True)
+    refuse_links(os.path.dirname(dest))
+    if os.path.lexists(dest):
+        raise OSError(errno.EEXIST, f"{dest} exists")
     try:
         os.rename(src, dest)
     except OSError:
