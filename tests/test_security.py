@@ -473,3 +473,88 @@ def test_confirm_and_restore_refuse_a_path_through_a_link(tmp_path: Path) -> Non
         api.close()
     finally:
         page.stop()
+
+
+# ---------------------------------------------------------------- 4. idle connections
+
+
+def start_daemon_with_file_limit(tmp: Path, nofile: int) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """The real daemon, its page on, started from a shell with ``ulimit -n nofile``."""
+    port = free_port()
+    cfg = write_config(tmp, port, password=None)
+    draw_photo(tmp / "lib" / "a.jpg", 1)
+    log = tmp / "daemon.log"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.Popen(["bash", "-c", f"ulimit -n {nofile} && exec {sys.executable} -m dupligoned.daemon.main "
+                             f"--config '{cfg}' >'{log}' 2>&1"], env=env)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc, port, log
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    proc.kill()
+    raise AssertionError("the daemon did not start: " + log.read_text()[-2000:])
+
+
+def daemon_pid(shell: subprocess.Popen[bytes]) -> int:
+    return shell.pid  # the shell execs the daemon
+
+
+def healthz_latency(port: int, timeout: float = 10.0) -> float:
+    t0 = time.monotonic()
+    r = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=timeout)
+    assert r.status_code == 200
+    return time.monotonic() - t0
+
+
+def open_idle(port: int, n: int, partial: bool = False) -> list[socket.socket]:
+    out = []
+    for _ in range(n):
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        out.append(s)
+    if partial:  # slowloris: half a request head
+        time.sleep(0.2)
+        for s in out:
+            try:
+                s.send(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            except OSError:
+                pass
+    return out
+
+
+def test_idle_connections_do_not_stop_the_page(tmp_path: Path) -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2500:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    proc, port, log = start_daemon_with_file_limit(tmp_path, 1024)
+    socks: list[socket.socket] = []
+    try:
+        socks = open_idle(port, 600) + open_idle(port, 500, partial=True)  # 1,100 idle sockets
+        time.sleep(1.0)
+        fds = len(os.listdir(f"/proc/{daemon_pid(proc)}/fd"))
+        assert fds < 1024
+        took = [healthz_latency(port) for _ in range(5)]
+        assert max(took) < 1.0, f"/healthz took {max(took):.2f} s with 1,100 idle connections"
+        time.sleep(3.0)
+        assert healthz_latency(port) < 1.0
+        assert proc.poll() is None
+        size = log.stat().st_size
+        assert size < 200_000, f"the daemon wrote {size} bytes of log in a few seconds"
+        assert "Too many open files" not in log.read_text()
+    finally:
+        for s in socks:
+            s.close()
+        proc.send_signal(2)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
