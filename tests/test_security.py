@@ -558,3 +558,60 @@ def test_idle_connections_do_not_stop_the_page(tmp_path: Path) -> None:
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+# ---------------------------------------------------------------- 6. decompression bombs
+
+WORKER = r"""
+import json, sys
+from dupligoned.adapters.config import AnalysisConfig
+from dupligoned.services.ingest import AnalysisJob, analyse_for_index
+a = AnalysisConfig()
+res = analyse_for_index(AnalysisJob(1, sys.argv[1], a.max_pixels, a.work_px, a.thumb_px))
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"ok": res.get("ok"), "error": res.get("error"), "peak_kb": hwm}))
+"""
+
+
+def analyse_in_a_worker(path: Path) -> dict[str, Any]:
+    """The worker's analysis of one file in a fresh process: its result and peak RSS."""
+    import json
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    r = subprocess.run([sys.executable, "-c", WORKER, str(path)], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out: dict[str, Any] = json.loads(r.stdout.strip().splitlines()[-1])
+    return out
+
+
+def test_decompression_bombs_are_refused_within_the_memory_budget(tmp_path: Path) -> None:
+    import io
+    import struct
+
+    Image.MAX_IMAGE_PIXELS = None
+    bombs = tmp_path / "bombs"
+    bombs.mkdir()
+    # The issue's bomb: 14000×14000 in ~200 kB of PNG.
+    Image.new("L", (14000, 14000), 200).save(bombs / "bomb.png", optimize=True)
+    assert (bombs / "bomb.png").stat().st_size < 300_000
+    flat = Image.new("L", (9000, 9000), 120)  # 81 MP: over the budget, quicker to make
+    flat.save(bombs / "bomb.tif", compression="tiff_adobe_deflate")
+    flat.convert("RGB").save(bombs / "bomb.webp", lossless=True, quality=0, method=0)
+    # HEIC: x265 takes minutes for a huge one; a small one whose header says 14000×14000.
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (10, 20, 30)).save(buf, "HEIF", quality=10)
+    data = bytearray(buf.getvalue())
+    at = data.find(b"ispe")
+    data[at + 8:at + 16] = struct.pack(">II", 14000, 14000)
+    (bombs / "bomb.heic").write_bytes(bytes(data))
+    for name in ("bomb.png", "bomb.tif", "bomb.webp", "bomb.heic"):
+        res = analyse_in_a_worker(bombs / name)
+        assert res["ok"] is False and "too many pixels" in res["error"] and "max_pixels" in res["error"], (name, res)
+        assert res["peak_kb"] < 512 * 1024, (name, res["peak_kb"])
+    # A large real photo still goes through, reduced early, well within the budget.
+    rng = np.random.default_rng(5)
+    big = Image.fromarray(rng.integers(0, 255, (375, 500, 3), dtype=np.uint8)).resize((6000, 4500))
+    big.save(bombs / "big.png", compress_level=1)
+    res = analyse_in_a_worker(bombs / "big.png")
+    assert res["ok"] is True, res
+    assert res["peak_kb"] < 400 * 1024, res["peak_kb"]

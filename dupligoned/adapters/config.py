@@ -103,7 +103,9 @@ class QueueConfig:
 
 @dataclass(frozen=True)
 class AnalysisConfig:
-    max_pixels: int = setting(200_000_000, "refuse images with more pixels (decompression bombs)", _positive)
+    max_pixels: int = setting(
+        64_000_000, "decode budget: most pixels decoded at full size (JPEG counts after DCT scaling; "
+        "PNG, TIFF, WebP, HEIC, RAW above it are refused: decompression bombs; ~4 bytes a pixel per worker)", _positive)
     work_px: int = setting(512, "long edge of the working image quality is measured on", _between(64, 4096))
     thumb_px: int = setting(320, "long edge of the thumbnails kept for the review page", _between(32, 2048))
 
