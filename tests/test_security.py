@@ -360,6 +360,7 @@ def test_huge_ids_are_404_never_500(locked_page: Server) -> None:
             assert api.get(url).status_code == 404, url
         for url in ("/api/trash/99999999999999999999/restore", "/trash/99999999999999999999/restore"):
             assert api.post(url).status_code == 404, url
+        assert api.post("/api/trash/restore", json={"ids": [10**23]}).status_code == 404
         r = api.post(f"/api/sessions/{token}/decisions", json={"photo_id": 10**23, "action": "keep"})
         assert r.status_code in (400, 404), r.text
         r = api.post(f"/s/{token}/decide", data={"photo_id": str(10**23), "action": "keep", "g": "1",
