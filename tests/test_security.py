@@ -620,3 +620,33 @@ def test_decompression_bombs_are_refused_within_the_memory_budget(tmp_path: Path
     res = analyse_in_a_worker(bombs / "big.png")
     assert res["ok"] is True, res
     assert res["peak_kb"] < 400 * 1024, res["peak_kb"]
+
+
+def test_a_flood_of_one_log_line_is_counted_not_written() -> None:
+    import logging
+
+    from dupligoned.daemon.lograte import RateLimit
+
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger = logging.getLogger("dupligone.test.flood")
+    logger.propagate = False
+    h = Keep()
+    now = [0.0]
+    h.addFilter(RateLimit(burst=50, window_s=10.0, clock=lambda: now[0]))
+    logger.addHandler(h)
+    try:
+        for i in range(20_000):
+            logger.error("socket.accept() out of system resource (%d)", i)
+        logger.warning("another message")
+        now[0] = 10.5
+        logger.error("socket.accept() out of system resource (%d)", 0)
+    finally:
+        logger.removeHandler(h)
+    assert len(lines) == 52
+    assert "another message" in lines
+    assert "19950 more lines like this were not logged" in lines[-1]

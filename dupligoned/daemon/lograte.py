@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 
 class RateLimit(logging.Filter):
-    def __init__(self, burst: int = 50, window_s: float = 10.0, max_keys: int = 10_000) -> None:
+    def __init__(self, burst: int = 50, window_s: float = 10.0, max_keys: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
+        self.clock = clock
         self.burst, self.window_s, self.max_keys = burst, window_s, max_keys
         self.seen: dict[tuple[str, int, str], list[float]] = {}  # key -> [window start, count, dropped]
 
     def filter(self, record: logging.LogRecord) -> bool:
-        now = time.monotonic()
+        now = self.clock()
         key = (record.name, record.levelno, str(record.msg))
         slot = self.seen.get(key)
         if slot is None or now - slot[0] >= self.window_s:
