@@ -270,12 +270,9 @@ def login_burst(base: str, port: int, n: int) -> tuple[list[int], float, list[fl
     stop = threading.Event()
 
     def probe() -> None:
-        with httpx.Client(base_url=base, timeout=10) as c:
-            while not stop.is_set():
-                t0 = time.monotonic()
-                c.get("/healthz")
-                health.append(time.monotonic() - t0)
-                time.sleep(0.05)
+        while not stop.is_set():
+            health.append(healthz_latency(port))
+            time.sleep(0.05)
 
     def guess(i: int) -> int:
         body = f'{{"password": "guess-{i}"}}'.encode()
@@ -363,6 +360,7 @@ def test_huge_ids_are_404_never_500(locked_page: Server) -> None:
             assert api.get(url).status_code == 404, url
         for url in ("/api/trash/99999999999999999999/restore", "/trash/99999999999999999999/restore"):
             assert api.post(url).status_code == 404, url
+        assert api.post("/api/trash/restore", json={"ids": [10**23]}).status_code == 404
         r = api.post(f"/api/sessions/{token}/decisions", json={"photo_id": 10**23, "action": "keep"})
         assert r.status_code in (400, 404), r.text
         r = api.post(f"/s/{token}/decide", data={"photo_id": str(10**23), "action": "keep", "g": "1",
@@ -404,3 +402,251 @@ def test_refused_upload_leaves_no_temp_file_open(locked_page: Server) -> None:
         assert tmp_fds() <= before
     finally:
         api.close()
+
+
+# ---------------------------------------------------------------- 2. links
+
+
+def test_links_are_never_analysed_by_the_running_daemon(tmp_path: Path) -> None:
+    from tests.daemon_support import Daemon, rows, settled, wait_for
+    from tests.daemon_support import write_config as daemon_config
+
+    lib, outside = tmp_path / "lib", tmp_path / "outside"
+    real = draw_photo(lib / "a" / "IMG_1.jpg", 1)
+    draw_photo(lib / "other.jpg", 2)
+    secret = draw_photo(outside / "secret.jpg", 3)
+    cfg = daemon_config(tmp_path, [lib])
+    with Daemon(cfg):
+        wait_for(lambda: settled(cfg), 90, "the first scan")
+        # With the daemon watching: links to a library photo, to a photo outside, to a folder outside.
+        (lib / "b").mkdir()
+        os.symlink(real, lib / "b" / "link.jpg")
+        os.symlink(secret, lib / "secret.jpg")
+        os.symlink(outside, lib / "outdir")
+        draw_photo(lib / "c" / "marker.jpg", 4)  # a real file after the links: when it is in, they were seen
+        wait_for(lambda: rows(cfg, "SELECT 1 FROM photos WHERE path LIKE '%marker.jpg' AND status = 'ok'"), 60,
+                 "the marker photo")
+        time.sleep(1.5)
+        wait_for(lambda: settled(cfg), 60, "the daemon to settle")
+        paths = [r["path"] for r in rows(cfg, "SELECT path FROM photos")]
+    assert not [p for p in paths if "link.jpg" in p or "secret" in p or "outdir" in p], paths
+    assert str(real) in paths
+    # Nothing offers the only real copy for deletion.
+    (groups,) = rows(cfg, "SELECT COUNT(*) FROM groups")
+    assert groups[0] == 0, "a group was formed from one real photo and a link"
+
+
+def test_confirm_and_restore_refuse_a_path_through_a_link(tmp_path: Path) -> None:
+    page = Server(tmp_path, password=None)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    try:
+        token = page.token()
+        api = Api(page.base)
+        assert api.post(f"/api/sessions/{token}/accept-all").status_code == 200
+        going = api.post(f"/api/sessions/{token}/confirm", json={"dry_run": True}).json()
+        before = page.files()
+        # The folder of the copy to delete is swapped for a link (to the same files) before confirm.
+        b = page.lib / "b"
+        os.rename(b, page.lib / "b-real")
+        os.symlink(page.lib / "b-real", b)
+        r = api.post(f"/api/sessions/{token}/confirm", json={"dry_run": False})
+        assert r.status_code in (200, 409), (going, r.text)  # a failed move is reported in the result
+        assert "symbolic link" in r.text and not r.json().get("moved")
+        assert sorted(p.replace("b-real", "b") for p in page.files()) == before
+        os.unlink(b)
+        os.rename(page.lib / "b-real", b)
+        r = api.post(f"/api/sessions/{token}/confirm", json={"dry_run": False})
+        assert r.status_code == 200, r.text
+        (entry,) = api.get("/api/trash").json()
+        original = Path(entry["original_path"])
+        # Its folder now links outside the library: restore must not write there.
+        moved = original.parent.with_name(original.parent.name + "-moved")
+        os.rename(original.parent, moved)
+        os.symlink(outside, original.parent)
+        r = api.post(f"/api/trash/{entry['id']}/restore")
+        assert r.status_code == 409, r.text
+        assert list(outside.iterdir()) == []
+        assert Path(entry["trash_path"]).is_file()
+        api.close()
+    finally:
+        page.stop()
+
+
+# ---------------------------------------------------------------- 4. idle connections
+
+
+def start_daemon_with_file_limit(tmp: Path, nofile: int) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """The real daemon, its page on, started from a shell with ``ulimit -n nofile``."""
+    port = free_port()
+    cfg = write_config(tmp, port, password=None)
+    draw_photo(tmp / "lib" / "a.jpg", 1)
+    log = tmp / "daemon.log"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.Popen(["bash", "-c", f"ulimit -n {nofile} && exec {sys.executable} -m dupligoned.daemon.main "
+                             f"--config '{cfg}' >'{log}' 2>&1"], env=env)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc, port, log
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    proc.kill()
+    raise AssertionError("the daemon did not start: " + log.read_text()[-2000:])
+
+
+def daemon_pid(shell: subprocess.Popen[bytes]) -> int:
+    return shell.pid  # the shell execs the daemon
+
+
+def healthz_latency(port: int, timeout: float = 10.0) -> float:
+    """Seconds from connecting to the whole answer of ``GET /healthz`` (a raw socket: the
+    client's own set-up is not counted)."""
+    t0 = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    took = time.monotonic() - t0
+    assert data.startswith(b"HTTP/1.1 200"), data[:200]
+    return took
+
+
+def open_idle(port: int, n: int, partial: bool = False) -> list[socket.socket]:
+    out = []
+    for _ in range(n):
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        out.append(s)
+    if partial:  # slowloris: half a request head
+        time.sleep(0.2)
+        for s in out:
+            try:
+                s.send(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            except OSError:
+                pass
+    return out
+
+
+def test_idle_connections_do_not_stop_the_page(tmp_path: Path) -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2500:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    proc, port, log = start_daemon_with_file_limit(tmp_path, 1024)
+    socks: list[socket.socket] = []
+    try:
+        socks = open_idle(port, 600) + open_idle(port, 500, partial=True)  # 1,100 idle sockets
+        time.sleep(1.0)
+        fds = len(os.listdir(f"/proc/{daemon_pid(proc)}/fd"))
+        assert fds < 1024
+        took = [healthz_latency(port) for _ in range(5)]
+        assert max(took) < 1.0, f"/healthz took {max(took):.2f} s with 1,100 idle connections"
+        time.sleep(3.0)
+        assert healthz_latency(port) < 1.0
+        assert proc.poll() is None
+        size = log.stat().st_size
+        assert size < 200_000, f"the daemon wrote {size} bytes of log in a few seconds"
+        assert "Too many open files" not in log.read_text()
+    finally:
+        for s in socks:
+            s.close()
+        proc.send_signal(2)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+# ---------------------------------------------------------------- 6. decompression bombs
+
+WORKER = r"""
+import json, sys
+from dupligoned.adapters.config import AnalysisConfig
+from dupligoned.services.ingest import AnalysisJob, analyse_for_index
+a = AnalysisConfig()
+res = analyse_for_index(AnalysisJob(1, sys.argv[1], a.max_pixels, a.work_px, a.thumb_px))
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"ok": res.get("ok"), "error": res.get("error"), "peak_kb": hwm}))
+"""
+
+
+def analyse_in_a_worker(path: Path) -> dict[str, Any]:
+    """The worker's analysis of one file in a fresh process: its result and peak RSS."""
+    import json
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    r = subprocess.run([sys.executable, "-c", WORKER, str(path)], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out: dict[str, Any] = json.loads(r.stdout.strip().splitlines()[-1])
+    return out
+
+
+def test_decompression_bombs_are_refused_within_the_memory_budget(tmp_path: Path) -> None:
+    import io
+    import struct
+
+    Image.MAX_IMAGE_PIXELS = None
+    bombs = tmp_path / "bombs"
+    bombs.mkdir()
+    # The issue's bomb: 14000×14000 in ~200 kB of PNG.
+    Image.new("L", (14000, 14000), 200).save(bombs / "bomb.png", optimize=True)
+    assert (bombs / "bomb.png").stat().st_size < 300_000
+    flat = Image.new("L", (9000, 9000), 120)  # 81 MP: over the budget, quicker to make
+    flat.save(bombs / "bomb.tif", compression="tiff_adobe_deflate")
+    flat.convert("RGB").save(bombs / "bomb.webp", lossless=True, quality=0, method=0)
+    # HEIC: x265 takes minutes for a huge one; a small one whose header says 14000×14000.
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (10, 20, 30)).save(buf, "HEIF", quality=10)
+    data = bytearray(buf.getvalue())
+    at = data.find(b"ispe")
+    data[at + 8:at + 16] = struct.pack(">II", 14000, 14000)
+    (bombs / "bomb.heic").write_bytes(bytes(data))
+    for name in ("bomb.png", "bomb.tif", "bomb.webp", "bomb.heic"):
+        res = analyse_in_a_worker(bombs / name)
+        assert res["ok"] is False and "too many pixels" in res["error"] and "max_pixels" in res["error"], (name, res)
+        assert res["peak_kb"] < 512 * 1024, (name, res["peak_kb"])
+    # A large real photo still goes through, reduced early, well within the budget.
+    rng = np.random.default_rng(5)
+    big = Image.fromarray(rng.integers(0, 255, (375, 500, 3), dtype=np.uint8)).resize((6000, 4500))
+    big.save(bombs / "big.png", compress_level=1)
+    res = analyse_in_a_worker(bombs / "big.png")
+    assert res["ok"] is True, res
+    assert res["peak_kb"] < 400 * 1024, res["peak_kb"]
+
+
+def test_a_flood_of_one_log_line_is_counted_not_written() -> None:
+    import logging
+
+    from dupligoned.daemon.lograte import RateLimit
+
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger = logging.getLogger("dupligone.test.flood")
+    logger.propagate = False
+    h = Keep()
+    now = [0.0]
+    h.addFilter(RateLimit(burst=50, window_s=10.0, clock=lambda: now[0]))
+    logger.addHandler(h)
+    try:
+        for i in range(20_000):
+            logger.error("socket.accept() out of system resource (%d)", i)
+        logger.warning("another message")
+        now[0] = 10.5
+        logger.error("socket.accept() out of system resource (%d)", 0)
+    finally:
+        logger.removeHandler(h)
+    assert len(lines) == 52
+    assert "another message" in lines
+    assert "19950 more lines like this were not logged" in lines[-1]

@@ -103,7 +103,9 @@ class QueueConfig:
 
 @dataclass(frozen=True)
 class AnalysisConfig:
-    max_pixels: int = setting(200_000_000, "refuse images with more pixels (decompression bombs)", _positive)
+    max_pixels: int = setting(
+        64_000_000, "decode budget: most pixels decoded at full size (JPEG counts after DCT scaling; "
+        "PNG, TIFF, WebP, HEIC, RAW above it are refused: decompression bombs; ~4 bytes a pixel per worker)", _positive)
     work_px: int = setting(512, "long edge of the working image quality is measured on", _between(64, 4096))
     thumb_px: int = setting(320, "long edge of the thumbnails kept for the review page", _between(32, 2048))
 
@@ -364,7 +366,8 @@ def parse_config(raw: Mapping[str, Any], base_dir: str | Path = ".", source: str
                                 never_delete_from=[_resolve(base, p) for p in cfg.rules.never_delete_from])
     if problems:
         raise ConfigError(problems, source)
-    state = _resolve(base, cfg.state_dir) if cfg.state_dir else default_state_dir()
+    # Resolved, like every path: moves refuse paths with a symbolic link on the way.
+    state = _resolve(base, cfg.state_dir) if cfg.state_dir else os.path.realpath(default_state_dir())
     trash = _resolve(base, cfg.trash.dir) if cfg.trash.dir else ""
     return dataclasses.replace(
         cfg, libraries=libs, state_dir=state, trash=dataclasses.replace(cfg.trash, dir=trash), source=source,

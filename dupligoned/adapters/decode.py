@@ -8,6 +8,7 @@ typed ``PhotoError`` with a short reason.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -47,7 +48,12 @@ PHOTO_EXTENSIONS = frozenset(
 _FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "HEIF", "AVIF", "JXL")  # JPEG also opens MPO
 _LOSSLESS_FORMATS = frozenset({"PNG", "TIFF", "BMP", "GIF"})
 
-DEFAULT_MAX_PIXELS = 200_000_000  # ~ a 16k×12k panorama; far above any camera, far below a bomb
+# The memory budget of one decode: most pixels decoded at full size. Pillow holds ~4 bytes a
+# pixel, so 64 MP is ~256 MB over a worker's ~60 MB: a small NAS's two workers stay well under
+# 1 GB, and every camera and phone (61-MP full frame, 48-MP phones) fits. JPEG counts after DCT
+# scaling (a 200-MP phone JPEG decodes at 1/8 = 3 MP); PNG, TIFF, WebP and HEIC cannot be decoded
+# reduced and are refused above it, from their header, before a pixel is decoded.
+DEFAULT_MAX_PIXELS = 64_000_000
 DEFAULT_WORK_PX = 512
 # A JPEG may be decoded (DCT-scaled) this much below the size asked for, and then scaled up.
 # Measured on 12-MP camera JPEGs: 1/8 instead of 1/4 scale cuts decode + resizes from ~41 to
@@ -235,11 +241,15 @@ def decode_photo(
     ``UnreadableFile``; never modifies the file.
     """
     try:
-        with open(path, "rb") as fh:
+        # O_NOFOLLOW: a symbolic link is never read as a photo (it is no copy, and may lead
+        # out of the libraries), even one swapped in after the file was queued.
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as fh:
             data = fh.read()
     except IsADirectoryError:
         raise NotAnImage(path, "is a directory") from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotAnImage(path, "a symbolic link (links are never analysed)") from None
         raise UnreadableFile(path, f"cannot read: {exc.strerror or exc}") from None
     if not data:
         raise EmptyFile(path, "empty file (0 bytes)")
@@ -287,9 +297,15 @@ def _decode_bytes(path: str, data: bytes, *, max_pixels: int, work_px: int, colo
         w0, h0 = im.size
         if w0 <= 0 or h0 <= 0:
             raise CorruptImage(path, f"corrupt image: size {w0}×{h0}")
-        if w0 * h0 > max_pixels:
+        need = max(work_px, colour_px)
+        scale = _jpeg_scale(max(w0, h0), need) if fmt in ("JPEG", "MPO") else 1
+        decoded = (w0 // scale) * (h0 // scale)
+        if decoded > max_pixels:
+            how = f"decoded at 1/{scale}: {decoded:,}" if scale > 1 else (
+                f"{fmt} cannot be decoded reduced" if fmt not in ("JPEG", "MPO") else "")
             raise TooManyPixels(
-                path, f"too many pixels: {w0}×{h0} = {w0 * h0:,} > limit {max_pixels:,}"
+                path, f"too many pixels: {w0}×{h0} = {w0 * h0:,} ({how}) > the decode budget "
+                      f"{max_pixels:,} ([analysis] max_pixels)".replace(" ()", "")
             )
         if fmt == "PNG" and (damage := png_damage(data)):
             raise CorruptImage(path, f"corrupt PNG: {damage}")
@@ -298,24 +314,41 @@ def _decode_bytes(path: str, data: bytes, *, max_pixels: int, work_px: int, colo
         lossless = _is_lossless(im, fmt, data)
         if getattr(im, "n_frames", 1) > 1:
             im.seek(0)  # MPO: the first frame is the photo; the rest are previews or depth maps
-        need = max(work_px, colour_px)
         if fmt in ("JPEG", "MPO"):
-            # DCT scaling: decode at 1/2, 1/4 or 1/8 while the long edge stays ≥ what we need,
-            # less a small slack: a 4032-pixel camera photo at 1/8 is 504 pixels, and taking it
-            # (then a 1.6% upscale to 512) instead of 1/4 saves about a fifth of the analysis.
-            long0 = max(w0, h0)
-            floor = need * (1.0 - DRAFT_SLACK)
-            scale = 1
-            while scale < 8 and long0 / (scale * 2) >= floor:
-                scale *= 2
             mode = "RGB" if colour_px else "L"
             im.draft(mode, (max(1, w0 // scale), max(1, h0 // scale)))
         im.load()
+        im = _reduce_early(im, need)
         if orientation != 1:
             im = ImageOps.exif_transpose(im)
     width, height = (h0, w0) if orientation in (5, 6, 7, 8) else (w0, h0)
     return _finish(im, width, height, fmt, lossless, jpeg_q, len(data), work_px=work_px, colour_px=colour_px,
                    taken=taken, camera=camera, has_gps=has_gps)
+
+
+def _jpeg_scale(long0: int, need: int) -> int:
+    """DCT scaling: decode at 1/2, 1/4 or 1/8 while the long edge stays ≥ what we need, less a
+    small slack: a 4032-pixel camera photo at 1/8 is 504 pixels, and taking it (then a 1.6%
+    upscale to 512) instead of 1/4 saves about a fifth of the analysis."""
+    floor = need * (1.0 - DRAFT_SLACK)
+    scale = 1
+    while scale < 8 and long0 / (scale * 2) >= floor:
+        scale *= 2
+    return scale
+
+
+def _reduce_early(im: Image.Image, need: int) -> Image.Image:
+    """A large decode box-reduced at once (to ≥ 2× what is needed, as ``resize``'s reducing gap
+    would do later) and the full-size pixels let go: the colour and grey copies, thumbnails and
+    hashes are then made from the small one. Keeps a worker's memory near one full decode."""
+    factor = max(im.size) // (2 * need) if need > 0 else 1
+    if factor < 2:
+        return im
+    if im.mode.startswith("I;16"):
+        im = im.convert("I")
+    elif im.mode not in ("L", "LA", "RGB", "RGBA", "I", "F", "CMYK"):  # palette, 1-bit: averaged as colours
+        im = im.convert("RGBA" if "A" in im.mode or "transparency" in im.info else "RGB")
+    return im.reduce(factor)
 
 
 def _finish(im: Image.Image, width: int, height: int, fmt: str, lossless: bool, jpeg_q: int | None,

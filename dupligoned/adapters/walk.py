@@ -1,7 +1,8 @@
 """Finding photo files under library folders.
 
-Never leaves the given folders (a symlink pointing outside is skipped), never loops (each
-directory is entered once, by device and inode), and skips hidden files, partial downloads and
+Never follows a symbolic link (a linked file is not a copy and takes no space; a linked folder
+leads either into a library, walked there, or out of them), never loops (each directory is
+entered once, by device and inode), and skips hidden files, partial downloads and
 the junk NAS boxes and desktops leave behind.
 """
 
@@ -80,13 +81,11 @@ def _walk(
         if is_ignored_name(entry.name):
             continue
         try:
-            if entry.is_symlink() and not _inside(os.path.realpath(entry.path), roots):
-                continue  # a link that leads out of the library
-            if entry.is_dir():
+            if entry.is_symlink():
+                continue
+            if entry.is_dir(follow_symlinks=False):
                 subdirs.append(entry.path)
-            elif entry.is_file() and is_photo_name(entry.name):
-                if entry.is_symlink():
-                    continue  # a link takes no space and is not a copy: never offer it
+            elif entry.is_file(follow_symlinks=False) and is_photo_name(entry.name):
                 yield entry.path
         except OSError:
             continue

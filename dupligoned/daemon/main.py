@@ -36,6 +36,7 @@ from dupligoned.adapters.config import Config, find_config, load_config
 from dupligoned.adapters.index import Index, open_index
 from dupligoned.adapters.thumbs import ThumbStore
 from dupligoned.adapters.walk import is_landing_name
+from dupligoned.daemon import lograte
 from dupligoned.daemon.queue import Queues, make_queues
 from dupligoned.daemon.watcher import RawEvent, StabilityTracker, Watcher
 from dupligoned.errors import ConfigError, DupliGoneError
@@ -476,6 +477,7 @@ def setup_logging(level: str) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("watchdog", "apscheduler", "huey", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING if level != "debug" else logging.INFO)
+    lograte.install()  # a message repeated thousands of times a second is counted, not written
 
 
 def run_daemon(config: str | None) -> int:

@@ -60,13 +60,15 @@ def analyse_for_index(job: AnalysisJob, *, last_attempt: bool = True) -> dict[st
     """
     out: dict[str, Any] = {"photo_id": job.photo_id, "path": job.path}
     try:
-        st = os.stat(job.path)
+        st = os.lstat(job.path)  # a file replaced by a link since it was queued is not read
     except FileNotFoundError:
         return {**out, "ok": False, "vanished": True, "error": "file vanished before analysis"}
     except OSError as exc:
         if not last_attempt:
             raise TransientError(f"{job.path}: {exc}") from None
         return {**out, "ok": False, "error": f"cannot read: {exc.strerror or exc}"}
+    if stat_mod.S_ISLNK(st.st_mode):
+        return {**out, "ok": False, "vanished": True, "error": "replaced by a symbolic link (links are never analysed)"}
     out.update(size_bytes=st.st_size, mtime_ns=st.st_mtime_ns)
     try:
         dec = decode_photo(job.path, max_pixels=job.max_pixels, work_px=job.work_px, colour_px=job.thumb_px)
@@ -156,6 +158,7 @@ class Ingest:
         self.inbox = os.path.realpath(inbox) if inbox else None
         self.excluded = tuple(os.path.realpath(e) for e in excluded)
         self.clock = clock
+        self._real_cache: dict[str, bool] = {}
         self.folders: list[Folder] = []
 
     # ------------------------------------------------------------ folders
@@ -181,6 +184,17 @@ class Ingest:
             if _inside(path, f.path):
                 return f
         return None
+
+    def _real_folder(self, folder: str) -> bool:
+        """Whether ``folder`` is reached without a symbolic link (its resolved path is itself).
+        Cached per folder: a scan asks once per folder, not per file."""
+        hit = self._real_cache.get(folder)
+        if hit is None:
+            hit = os.path.realpath(folder) == folder
+            if len(self._real_cache) > 4096:
+                self._real_cache.clear()
+            self._real_cache[folder] = hit
+        return hit
 
     def wants(self, path: str) -> bool:
         """Is ``path`` a photo file DupliGone should track (inside a library, not junk, not ours)?"""
@@ -243,13 +257,13 @@ class Ingest:
                    jobs: list[AnalysisJob]) -> str:
         if not self.wants(path):
             return "ignored"
-        if st is None:
-            try:
-                st = os.stat(path)
-            except OSError:
-                return "ignored"
-        if not stat_mod.S_ISREG(st.st_mode):
+        try:  # never through a link: a link is no copy, and may lead out of the libraries
+            lst = os.lstat(path)
+        except OSError:
             return "ignored"
+        if not stat_mod.S_ISREG(lst.st_mode) or not self._real_folder(os.path.dirname(path)):
+            return "ignored"
+        st = lst if st is None else st
         now = self.clock()
         folder = self.folder_of(path)
         assert folder is not None
@@ -500,7 +514,9 @@ class Ingest:
             todo.append((path, st))
         for k2, v in self.files_seen(todo).items():
             counts[k2] = counts.get(k2, 0) + v
-        vanished = [p for p in known if p not in seen and self.folder_of(p) == folder and not os.path.exists(p)]
+        # A file replaced by a link is gone too: the link is never the photo.
+        vanished = [p for p in known if p not in seen and self.folder_of(p) == folder
+                    and (os.path.islink(p) or not os.path.exists(p))]
         if vanished:
             with self.index.tx() as conn:
                 ids = []

@@ -14,9 +14,11 @@ companion along is undone: a photo never leaves without its companions, nor they
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
+import stat
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -75,13 +77,70 @@ def plan(index: Index, photo_ids: Iterable[int]) -> list[TrashMove]:
     return [replace(m, companions=going[m.path]) for m in out]
 
 
-def _move(src: str, dest: str) -> None:
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
+def refuse_links(path: str) -> None:
+    """Raises ``OSError(ELOOP)`` when ``path`` (or a folder on the way to it) is a symbolic link:
+    its resolved form is not the path itself. Missing trailing parts are not links."""
+    norm = os.path.normpath(os.path.abspath(path))
+    if os.path.realpath(norm) != norm:
+        raise OSError(errno.ELOOP, f"{norm} has a symbolic link on its path (links are never followed)")
+
+
+def _open_dir(path: str) -> int:
+    """A descriptor (``O_PATH``) of folder ``path``, reached one component at a time with
+    ``O_NOFOLLOW``: a folder on the way that is (or becomes) a link fails with ``ELOOP``."""
+    norm = os.path.normpath(os.path.abspath(path))
+    flags = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open("/", flags)
     try:
-        os.rename(src, dest)
-    except OSError:
-        shutil.copy2(src, dest)  # another filesystem: copy (with times), then remove
-        os.unlink(src)
+        for part in (p for p in norm.split(os.sep) if p):
+            try:
+                nxt = os.open(part, flags, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise OSError(errno.ELOOP, f"{norm} has a symbolic link on its path (links are never followed)") from None
+                raise
+            os.close(fd)
+            fd = nxt
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _move(src: str, dest: str) -> None:
+    # A folder replaced by a link to elsewhere must not make a move take a file from, or write
+    # one to, outside the library: both folders are opened without following a link at any
+    # step, and the rename goes through those descriptors (renameat), so a swap after the check
+    # changes nothing. Another filesystem: copy and remove, after the same checks on the paths.
+    refuse_links(src)
+    refuse_links(os.path.dirname(dest))
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    sfd = _open_dir(os.path.dirname(src))
+    try:
+        dfd = _open_dir(os.path.dirname(dest))
+        try:
+            s_name, d_name = os.path.basename(src), os.path.basename(dest)
+            if stat.S_ISLNK(os.lstat(s_name, dir_fd=sfd).st_mode):
+                raise OSError(errno.ELOOP, f"{src} is a symbolic link (links are never moved)")
+            try:
+                os.lstat(d_name, dir_fd=dfd)
+            except FileNotFoundError:
+                pass
+            else:
+                raise OSError(errno.EEXIST, f"{dest} exists")
+            try:
+                os.rename(s_name, d_name, src_dir_fd=sfd, dst_dir_fd=dfd)
+                return
+            except OSError:
+                pass  # another filesystem (or one that cannot rename): copy below
+        finally:
+            os.close(dfd)
+    finally:
+        os.close(sfd)
+    refuse_links(src)
+    refuse_links(os.path.dirname(dest))
+    shutil.copy2(src, dest)  # another filesystem: copy (with times), then remove
+    os.unlink(src)
 
 
 def move_to_trash(index: Index, photo_ids: Iterable[int], root_for: Callable[[str], str], *,

@@ -904,7 +904,8 @@ class RestoreBody:
 async def api_restore_many(request: Request[Any, Any, Any], data: JSONBody[RestoreBody]) -> dict[str, Any]:
     """Restore several entries (``ids``) or the whole trash (``all``); returns the paths restored."""
     st = _state(request)
-    ids = [int(str(e["id"])) for e in rv.trash_entries(st.index, st.cfg.trash.retention_days)] if data.all else data.ids
+    ids = ([int(str(e["id"])) for e in rv.trash_entries(st.index, st.cfg.trash.retention_days)] if data.all
+           else [_id(i, "trash entry") for i in data.ids])
     return {"restored": await asyncio.to_thread(_restore, st, ids)}
 
 
