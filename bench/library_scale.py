@@ -25,9 +25,10 @@ from a ``.part`` name, to its groups. While it runs the review page (``/``, a se
 ``/api/status``) is fetched every 0.2 s: ``page_p95_ms``. ``peak_rss_mb``: the daemon
 process's VmHWM (its analysis workers apart).
 
-Found: a planted copy or crop counts when it is in one group with its library original;
-``false_pairs`` counts grouped pairs of the new sessions whose photos do not come from one
-original (``false_pair_rate``: their share of all grouped pairs).
+Found: a planted copy or crop counts when it is in one group with its library original (in
+whichever session shows the group); ``false_pairs`` counts pairs in groups holding a new photo
+whose photos do not come from one original (``false_pair_rate``: their share of those pairs).
+``--evaluate DIR`` scores a ``--keep`` folder again.
 """
 
 from __future__ import annotations
@@ -394,20 +395,30 @@ def _land(files: list[Path], dest: Path, part: bool = False) -> float:
     return t0
 
 
-def evaluate(db: Path, photos: dict[str, Any], new_dir: Path) -> dict[str, Any]:
+def _origin(path: str, lib_dir: Path) -> tuple[str, str]:
+    """(what, the library photo it comes from) of a new photo, from its name (see make_photos)."""
+    name = Path(path).name
+    what, _, num = name.partition("_")
+    if what in ("copy", "small", "crop"):
+        return ("crop" if what == "crop" else "copy"), str(lib_dir / f"L{int(num[:4]):04d}.jpg")
+    if name == "one_crop.jpg":
+        return "crop", str(lib_dir / "L0200.jpg")
+    return "other", path
+
+
+def evaluate(db: Path, new_dir: Path, lib_dir: Path) -> dict[str, Any]:
+    """Planted pairs found and false pairs, over every group holding a new photo (whichever
+    session shows it: a session's photos may join a group of an older one)."""
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    # The groups of the new photos' sessions (the library's own were settled before).
-    rows = con.execute("SELECT g.id, p.path FROM groups g JOIN group_members m ON m.group_id = g.id "
-                       "JOIN photos p ON p.id = m.photo_id WHERE g.session_id IN (SELECT DISTINCT session_id "
-                       "FROM photos WHERE path LIKE ?)", (str(new_dir) + "/%",)).fetchall()
+    rows = con.execute("SELECT m.group_id, p.path FROM group_members m JOIN photos p ON p.id = m.photo_id "
+                       "WHERE m.group_id IN (SELECT m2.group_id FROM group_members m2 JOIN photos p2 "
+                       "ON p2.id = m2.photo_id WHERE p2.path LIKE ?)", (str(new_dir) + "/%",)).fetchall()
+    new = [str(r[0]) for r in con.execute("SELECT path FROM photos WHERE path LIKE ?", (str(new_dir) + "/%",))]
     con.close()
     groups: dict[int, list[str]] = {}
     for gid, path in rows:
         groups.setdefault(int(gid), []).append(str(path))
-    origin = {str(new_dir / name): o for name, o in photos["origin"].items()}
-    origin[str(new_dir / photos["one"].name)] = photos["one_origin"]
-    kind = {str(new_dir / name): k for name, k in photos["kind"].items()}
-    kind[str(new_dir / photos["one"].name)] = "crop"
+    origin = {p: _origin(p, lib_dir)[1] for p in new}
     together: set[tuple[str, str]] = set()
     grouped_pairs = false_pairs = 0
     for members in groups.values():
@@ -415,17 +426,14 @@ def evaluate(db: Path, photos: dict[str, Any], new_dir: Path) -> dict[str, Any]:
             for b in range(a + 1, len(members)):
                 x, y = members[a], members[b]
                 grouped_pairs += 1
-                if origin.get(x, x) != origin.get(y, y):
-                    false_pairs += 1
-                together.add((x, y))
-                together.add((y, x))
-    res = {}
+                false_pairs += origin.get(x, x) != origin.get(y, y)
+                together |= {(x, y), (y, x)}
+    res: dict[str, Any] = {}
     for what in ("copy", "crop"):
-        planted = [(p, origin[p]) for p, k in kind.items() if k == what]
-        found = sum((p, o) in together for p, o in planted)
-        res[f"{what}_planted"], res[f"{what}_found"] = len(planted), found
-    return {"copies_planted": res["copy_planted"], "copies_found": res["copy_found"],
-            "crop_pairs_planted": res["crop_planted"], "crop_pairs_found": res["crop_found"],
+        planted = [(p, o) for p in new for w, o in [_origin(p, lib_dir)] if w == what]
+        res[what] = (len(planted), sum((p, o) in together for p, o in planted))
+    return {"copies_planted": res["copy"][0], "copies_found": res["copy"][1],
+            "crop_pairs_planted": res["crop"][0], "crop_pairs_found": res["crop"][1],
             "false_pairs": false_pairs, "grouped_pairs": grouped_pairs,
             "false_pair_rate": round(false_pairs / max(1, grouped_pairs), 5)}
 
@@ -486,7 +494,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
-    out.update(evaluate(db, photos, new_dir))
+    out.update(evaluate(db, new_dir, tmp / "lib" / "real"))
     out["prepare_photos_s"] = round(prep_s, 1)
     return out
 
@@ -507,8 +515,12 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--keep", help="build in this folder and leave it (default: a temporary one)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--evaluate", metavar="DIR", help="only score the groups of a --keep folder again")
     args = ap.parse_args()
-    if args.keep:
+    if args.evaluate:
+        d = Path(args.evaluate)
+        out = evaluate(d / "state" / "index.db", d / "lib" / "new", d / "lib" / "real")
+    elif args.keep:
         tmp = Path(args.keep)
         tmp.mkdir(parents=True, exist_ok=False)
         out = run(args, tmp)

@@ -65,13 +65,17 @@ class Library:
     codes: npt.NDArray[np.uint8]
 
     @classmethod
-    def load(cls, index: Index) -> Library:
-        rows = index.conn.execute("SELECT id, phash, dhash FROM photos WHERE status = 'ok' ORDER BY id").fetchall()
-        if not rows:
+    def load(cls, index: Index, chunk: int = 50_000) -> Library:
+        """Read in chunks: 24 bytes a photo are kept, never a million rows as Python tuples."""
+        cur = index.conn.execute("SELECT id, phash, dhash FROM photos WHERE status = 'ok' ORDER BY id")
+        ids, codes = [], []
+        while rows := cur.fetchmany(chunk):
+            arr = np.array(rows, dtype=np.int64)
+            ids.append(arr[:, 0].copy())
+            codes.append(neighbours.pack(arr[:, 1].view(np.uint64), arr[:, 2].view(np.uint64)))
+        if not ids:
             return cls(np.empty(0, np.int64), np.empty((0, neighbours.CODE_BYTES), np.uint8))
-        arr = np.array(rows, dtype=np.int64)
-        codes = neighbours.pack(arr[:, 1].view(np.uint64), arr[:, 2].view(np.uint64))
-        return cls(arr[:, 0].copy(), codes)
+        return cls(np.concatenate(ids), np.concatenate(codes))
 
 
 def library_eps(index: Index, lib: Library, settings: ClusterSettings) -> float:
