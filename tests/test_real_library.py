@@ -161,14 +161,15 @@ def test_the_raw_is_the_keeper_and_pairs_are_kept_unless_keep_raw() -> None:
 def test_companions_of_each_kind_and_never_orphaned(tmp_path: Path) -> None:
     d = tmp_path
     for name in ("IMG_1.HEIC", "IMG_1.MOV", "IMG_1.aae", "IMG_2.JPG", "IMG_2.JPG.xmp", "IMG_2.JPG.json",
-                 "IMG_2.JPG.supplemental-metad.json", "IMG_3.CR2", "IMG_3.JPG", "IMG_3.xmp", "IMG_4.jpg"):
+                 "IMG_2.JPG.supplemental-metad.json", "IMG_2.JPG.dupligone.xmp", "IMG_3.CR2", "IMG_3.JPG",
+                 "IMG_3.xmp", "IMG_4.jpg"):
         (d / name).write_bytes(b"x")
     os.symlink("/etc/hostname", d / "IMG_4.jpg.xmp")  # a link is never a companion
     c1 = companions.companions_of(str(d / "IMG_1.HEIC"))
     assert sorted(os.path.basename(p) for p in c1.all) == ["IMG_1.MOV", "IMG_1.aae"]
     c2 = companions.companions_of(str(d / "IMG_2.JPG"))
-    assert sorted(os.path.basename(p) for p in c2.own) == ["IMG_2.JPG.json", "IMG_2.JPG.supplemental-metad.json",
-                                                            "IMG_2.JPG.xmp"]
+    assert sorted(os.path.basename(p) for p in c2.own) == ["IMG_2.JPG.dupligone.xmp", "IMG_2.JPG.json",
+                                                            "IMG_2.JPG.supplemental-metad.json", "IMG_2.JPG.xmp"]
     assert companions.companions_of(str(d / "IMG_4.jpg")).all == ()
     # IMG_3.xmp belongs to the RAW and the JPEG: it stays while either stays.
     batch = companions.companions_for_batch([str(d / "IMG_3.JPG")])
@@ -189,7 +190,7 @@ def _scan(*args: str) -> dict[str, Any]:
     return out
 
 
-def test_scan_of_a_real_library(tmp_path: Path) -> None:
+def test_scan_of_a_real_library_and_the_keep_raw_rule(tmp_path: Path) -> None:
     f = build_library(tmp_path / "lib")
     before = {p: sha256(p) for p in (tmp_path / "lib").rglob("*") if p.is_file()}
     out = _scan(str(tmp_path / "lib"), "--workers", "2")
@@ -210,11 +211,9 @@ def test_scan_of_a_real_library(tmp_path: Path) -> None:
                      "heic5": ["mov5"], "dup5": ["dupmov5"]}
     assert {p: sha256(p) for p in (tmp_path / "lib").rglob("*") if p.is_file()} == before  # changes nothing
 
-
-def test_keep_raw_frees_the_pair_jpegs(tmp_path: Path) -> None:
+    # The person's rule frees the pairs' JPEGs; the RAWs stay.
     from dupligoned.services.scan import scan
 
-    f = build_library(tmp_path / "lib", size=(800, 536))
     res = scan([str(tmp_path / "lib")], workers=1, keeper_params=KeeperParams(raw_jpeg_pairs="keep-raw"))
     deleted = {p for g in res.groups for p in g.delete}
     assert str(f["jpg1"]) in deleted and str(f["jpg2"]) in deleted
@@ -228,7 +227,7 @@ def served_library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     port = free_port()
     cfg = write_config(tmp_path, port)
-    f = build_library(tmp_path / "lib", size=(960, 640))
+    f = build_library(tmp_path / "lib")
     with Daemon(cfg) as d:
         wait_for(lambda: f"review page on http://127.0.0.1:{port}/" in d.log(), 30, "the review page")
         yield d, cfg, port, f
@@ -361,3 +360,82 @@ def test_uploads_take_raws_and_jpeg_xl_by_their_bytes(tmp_path: Path) -> None:
     assert uploads.safe_name("x.RAF", "RAW") == "x.raf"
     with pytest.raises(uploads.UploadRefused):
         uploads.check("IMG_1.MOV", b"\x00\x00\x00\x14ftypqt  ", 10, 10**6)  # a video alone is not a photo
+
+
+def test_daemon_groups_a_pair_whose_two_developments_differ(tmp_path: Path) -> None:
+    """A camera JPEG can look unlike libraw's development of its RAW (a film simulation, a
+    strong picture style), and arrive in another session (the RAW first, the JPEG copied in
+    later): the pair is still one shot in one group, found through the index."""
+    import time
+
+    from dupligoned.adapters.config import load_config
+    from dupligoned.adapters.index import open_index
+    from dupligoned.services import cluster, review, sessions
+    from tests.web_support import build_index
+
+    cfg = write_config(tmp_path, free_port())
+    lib = tmp_path / "lib" / "DCIM"
+    lib.mkdir(parents=True)
+    raw = save_dng(lib / "IMG_7.DNG", scene(720, 480, 21), taken="2024:05:02 09:00:00")
+    save_jpeg(lib / "IMG_8.JPG", scene(720, 480, 23), taken="2024:05:02 09:00:00")  # another shot
+    build_index(cfg)  # the first scan: the RAW alone
+    styled = save_jpeg(lib / "IMG_7.JPG", scene(720, 480, 22), taken="2024:05:02 09:00:00")
+    assert _dist(_hash(raw), _hash(styled)) > 10  # no hash neighbour of its RAW
+    build_index(cfg)  # the JPEG joins a new session
+    c = load_config(cfg)
+    idx = open_index(c.index_path)
+    try:
+        sessions.close_quiet_sessions(idx, time.time() + 3600, 0)
+        settings = cluster.settings_from(c.cluster, c.keeper)
+        later = [s["token"] for s in sessions.list_sessions(idx) if s["kind"] != "first_scan"]
+        assert len(later) == 1
+        for sid in sessions.ready_to_cluster(idx):
+            cluster.cluster_session(idx, sid, cluster.Library.load(idx), settings)
+        out = review.groups_json(idx, later[0])
+    finally:
+        idx.close()
+    assert [sorted(os.path.basename(m) for m in c["members"]) for c in out["clusters"]] == [["IMG_7.DNG", "IMG_7.JPG"]]
+    assert out["clusters"][0]["delete"] == []
+
+
+def test_trash_purge_and_crash_recovery_take_companions_along(tmp_path: Path) -> None:
+    import time
+
+    from dupligoned.adapters.config import load_config
+    from dupligoned.adapters.index import open_index
+    from dupligoned.services import trash
+    from tests.library_files import save_heic
+    from tests.web_support import build_index
+
+    cfg = write_config(tmp_path, free_port())
+    lib = tmp_path / "lib"
+    photo = save_heic(lib / "IMG_1.HEIC", scene(480, 360, 1))
+    mov = save_mov(lib / "IMG_1.MOV")
+    xmp = save_xmp(lib / "IMG_1.HEIC.xmp", keywords=("x",))
+    digests = {p: sha256(p) for p in (photo, mov, xmp)}
+    build_index(cfg)
+    c = load_config(cfg)
+    idx = open_index(c.index_path)
+    try:
+        pid = int(idx.scalar("SELECT id FROM photos WHERE path = ?", (str(photo),)))
+        root_for = trash.default_trash_root("", [str(lib)])
+        (m,) = trash.move_to_trash(idx, [pid], root_for)
+        assert sorted(m.companions) == sorted([str(mov), str(xmp)])
+        assert not any(p.exists() for p in digests)
+        recorded = trash.companions_of_entries(idx, [int(m.trash_id or 0)])[int(m.trash_id or 0)]
+        assert {r["original_path"]: r["sha256"] for r in recorded} == {str(mov): digests[mov], str(xmp): digests[xmp]}
+        # A crash after the photo moved but before its companions did: recovery sends them after it.
+        trash.restore(idx, int(m.trash_id or 0))
+        (m2,) = trash.move_to_trash(idx, [pid], root_for)
+        folder = Path(str(m2.trash_path)).parent
+        for comp in m2.companions:  # put them back as if the crash came first
+            os.rename(folder / os.path.basename(comp), comp)
+        with idx.tx() as conn:
+            conn.execute("UPDATE trash SET state = 'moving' WHERE id = ?", (m2.trash_id,))
+        assert trash.recover(idx) == 1
+        assert not mov.exists() and not xmp.exists() and (folder / "IMG_1.MOV").exists()
+        # Purged together: nothing of the photo is left in the trash.
+        trash.purge(idx, 0, now=time.time() + 10)
+        assert not folder.exists()
+    finally:
+        idx.close()
