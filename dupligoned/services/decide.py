@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from dupligoned.adapters.decode import decode_photo
+from dupligoned.adapters.decode import LumaPlane, decode_luma
 from dupligoned.adapters.faces import count_faces
-from dupligoned.core import keeper
+from dupligoned.core import keeper, provenance
 from dupligoned.core.model import GroupDecision, PhotoInfo
 from dupligoned.core.quality import measure
 from dupligoned.errors import PhotoError
@@ -50,33 +50,60 @@ def look_closer(
     # ranks those. Between copies of one shot they cannot differ, so they are not looked for.
     shots = any(d > params.shot_distance for d in keeper.pair_distances([photos[k] for k in sorted(peers)]))
     images: list[npt.NDArray[np.uint8] | None] = []
+    planes: list[LumaPlane | None] = []
     out: list[PhotoInfo] = []
     counted: dict[str, int] = {}
     for k, p in enumerate(photos):
         if k not in peers or len(peers) < 2:
             images.append(None)
+            planes.append(None)
             out.append(p)
             continue
         try:
-            work = decode_photo(p.path, work_px=long_edge).work
+            plane = decode_luma(p.path)
         except PhotoError:
             images.append(None)
+            planes.append(None)
             out.append(p)
             continue
-        img = _resize(work, w, h)
+        full = plane.oriented()
+        img = _resize(full, w, h)
         faces = p.quality.faces
         if shots:
-            f = min(1.0, FACES_PX / max(work.shape))
-            faces = counted[p.path] = count_faces(_resize(work, round(work.shape[1] * f), round(work.shape[0] * f)))
+            f = min(1.0, FACES_PX / max(full.shape))
+            faces = counted[p.path] = count_faces(_resize(full, round(full.shape[1] * f), round(full.shape[0] * f)))
         # Figures at the common size, so that copies of one size compare like for like.
         out.append(replace(p, quality=replace(measure(img), faces=faces)))
         images.append(img)
-    return out, keeper.compare(images), counted
+        planes.append(plane)
+    return out, _with_history(keeper.compare(images), planes), counted
+
+
+def _with_history(comparison: keeper.Comparison, planes: Sequence[LumaPlane | None]) -> keeper.Comparison:
+    """The comparison with what the members' compression history says: which member carries
+    another's JPEG quantiser (made from it), and which lossless member has exactly a lossy
+    member's pixels (converted from it)."""
+    if not any(pl is not None and pl.jpeg_table for pl in planes):
+        return comparison
+    coefs = [None if pl is None else provenance.block_dct(pl.raw) for pl in planes]
+    shapes = [None if pl is None else pl.raw.shape for pl in planes]
+    for k, c in enumerate(coefs):  # only members stored at the same size share a block grid
+        if c is not None and sum(1 for s in shapes if s == shapes[k]) < 2:
+            coefs[k] = None
+    lineage = provenance.quantiser_lineage(coefs, [None if pl is None else pl.jpeg_table for pl in planes])
+    identical: list[tuple[int, int]] = []
+    for li in lineage:
+        a, b = planes[li.child], planes[li.parent]
+        if a is not None and b is not None and provenance.same_pixels(a.raw, b.raw):
+            identical.append((li.child, li.parent))
+    return replace(comparison, lineage=tuple(lineage), identical=tuple(identical))
+
+
 
 
 def decide_group(photos: Sequence[PhotoInfo], params: keeper.KeeperParams = keeper.KeeperParams()) -> GroupDecision:
     if len({p.content_hash for p in photos}) == 1:
         return keeper.decide(photos, None, params)
     closer, comparison, faces = look_closer(photos, params)
-    decision = keeper.decide(closer, comparison, params)
+    decision = keeper.decide(closer, comparison, params, shown=photos)
     return replace(decision, faces=tuple(sorted(faces.items()))) if faces else decision
