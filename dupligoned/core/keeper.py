@@ -127,20 +127,22 @@ def fig(value: float) -> str:
 
 
 def _derived_reason(child: PhotoInfo, parent: PhotoInfo, same: bool) -> str:
-    """Why ``child``, which carries ``parent``'s JPEG quantiser, is a copy of it."""
+    """Why ``child`` is a copy of ``parent``, in the words of the evidence (core/provenance.py)."""
     pname = _name(parent)
-    if child.format == "JPEG":
-        first = f"first saved at JPEG quality {parent.jpeg_quality}, then {child.jpeg_quality}" \
-            if parent.jpeg_quality and child.jpeg_quality else "it keeps the first JPEG compression"
-        return f"re-saved from {pname} ({first})"
     kind = _FORMAT_WORD.get(child.format, child.format)
     what = "conversion" if child.lossless else "re-encode"
     if same:
-        facts = "identical pixels" + ("; no camera data" if not child.camera and parent.camera else "")
-    else:
-        facts = f"it keeps the JPEG compression of {pname}" + \
-            (f" (quality {parent.jpeg_quality})" if parent.jpeg_quality else "")
-    return f"{kind} {what} of {pname} ({facts})"
+        return f"{kind} {what} of {pname} (identical pixels" + \
+            ("; no camera data)" if not child.camera and parent.camera else ")")
+    if child.format == "JPEG" and parent.format != "JPEG":  # a JPEG ghost
+        lossless = "lossless " if parent.lossless else ""
+        return (f"JPEG copy of {lossless}{pname} (saving {pname} at JPEG quality {child.jpeg_quality} "
+                "gives these pixels)")
+    if child.format == "JPEG":
+        first = f"first saved at JPEG quality {parent.jpeg_quality}, then {child.jpeg_quality}"
+        heavy = child.jpeg_quality is not None and child.jpeg_quality < KeeperParams.heavy_jpeg_quality
+        return f"{'heavily compressed copy of' if heavy else 're-saved from'} {pname} ({first})"
+    return f"{kind} {what} of {pname} (it keeps the JPEG compression of {pname}, quality {parent.jpeg_quality})"
 
 
 def decide(
@@ -200,6 +202,8 @@ def decide(
             derived = {}
     reason.update({k: (why, par) for k, (why, par) in derived.items()})
     sources = [k for k in reps if k not in derived]
+    # Members another member was made from: the history proves them earlier than their copies.
+    ancestors = {par for _, par in derived.values()}
 
     # 3. resolution.
     top = max(photos[k].pixels for k in sources)
@@ -278,6 +282,7 @@ def decide(
             return (protected_first, -quality_score)
         return (
             protected_first,
+            0.0 if k in ancestors else 1.0,
             0.0 if p.lossless else 1.0,
             0.0 if (q(k) or 0) >= params.camera_jpeg_quality else 1.0,
             0.0 if (p.camera or p.taken_at) else 1.0,  # messengers and web exports strip EXIF
@@ -363,7 +368,7 @@ def _uncertain(
     a, b = rank(ranked[0]), rank(ranked[1])
     if distinct_shots:
         return abs(a[1] - b[1]) < 0.02
-    if a[:3] != b[:3]:  # protected, lossless, camera-grade JPEG
+    if a[:4] != b[:4]:  # protected, made-from by history, lossless, camera-grade JPEG
         return not (photos[ranked[0]].camera or photos[ranked[0]].taken_at) and bool(
             photos[ranked[1]].camera or photos[ranked[1]].taken_at)
     return not history

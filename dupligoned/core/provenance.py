@@ -29,9 +29,11 @@ _STD = np.array([16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
                  55, 64, 81, 104, 113, 92, 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100,
                  103, 99], dtype=np.float64)
 
-MIN_STEP = 5  # steps below this are hidden by the decoder's rounding (±1 pixel ≈ ±8/8 per coefficient)
-LATTICE = 0.5  # a lattice score above this: the coefficients sit on the table's multiples
+MIN_STEP = 8  # smaller steps drown in the rounding of a colour round trip (JPEG → RGB → luma)
+LATTICE = 0.35  # a lattice score above this: the coefficients sit on the table's multiples (unrelated: ~0)
 AGREE = 0.8  # and this share of them quantise to the very values the source holds
+OFF_LATTICE = 0.15  # below this a photo is off a table's lattice
+GHOST = 0.9  # share of an off-lattice photo's coefficients that quantise to a JPEG's own values
 
 
 def _dct_matrix() -> npt.NDArray[np.float64]:
@@ -67,7 +69,8 @@ def block_dct(luma: npt.NDArray[np.generic], max_blocks: int = 2500) -> npt.NDAr
     return np.asarray(coef.reshape(-1, 64), dtype=np.float64)
 
 
-def lattice_score(coef: npt.NDArray[np.float64], table: Sequence[int]) -> float | None:
+def lattice_score(coef: npt.NDArray[np.float64], table: Sequence[int],
+                  own: Sequence[int] | None = None) -> float | None:
     """How closely the coefficients sit on the multiples of ``table``: ~1 on it, ~0 off it.
 
     Only coefficients whose step is large enough to tell from rounding, and that are not near
@@ -99,36 +102,45 @@ class Lineage:
 def quantiser_lineage(
     coefs: Sequence[npt.NDArray[np.float64] | None],
     tables: Sequence[Table | None],
-    own: Sequence[Table | None] | None = None,
 ) -> list[Lineage]:
-    """Members that carry another member's JPEG quantiser, and the member they carry it from.
+    """Which members were made from which, read from JPEG quantisers.
 
-    ``coefs[k]`` is member k's block DCT (None: not comparable, e.g. another size), ``tables[k]``
-    its luminance table when it is a JPEG. A JPEG member X carries A's history only where A's
-    table is not X's own (X sits on its own lattice anyway) and A's steps are coarser than X's:
-    a finer quantiser cannot leave a coarser lattice behind.
+    ``coefs[k]`` is member k's block DCT (None: not comparable, e.g. another stored size) and
+    ``tables[k]`` its luminance table when it is a JPEG. For a JPEG member A and another member X:
+
+    - X's coefficients sit on A's lattice and quantise to A's values: X was made from A (a PNG
+      conversion, a re-save at a finer quality, a re-encode). A JPEG X is only tested on the
+      steps of A that are at least twice its own, which its own quantiser cannot have made.
+    - X is off A's lattice, yet quantising X with A's table gives A's values: A was made from X
+      by saving it as a JPEG (Farid's "JPEG ghost" at A's own table): a camera HEIC or a
+      finer JPEG, and A its messenger or export copy.
+
+    A pair that reads both ways says nothing.
     """
-    own = tables if own is None else own
-    out: list[Lineage] = []
+    found: dict[tuple[int, int], float] = {}
     for x, cx in enumerate(coefs):
-        if cx is None:
-            continue
-        best: Lineage | None = None
         for a, ta in enumerate(tables):
-            if a == x or ta is None or coefs[a] is None:
+            ca = coefs[a]
+            if a == x or ta is None or cx is None or ca is None or cx.shape != ca.shape:
                 continue
-            tx = own[x]
-            if tx is not None:
-                if tuple(tx) == tuple(ta) or not _coarser(ta, tx):
-                    continue
-            s = lattice_score(cx, ta)
-            if s is None or s < LATTICE or agreement(cx, coefs[a], ta) < AGREE:  # type: ignore[arg-type]
+            tx = tables[x]
+            if tx is not None and tuple(tx) == tuple(ta):
                 continue
-            if best is None or s > best.score:
-                best = Lineage(x, a, s)
-        if best is not None:
-            out.append(best)
-    return out
+            s = lattice_score(cx, ta, tx)
+            if s is None:
+                continue
+            g = agreement(cx, ca, ta)
+            if s >= LATTICE and g >= AGREE:
+                found[(x, a)] = s  # x made from a
+            elif s < OFF_LATTICE and g >= GHOST:
+                found[(a, x)] = g  # a made from x
+    out: dict[int, Lineage] = {}
+    for (child, parent), score in sorted(found.items()):
+        if (parent, child) in found:
+            continue
+        if child not in out or score > out[child].score:
+            out[child] = Lineage(child, parent, score)
+    return [out[k] for k in sorted(out)]
 
 
 def agreement(child: npt.NDArray[np.float64], parent: npt.NDArray[np.float64], table: Sequence[int]) -> float:
@@ -163,7 +175,7 @@ def first_quality(coef: npt.NDArray[np.float64], own: Sequence[int] | None) -> i
         t = ijg_table(q)
         if own is not None and not _coarser(t, own):
             continue
-        s = lattice_score(coef, t)
+        s = lattice_score(coef, t, own)
         if s is not None and s >= LATTICE and (best is None or s > best[0] + 0.02):
             best = (s, q)
     return best[1] if best else None

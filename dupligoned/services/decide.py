@@ -76,27 +76,37 @@ def look_closer(
         out.append(replace(p, quality=replace(measure(img), faces=faces)))
         images.append(img)
         planes.append(plane)
-    return out, _with_history(keeper.compare(images), planes), counted
+    return out, _with_history(keeper.compare(images), planes, photos), counted
 
 
-def _with_history(comparison: keeper.Comparison, planes: Sequence[LumaPlane | None]) -> keeper.Comparison:
+def _with_history(
+    comparison: keeper.Comparison, planes: Sequence[LumaPlane | None], photos: Sequence[PhotoInfo]
+) -> keeper.Comparison:
     """The comparison with what the members' compression history says: which member carries
     another's JPEG quantiser (made from it), and which lossless member has exactly a lossy
     member's pixels (converted from it)."""
-    if not any(pl is not None and pl.jpeg_table for pl in planes):
-        return comparison
-    coefs = [None if pl is None else provenance.block_dct(pl.raw) for pl in planes]
-    shapes = [None if pl is None else pl.raw.shape for pl in planes]
-    for k, c in enumerate(coefs):  # only members stored at the same size share a block grid
-        if c is not None and sum(1 for s in shapes if s == shapes[k]) < 2:
-            coefs[k] = None
-    lineage = provenance.quantiser_lineage(coefs, [None if pl is None else pl.jpeg_table for pl in planes])
+    shapes = [None if pl is None else (pl.raw.shape, pl.orientation) for pl in planes]
+    # A lossless member with exactly a lossy member's pixels was converted from it.
     identical: list[tuple[int, int]] = []
-    for li in lineage:
-        a, b = planes[li.child], planes[li.parent]
-        if a is not None and b is not None and provenance.same_pixels(a.raw, b.raw):
-            identical.append((li.child, li.parent))
-    return replace(comparison, lineage=tuple(lineage), identical=tuple(identical))
+    lineage: dict[int, provenance.Lineage] = {}
+    for c, pc in enumerate(planes):
+        if pc is None or not photos[c].lossless:
+            continue
+        for par, pp in enumerate(planes):
+            if (pp is not None and not photos[par].lossless and shapes[par] == shapes[c]
+                    and provenance.same_pixels(pc.raw, pp.raw)):
+                identical.append((c, par))
+                lineage[c] = provenance.Lineage(c, par, 1.0)
+                break
+    if any(pl is not None and pl.jpeg_table for pl in planes):
+        # Only members stored at the same size share a block grid.
+        coefs = [None if pl is None or sum(1 for s in shapes if s == shapes[k]) < 2
+                 else provenance.block_dct(pl.raw) for k, pl in enumerate(planes)]
+        for li in provenance.quantiser_lineage(coefs, [None if pl is None else pl.jpeg_table for pl in planes]):
+            lineage.setdefault(li.child, li)
+    if not lineage:
+        return comparison
+    return replace(comparison, lineage=tuple(lineage[k] for k in sorted(lineage)), identical=tuple(identical))
 
 
 
