@@ -104,8 +104,8 @@ def test_every_group_keeps_exactly_one_unprotected_photo_and_gives_reasons() -> 
     decision = decide(photos)
     assert decision.keep == ["/p/0.jpg"]
     assert [v.reason for v in decision.verdicts if not v.keep] == [
-        "lower resolution 3500×2625 vs 4000×3000", "lower resolution 3000×2250 vs 4000×3000",
-        "lower resolution 2500×1875 vs 4000×3000"]
+        "lower resolution 3500×2625 vs 4000×3000 of 0.jpg", "lower resolution 3000×2250 vs 4000×3000 of 0.jpg",
+        "lower resolution 2500×1875 vs 4000×3000 of 0.jpg"]
 
 
 def test_burst_keeps_the_sharpest_frame(tmp_path: Path) -> None:

@@ -41,6 +41,7 @@ from dupligoned.core.crops import crop_reasons
 from dupligoned.core.model import GroupDecision, PhotoInfo, Verdict
 from dupligoned.core.provenance import Lineage
 from dupligoned.core.quality import QualityWeights, laplacian, score
+from dupligoned.core.quality import shown as on_card
 
 _COPY_NAME = re.compile(r"(\(\d+\)|\bcopy\b|\bkopie\b|\bcopie\b|-\d+$|_\d$)", re.IGNORECASE)
 
@@ -122,7 +123,7 @@ _FORMAT_WORD = {"PNG": "PNG", "WEBP": "WebP", "HEIF": "HEIC", "AVIF": "AVIF", "T
 
 
 def fig(value: float) -> str:
-    """A quality figure as the review card shows it (one decimal): reasons quote the same number."""
+    """A quality figure as the review card shows it (``quality.shown``): reasons quote that number."""
     return str(round(float(value), 1))
 
 
@@ -211,7 +212,8 @@ def decide(
     contenders = [k for k in sources if photos[k].pixels >= params.resolution_ratio * top]
     for k in sources:
         if k not in contenders:
-            reason[k] = (f"lower resolution {photos[k].dims} vs {photos[biggest].dims}", biggest)
+            reason[k] = (f"lower resolution {photos[k].dims} vs {photos[biggest].dims} of {_name(photos[biggest])}",
+                         biggest)
 
     # 4. degraded copies among the contenders.
     left = list(contenders)
@@ -256,9 +258,9 @@ def decide(
         noisy: dict[int, tuple[str, int | None]] = {}
         for k in left:
             for o in left:
-                qk, qo = q(k), q(o)
-                # A sharper copy saved at clearly higher quality may owe its detail to that.
-                if o == k or (qk and qo and qk - qo >= 5):
+                # Saved at a higher quality or not: white noise that makes a copy "sharper" and
+                # noisier than another was added to it (a finer quantiser keeps detail, not grain).
+                if o == k:
                     continue
                 if (comparison.white[k, o] >= params.white_ratio
                         and sharp[k] > params.noise_sharpness_ratio * sharp[o]
@@ -331,7 +333,7 @@ def decide(
             verdicts[k] = Verdict(
                 p.path, False,
                 f"weaker shot than {_name(keeper)} (quality score "
-                f"{score(card[k].quality, params.weights):.3f} vs {score(card[best].quality, params.weights):.3f})",
+                f"{on_card(card[k].quality, params.weights)['score']:.2f} vs {on_card(card[best].quality, params.weights)['score']:.2f})",
             )
         elif keeper.lossless and not p.lossless:
             verdicts[k] = Verdict(p.path, False, f"lossy copy of lossless {_name(keeper)}")
