@@ -59,7 +59,8 @@ def test_scan_groups_copies_keeps_the_original_and_changes_nothing(tmp_path: Pat
     assert out["photos"] == len(lib) and out["errors"] == []
     assert len(out["clusters"]) == 1
     cluster = out["clusters"][0]
-    assert set(cluster) == {"members", "keep", "delete", "companions"}
+    assert set(cluster) == {"members", "keep", "delete", "uncertain", "companions"}
+    assert isinstance(cluster["uncertain"], bool)
     assert cluster["companions"] == {m: [] for m in cluster["members"]}  # no video, no sidecar here
     copies = {str(lib[k]) for k in ("original", "exact", "resized", "reencoded", "cropped", "blurred")}
     assert set(cluster["members"]) == copies
@@ -69,7 +70,7 @@ def test_scan_groups_copies_keeps_the_original_and_changes_nothing(tmp_path: Pat
     assert _fingerprint(root) == before  # a scan changes no file
     with_reasons = json.loads(_run("scan", str(root), "--json", "--reasons", "-q").stdout)
     why = with_reasons["clusters"][0]["reasons"]
-    assert why[str(lib["resized"])] == "lower resolution 640×480 vs 1024×768"
+    assert why[str(lib["resized"])] == "lower resolution 640×480 vs 1024×768 of IMG_4161.JPG"
     assert why[str(lib["exact"])] == "identical copy of IMG_4161.JPG"
     assert "blurrier" in why[str(lib["blurred"])]
 

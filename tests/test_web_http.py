@@ -120,7 +120,7 @@ def test_the_index_has_the_expected_groups(env: Env, api: Api) -> None:
     assert keeper["name"] == "IMG_4450.JPG" and keeper["verdict"] == "keep"
     for p in g["photos"]:
         assert {"size_bytes", "width", "height", "taken_at", "camera", "path", "reason", "thumb_url", "preview_url"} <= set(p)
-        assert {"sharpness", "brightness", "contrast", "faces", "score"} == set(p["quality"])
+        assert {"sharpness", "brightness", "contrast", "noise", "faces", "score"} == set(p["quality"])
 
 
 def test_healthz_needs_no_login_and_everything_else_does(env: Env, anon: Api) -> None:

@@ -393,3 +393,61 @@ def decode_grey(path: str, *, long_edge: int, max_pixels: int = DEFAULT_MAX_PIXE
     Used to compare a group's members at one common size. Raises like ``decode_photo``.
     """
     return decode_photo(path, max_pixels=max_pixels, work_px=long_edge).work
+
+
+@dataclass(frozen=True)
+class LumaPlane:
+    """A photo's full-resolution luma as stored (before EXIF orientation), for reading its
+    compression history: JPEG blocks sit on the stored pixel grid."""
+
+    raw: npt.NDArray[np.uint8]
+    orientation: int
+    jpeg_table: tuple[int, ...] | None  # the luminance quantisation table, row order (JPEG only)
+    format: str
+
+    def oriented(self) -> npt.NDArray[np.uint8]:
+        """The plane as a viewer shows it (EXIF orientation applied)."""
+        g, o = self.raw, self.orientation
+        if o == 2:
+            g = g[:, ::-1]
+        elif o == 3:
+            g = g[::-1, ::-1]
+        elif o == 4:
+            g = g[::-1, :]
+        elif o == 5:
+            g = g.T
+        elif o == 6:
+            g = np.rot90(g, -1)
+        elif o == 7:
+            g = g.T[::-1, ::-1]
+        elif o == 8:
+            g = np.rot90(g, 1)
+        return np.ascontiguousarray(g)
+
+
+def decode_luma(path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> LumaPlane:
+    """The full-resolution luma plane of ``path`` (a JPEG's Y channel as its decoder outputs it),
+    its EXIF orientation and, for a JPEG, its luminance quantisation table. Raises like
+    ``decode_photo``."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path, formats=_FORMATS) as im:
+                fmt = im.format or "?"
+                if im.size[0] * im.size[1] > max_pixels:
+                    raise TooManyPixels(path, f"too many pixels: {im.size[0]}×{im.size[1]}")
+                table = None
+                orientation = _exif_facts(im)[3]
+                if fmt in ("JPEG", "MPO"):
+                    tables = getattr(im, "quantization", None) or {}
+                    table = tuple(int(v) for v in tables[0]) if 0 in tables and len(tables[0]) == 64 else None
+                    im.draft("L", im.size)  # the Y plane itself, no colour conversion
+                im.load()
+                raw = np.asarray(_to_grey(im))
+    except (TooManyPixels, FileNotFoundError):
+        raise
+    except OSError as exc:
+        raise CorruptImage(path, f"corrupt image: {exc}") from None
+    except Exception as exc:
+        raise CorruptImage(path, f"corrupt image: {exc or type(exc).__name__}") from None
+    return LumaPlane(raw, orientation, table, fmt)

@@ -30,7 +30,7 @@ byte-identical copy of another. The JPEG of a RAW+JPEG pair is kept beside its R
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,7 +39,9 @@ import numpy.typing as npt
 from dupligoned.core import hashing, originals
 from dupligoned.core.crops import crop_reasons
 from dupligoned.core.model import GroupDecision, PhotoInfo, Verdict
+from dupligoned.core.provenance import Lineage
 from dupligoned.core.quality import QualityWeights, laplacian, score
+from dupligoned.core.quality import shown as on_card
 
 _COPY_NAME = re.compile(r"(\(\d+\)|\bcopy\b|\bkopie\b|\bcopie\b|-\d+$|_\d$)", re.IGNORECASE)
 
@@ -73,6 +75,10 @@ class Comparison:
 
     diff: npt.NDArray[np.float64]  # mean absolute grey-level difference
     white: npt.NDArray[np.float64]  # var(Laplacian(difference)) / var(difference); 20 = white noise
+    # Compression history (core/provenance.py): members carrying another member's JPEG quantiser,
+    # and (child, parent) pairs among them whose pixels are the same.
+    lineage: tuple[Lineage, ...] = ()
+    identical: tuple[tuple[int, int], ...] = ()
 
 
 def compare(images: Sequence[npt.NDArray[np.uint8] | None]) -> Comparison:
@@ -113,20 +119,55 @@ def _tie_key(p: PhotoInfo) -> tuple[bool, str, int, str]:
     return (looks_like_copy(p.path), p.taken_at or "9999", len(p.path), p.path)
 
 
+_FORMAT_WORD = {"PNG": "PNG", "WEBP": "WebP", "HEIF": "HEIC", "AVIF": "AVIF", "TIFF": "TIFF", "JPEG": "JPEG"}
+
+
+def fig(value: float) -> str:
+    """A quality figure as the review card shows it (``quality.shown``): reasons quote that number."""
+    return str(round(float(value), 1))
+
+
+def _derived_reason(child: PhotoInfo, parent: PhotoInfo, same: bool) -> str:
+    """Why ``child`` is a copy of ``parent``, in the words of the evidence (core/provenance.py)."""
+    pname = _name(parent)
+    kind = _FORMAT_WORD.get(child.format, child.format)
+    what = "conversion" if child.lossless else "re-encode"
+    if same:
+        return f"{kind} {what} of {pname} (identical pixels" + \
+            ("; no camera data)" if not child.camera and parent.camera else ")")
+    if child.format == "JPEG" and parent.format != "JPEG":  # a JPEG ghost
+        lossless = "lossless " if parent.lossless else ""
+        return (f"JPEG copy of {lossless}{pname} (saving {pname} at JPEG quality {child.jpeg_quality} "
+                "gives these pixels)")
+    if child.format == "JPEG":
+        first = f"first saved at JPEG quality {parent.jpeg_quality}, then {child.jpeg_quality}"
+        heavy = child.jpeg_quality is not None and child.jpeg_quality < KeeperParams.heavy_jpeg_quality
+        return f"{'heavily compressed copy of' if heavy else 're-saved from'} {pname} ({first})"
+    return f"{kind} {what} of {pname} (it keeps the JPEG compression of {pname}, quality {parent.jpeg_quality})"
+
+
 def decide(
     photos: Sequence[PhotoInfo],
     comparison: Comparison | None = None,
     params: KeeperParams = KeeperParams(),
     crops: Mapping[str, str] | None = None,
+    shown: Sequence[PhotoInfo] | None = None,
 ) -> GroupDecision:
     """Keep/delete verdicts for one group (``comparison`` in the order of ``photos``).
 
     ``crops`` maps a heavy crop's path to its original's (default: what the crop stage noted
     in each photo's ``extra``); a crop is never the keeper while its original is in the group.
+    ``shown`` are the same photos with the figures the review card shows (default ``photos``):
+    the rules may use finer figures, but a reason quotes only what the card shows.
+
+    Provenance comes first: a member made from another member (it carries that member's JPEG
+    quantiser) is never the keeper while its source is in the group. Quality rules then rank
+    only what no other member was made from.
     """
     n = len(photos)
     if n == 0:
         raise ValueError("empty group")
+    card = list(shown) if shown is not None else list(photos)
     order = sorted(range(n), key=lambda k: photos[k].path)
 
     # RAWs and the JPEGs of RAW+JPEG pairs (camera originals): never an identical copy of another.
@@ -140,21 +181,44 @@ def decide(
     # 2b. heavy crops (issue 4, core/crops.py): cut from another member, never the keeper.
     cut = crop_reasons(photos, crops)
     reps = [k for k in reps if k not in cut]
+    # reason[k] = (text, the member it names or None); the names are checked against the keeper below.
+    reason: dict[int, tuple[str, int | None]] = {k: (why, None) for k, why in cut.items()}
+    named: dict[int, int] = {}
+    crop_of = crops if crops is not None else {}
+    for k in cut:
+        src = crop_of.get(photos[k].path) or photos[k].extra.get("crop_of")
+        for o in range(n):
+            if photos[o].path == src:
+                named[k] = o
+
+    # 2c. provenance: a member made from another (it carries that member's JPEG quantiser).
+    derived: dict[int, tuple[str, int]] = {}
+    if comparison is not None and comparison.lineage:
+        same = set(comparison.identical)
+        for li in comparison.lineage:
+            c, par = li.child, li.parent
+            if c in reps and c not in camera_original and rep_of[photos[par].content_hash] in reps:
+                derived[c] = (_derived_reason(photos[c], photos[par], (c, par) in same), par)
+        if len(derived) >= len(reps):  # a cycle cannot be: keep the evidence out rather than drop all
+            derived = {}
+    reason.update({k: (why, par) for k, (why, par) in derived.items()})
+    sources = [k for k in reps if k not in derived]
+    # Members another member was made from: the history proves them earlier than their copies.
+    ancestors = {par for _, par in derived.values()}
 
     # 3. resolution.
-    top = max(photos[k].pixels for k in reps)
-    biggest = min((k for k in reps if photos[k].pixels == top), key=lambda k: _tie_key(photos[k]))
-    contenders = [k for k in reps if photos[k].pixels >= params.resolution_ratio * top]
-    reason: dict[int, str] = {
-        k: f"lower resolution {photos[k].dims} vs {photos[biggest].dims}"
-        for k in reps if k not in contenders
-    }
-    reason.update(cut)  # 2b.
+    top = max(photos[k].pixels for k in sources)
+    biggest = min((k for k in sources if photos[k].pixels == top), key=lambda k: _tie_key(photos[k]))
+    contenders = [k for k in sources if photos[k].pixels >= params.resolution_ratio * top]
+    for k in sources:
+        if k not in contenders:
+            reason[k] = (f"lower resolution {photos[k].dims} vs {photos[biggest].dims} of {_name(photos[biggest])}",
+                         biggest)
 
     # 4. degraded copies among the contenders.
     left = list(contenders)
 
-    def drop(why: dict[int, str]) -> None:
+    def drop(why: dict[int, tuple[str, int | None]]) -> None:
         nonlocal left
         if why and len(why) < len(left):  # never drop every contender
             reason.update(why)
@@ -164,41 +228,45 @@ def decide(
         return photos[k].jpeg_quality
 
     hq = [k for k in left if (q(k) or 100) >= params.heavy_jpeg_quality]
-    drop({k: f"heavily compressed copy (JPEG quality {q(k)}) of {_name(photos[hq[0]])}"
+    drop({k: (f"heavily compressed copy (JPEG quality {q(k)}) of {_name(photos[hq[0]])}", hq[0])
           for k in left if hq and (q(k) or 100) < params.heavy_jpeg_quality})
     # The median over every same-size copy: a heavily compressed copy still shows the exposure.
     med = float(np.median([photos[k].quality.brightness for k in contenders]))
     limit = max(params.exposure_outlier_min, params.exposure_outlier * med)
-    drop({
-        k: ("darker" if photos[k].quality.brightness < med else "brighter")
-        + f" copy (brightness {photos[k].quality.brightness:.0f} vs {med:.0f})"
-        for k in left if abs(photos[k].quality.brightness - med) > limit
-    })
+    normal = [k for k in left if abs(photos[k].quality.brightness - med) <= limit]
+    if normal:
+        ref = min(normal, key=lambda k: abs(photos[k].quality.brightness - med))
+        drop({
+            k: (("darker" if photos[k].quality.brightness < med else "brighter")
+                + f" copy of {_name(photos[ref])} (brightness {fig(card[k].quality.brightness)}"
+                + f" vs {fig(card[ref].quality.brightness)})", ref)
+            for k in left if abs(photos[k].quality.brightness - med) > limit
+        })
     if comparison is not None:
         # Sharpness relative to contrast²: an exposure or contrast change scales both alike,
         # so only blur and noise move it.
         sharp = {k: photos[k].quality.sharpness / max(1.0, photos[k].quality.contrast ** 2) for k in left}
-        blurred: dict[int, str] = {}
+        blurred: dict[int, tuple[str, int | None]] = {}
         for k in left:
             for o in left:
                 if (o != k and comparison.white[k, o] < params.white_ratio
                         and sharp[o] > params.blur_sharpness_ratio * sharp[k]):
                     blurred[k] = (f"blurrier copy of {_name(photos[o])} (sharpness "
-                                  f"{photos[k].quality.sharpness:.0f} vs {photos[o].quality.sharpness:.0f})")
+                                  f"{fig(card[k].quality.sharpness)} vs {fig(card[o].quality.sharpness)})", o)
                     break
         drop(blurred)
-        noisy: dict[int, str] = {}
+        noisy: dict[int, tuple[str, int | None]] = {}
         for k in left:
             for o in left:
-                qk, qo = q(k), q(o)
-                # A sharper copy saved at clearly higher quality may owe its detail to that.
-                if o == k or (qk and qo and qk - qo >= 5):
+                # Saved at a higher quality or not: white noise that makes a copy "sharper" and
+                # noisier than another was added to it (a finer quantiser keeps detail, not grain).
+                if o == k:
                     continue
                 if (comparison.white[k, o] >= params.white_ratio
                         and sharp[k] > params.noise_sharpness_ratio * sharp[o]
                         and photos[k].quality.noise > 1.2 * photos[o].quality.noise):
-                    noisy[k] = (f"noisier copy of {_name(photos[o])} "
-                                f"(noise {photos[k].quality.noise:.1f} vs {photos[o].quality.noise:.1f})")
+                    noisy[k] = (f"noisier copy of {_name(photos[o])}: noise added after capture "
+                                f"(noise {fig(card[k].quality.noise)} vs {fig(card[o].quality.noise)})", o)
                     break
         drop(noisy)
 
@@ -216,6 +284,7 @@ def decide(
             return (protected_first, -quality_score)
         return (
             protected_first,
+            0.0 if k in ancestors else 1.0,
             0.0 if p.lossless else 1.0,
             0.0 if (q(k) or 0) >= params.camera_jpeg_quality else 1.0,
             0.0 if (p.camera or p.taken_at) else 1.0,  # messengers and web exports strip EXIF
@@ -225,12 +294,15 @@ def decide(
             -quality_score,
         )
 
-    best = min(left, key=lambda k: (rank(k), _tie_key(photos[k])))
+    ranked = sorted(left, key=lambda k: (rank(k), _tie_key(photos[k])))
+    best = ranked[0]
     raws = [k for k in reps if originals.is_raw(photos[k])]
     if raws and not distinct_shots:  # provenance: the RAW is what the others were developed from
         best = min(raws, key=lambda k: (not photos[k].protected, -photos[k].pixels, -photos[k].size_bytes,
                                         _tie_key(photos[k])))
+        ranked = [best]
     keeper = photos[best]
+    uncertain = _uncertain(photos, ranked, rank, distinct_shots, bool(derived))
     verdicts: dict[int, Verdict] = {}
     for k in range(n):
         p = photos[k]
@@ -240,6 +312,7 @@ def decide(
             verdicts[k] = Verdict(p.path, True, "in a protected folder")
         elif rep_of[p.content_hash] != k:
             verdicts[k] = Verdict(p.path, False, f"identical copy of {_name(photos[rep_of[p.content_hash]])}")
+            named[k] = rep_of[p.content_hash]
         elif originals.is_raw(p):
             verdicts[k] = Verdict(p.path, True, "a RAW original (RAW files are kept)")
         elif k in pair_raw:
@@ -252,12 +325,15 @@ def decide(
         elif originals.is_raw(keeper) and k not in reason and not distinct_shots:
             verdicts[k] = Verdict(p.path, False, f"{p.format} copy of the RAW original {_name(keeper)}")
         elif k in reason:
-            verdicts[k] = Verdict(p.path, False, reason[k])
+            text, source = reason[k]
+            verdicts[k] = Verdict(p.path, False, text)
+            if source is not None:
+                named[k] = source
         elif distinct_shots:
             verdicts[k] = Verdict(
                 p.path, False,
                 f"weaker shot than {_name(keeper)} (quality score "
-                f"{score(p.quality, params.weights):.2f} vs {score(keeper.quality, params.weights):.2f})",
+                f"{on_card(card[k].quality, params.weights)['score']:.2f} vs {on_card(card[best].quality, params.weights)['score']:.2f})",
             )
         elif keeper.lossless and not p.lossless:
             verdicts[k] = Verdict(p.path, False, f"lossy copy of lossless {_name(keeper)}")
@@ -265,7 +341,36 @@ def decide(
             verdicts[k] = Verdict(p.path, False, f"re-saved copy of {_name(keeper)} (JPEG quality {qk} vs {qb})")
         else:
             verdicts[k] = Verdict(p.path, False, f"re-encoded copy of {_name(keeper)}")
+    # Every reason names a photo that stays: a copy of a copy also names the keeper.
+    kept = {k for k, v in verdicts.items() if v.keep}
+    for k, o in named.items():
+        v = verdicts[k]
+        if not v.keep and o not in kept and o != k:
+            verdicts[k] = Verdict(v.path, False, f"{v.reason}; kept: {_name(keeper)}")
     return GroupDecision(
         members=tuple(photos[k].path for k in order),
         verdicts=tuple(verdicts[k] for k in order),
+        uncertain=uncertain,
     )
+
+
+def _uncertain(
+    photos: Sequence[PhotoInfo], ranked: Sequence[int], rank: Callable[[int], tuple[float, ...]],
+    distinct_shots: bool, history: bool,
+) -> bool:
+    """Whether the keeper rests on weak evidence, so a person should look first.
+
+    Certain: one contender left (the others are copies by provenance or clear degradation),
+    or the runner-up loses on format (lossless) or camera-grade compression. Uncertain: distinct
+    shots of nearly the same quality, copies told apart only by the pixel medoid, size or name,
+    and a keeper without camera data while a dropped-to-second copy has it.
+    """
+    if len(ranked) < 2:
+        return False
+    a, b = rank(ranked[0]), rank(ranked[1])
+    if distinct_shots:
+        return abs(a[1] - b[1]) < 0.02
+    if a[:4] != b[:4]:  # protected, made-from by history, lossless, camera-grade JPEG
+        return not (photos[ranked[0]].camera or photos[ranked[0]].taken_at) and bool(
+            photos[ranked[1]].camera or photos[ranked[1]].taken_at)
+    return not history

@@ -54,6 +54,8 @@ class GroupDecision:
     # Faces counted while deciding, as (path, count): only between distinct shots, where the
     # quality score ranks them. Photos not in here were not looked at for faces.
     faces: tuple[tuple[str, int], ...] = ()
+    # The keeper rests on weak or conflicting evidence: the review page lists such groups first.
+    uncertain: bool = False
 
     @property
     def keep(self) -> list[str]:

@@ -86,3 +86,10 @@ def score(q: Quality, weights: QualityWeights = QualityWeights()) -> float:
         weights.sharpness * parts["sharpness"] + weights.brightness * parts["brightness"]
         + weights.contrast * parts["contrast"] + weights.faces * parts["faces"]
     ) / total
+
+
+def shown(q: Quality, weights: QualityWeights = QualityWeights()) -> dict[str, float]:
+    """The figures as the review card shows them, and as reasons quote them: one measurement,
+    one number (one decimal; the overall score two)."""
+    return {"sharpness": round(q.sharpness, 1), "brightness": round(q.brightness, 1),
+            "contrast": round(q.contrast, 1), "noise": round(q.noise, 1), "score": round(score(q, weights), 2)}

@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from dupligoned.adapters.decode import decode_photo
+from dupligoned.adapters.decode import LumaPlane, decode_luma
 from dupligoned.adapters.faces import count_faces
-from dupligoned.core import keeper
+from dupligoned.core import keeper, provenance
 from dupligoned.core.model import GroupDecision, PhotoInfo
 from dupligoned.core.quality import measure
 from dupligoned.errors import PhotoError
@@ -50,33 +50,70 @@ def look_closer(
     # ranks those. Between copies of one shot they cannot differ, so they are not looked for.
     shots = any(d > params.shot_distance for d in keeper.pair_distances([photos[k] for k in sorted(peers)]))
     images: list[npt.NDArray[np.uint8] | None] = []
+    planes: list[LumaPlane | None] = []
     out: list[PhotoInfo] = []
     counted: dict[str, int] = {}
     for k, p in enumerate(photos):
         if k not in peers or len(peers) < 2:
             images.append(None)
+            planes.append(None)
             out.append(p)
             continue
         try:
-            work = decode_photo(p.path, work_px=long_edge).work
+            plane = decode_luma(p.path)
         except PhotoError:
             images.append(None)
+            planes.append(None)
             out.append(p)
             continue
-        img = _resize(work, w, h)
+        full = plane.oriented()
+        img = _resize(full, w, h)
         faces = p.quality.faces
         if shots:
-            f = min(1.0, FACES_PX / max(work.shape))
-            faces = counted[p.path] = count_faces(_resize(work, round(work.shape[1] * f), round(work.shape[0] * f)))
+            f = min(1.0, FACES_PX / max(full.shape))
+            faces = counted[p.path] = count_faces(_resize(full, round(full.shape[1] * f), round(full.shape[0] * f)))
         # Figures at the common size, so that copies of one size compare like for like.
         out.append(replace(p, quality=replace(measure(img), faces=faces)))
         images.append(img)
-    return out, keeper.compare(images), counted
+        planes.append(plane)
+    return out, _with_history(keeper.compare(images), planes, photos), counted
+
+
+def _with_history(
+    comparison: keeper.Comparison, planes: Sequence[LumaPlane | None], photos: Sequence[PhotoInfo]
+) -> keeper.Comparison:
+    """The comparison with what the members' compression history says: which member carries
+    another's JPEG quantiser (made from it), and which lossless member has exactly a lossy
+    member's pixels (converted from it)."""
+    shapes = [None if pl is None else (pl.raw.shape, pl.orientation) for pl in planes]
+    # A lossless member with exactly a lossy member's pixels was converted from it.
+    identical: list[tuple[int, int]] = []
+    lineage: dict[int, provenance.Lineage] = {}
+    for c, pc in enumerate(planes):
+        if pc is None or not photos[c].lossless:
+            continue
+        for par, pp in enumerate(planes):
+            if (pp is not None and not photos[par].lossless and shapes[par] == shapes[c]
+                    and provenance.same_pixels(pc.raw, pp.raw)):
+                identical.append((c, par))
+                lineage[c] = provenance.Lineage(c, par, 1.0)
+                break
+    if any(pl is not None and pl.jpeg_table for pl in planes):
+        # Only members stored at the same size share a block grid.
+        coefs = [None if pl is None or sum(1 for s in shapes if s == shapes[k]) < 2
+                 else provenance.block_dct(pl.raw) for k, pl in enumerate(planes)]
+        for li in provenance.quantiser_lineage(coefs, [None if pl is None else pl.jpeg_table for pl in planes]):
+            lineage.setdefault(li.child, li)
+    if not lineage:
+        return comparison
+    return replace(comparison, lineage=tuple(lineage[k] for k in sorted(lineage)), identical=tuple(identical))
+
+
 
 
 def decide_group(photos: Sequence[PhotoInfo], params: keeper.KeeperParams = keeper.KeeperParams()) -> GroupDecision:
     if len({p.content_hash for p in photos}) == 1:
         return keeper.decide(photos, None, params)
     closer, comparison, faces = look_closer(photos, params)
-    decision = keeper.decide(closer, comparison, params)
+    decision = keeper.decide(closer, comparison, params, shown=photos)
     return replace(decision, faces=tuple(sorted(faces.items()))) if faces else decision

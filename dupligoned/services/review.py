@@ -29,7 +29,8 @@ from dupligoned.adapters import companions as companion_files
 from dupligoned.adapters import metadata
 from dupligoned.adapters.index import Index
 from dupligoned.core import originals
-from dupligoned.core.quality import Quality, QualityWeights, score
+from dupligoned.core.model import PhotoInfo
+from dupligoned.core.quality import Quality, QualityWeights, shown
 from dupligoned.errors import DupliGoneError, UsageError
 from dupligoned.services import sessions, trash
 
@@ -118,6 +119,11 @@ def verdict(action: str | None, recommended: str, protected: bool) -> str:
     return action if action in ("keep", "delete") else recommended
 
 
+def card_figures(p: PhotoInfo, weights: QualityWeights = QualityWeights()) -> dict[str, Any]:
+    """The figures a photo's review card shows (what the index stores from its analysis)."""
+    return {**shown(p.quality, weights), "jpeg_quality": p.jpeg_quality}
+
+
 def _photo(r: Any, weights: QualityWeights) -> dict[str, Any]:
     q = Quality(float(r["sharpness"] or 0), float(r["brightness"] or 0), float(r["contrast"] or 0),
                 float(r["noise"] or 0), int(r["faces"] or 0))
@@ -127,11 +133,10 @@ def _photo(r: Any, weights: QualityWeights) -> dict[str, Any]:
         "size_bytes": int(r["size_bytes"]), "width": r["width"], "height": r["height"], "format": r["format"],
         "taken_at": r["taken_at"], "camera": r["camera"], "has_gps": bool(r["has_gps"]),
         "jpeg_quality": r["jpeg_quality"], "lossless": bool(r["lossless"]),
-        "noise": round(q.noise, 2),
-        "quality": {"sharpness": round(q.sharpness, 1), "brightness": round(q.brightness, 1),
-                    "contrast": round(q.contrast, 1),
-                    "faces": None if r["faces"] is None else int(r["faces"]),  # None: not measured
-                    "score": round(score(q, weights), 3)},
+        # The card's figures, as the keeper's reasons quote them (core.quality.shown).
+        "noise": shown(q, weights)["noise"],
+        "quality": {**shown(q, weights),
+                    "faces": None if r["faces"] is None else int(r["faces"])},  # None: not measured
         "recommended": r["recommended"], "reason": r["reason"], "decision": r["action"],
         "verdict": verdict(r["action"], r["recommended"], protected), "protected": protected, "has_thumb": bool(r["thumb"]),
         "seen": bool(r["seen"]), "kept_before": r["kept_why"],

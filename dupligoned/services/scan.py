@@ -46,7 +46,8 @@ class ScanResult:
         Each cluster has ``companions``: path -> its companion files (every member, maybe [])."""
         clusters: list[dict[str, object]] = []
         for g in self.groups:
-            c: dict[str, object] = {"members": list(g.members), "keep": g.keep, "delete": g.delete}
+            c: dict[str, object] = {"members": list(g.members), "keep": g.keep, "delete": g.delete,
+                                    "uncertain": g.uncertain}
             if reasons:
                 c["reasons"] = {v.path: v.reason for v in g.verdicts}
             c["companions"] = {m: self.companions.get(m, []) for m in g.members}

@@ -1,0 +1,133 @@
+"""Provenance: which copy was made from which, read from compression history, and the keeper's
+reasons that say so with the very figures the review card shows."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from dupligoned.adapters.decode import decode_luma
+from dupligoned.core import provenance as pv
+from dupligoned.services.review import card_figures
+from dupligoned.services.scan import scan
+
+from . import synth
+
+CAMERA = dict(synth.CAMERA, width=1024, height=768)
+
+
+def _decoded(path: Path) -> Image.Image:
+    with Image.open(path) as im:
+        return im.convert("RGB")
+
+
+def _jpeg(im: Image.Image, quality: int) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def test_ijg_tables_match_what_pillow_writes() -> None:
+    for q in (50, 75, 90, 98):
+        with Image.open(io.BytesIO(_jpeg(synth.scene(1, (64, 64)), q))) as im:
+            assert tuple(im.quantization[0]) == pv.ijg_table(q)
+
+
+def test_lineage_reads_conversions_resaves_and_jpeg_ghosts(tmp_path: Path) -> None:
+    scene = synth.scene(3, (640, 480))
+    orig = synth.save(scene, tmp_path / "IMG_0001.JPG", quality=75)
+    synth.save(_decoded(orig), tmp_path / "conv.png")
+    synth.save(_decoded(orig), tmp_path / "resave.jpg", quality=95)
+    synth.save(synth.noise(_decoded(orig), 6), tmp_path / "noisy.jpg", quality=95)
+    other = synth.scene(4, (640, 480))
+    synth.save(other, tmp_path / "master.png")  # a lossless master, and its JPEG export
+    synth.save(other, tmp_path / "export.jpg", quality=70)
+    names = ["IMG_0001.JPG", "conv.png", "resave.jpg", "noisy.jpg", "master.png", "export.jpg"]
+    planes = [decode_luma(str(tmp_path / n)) for n in names]
+    found = {(names[li.child], names[li.parent])
+             for li in pv.quantiser_lineage([pv.block_dct(p.raw) for p in planes], [p.jpeg_table for p in planes])}
+    assert ("conv.png", "IMG_0001.JPG") in found  # keeps the original's quantiser
+    assert ("resave.jpg", "IMG_0001.JPG") in found  # double quantisation: 75 then 95
+    assert ("export.jpg", "master.png") in found  # the master saved at the export's table
+    # Never the other way round, and noise added after decoding erases the history it would carry.
+    children = {c for c, _ in found}
+    assert "IMG_0001.JPG" not in children and "master.png" not in children and "noisy.jpg" not in children
+    assert pv.same_pixels(planes[1].raw, planes[0].raw)
+    assert not pv.same_pixels(planes[3].raw, planes[0].raw)
+
+
+def _library(root: Path) -> dict[str, Path]:
+    """A camera JPEG at quality 78 with EXIF and what people make of it, each saved higher."""
+    scene = synth.scene(11, (1024, 768))
+    lib = {"original": synth.save(scene, root / "DCIM" / "IMG_0001.JPG", quality=78, camera=CAMERA)}
+    pixels = _decoded(lib["original"])
+    lib["png"] = synth.save(pixels, root / "Export" / "IMG_0001.png")
+    lib["resave"] = synth.save(pixels, root / "Edited" / "IMG_0001-edited.jpg", quality=95)
+    lib["noisy"] = synth.save(synth.noise(pixels, 7, seed=2), root / "Edited" / "grain.jpg", quality=96)
+    lib["blurred"] = synth.save(synth.blur(pixels, 2.5), root / "Edited" / "soft.jpg", quality=97)
+    lib["dark"] = synth.save(synth.brightness(pixels, 0.45), root / "Edited" / "dark.jpg", quality=95)
+    lib["heic"] = synth.save(pixels, root / "Phone" / "IMG_0001.heic", quality=90)
+    lib["chat"] = synth.save(synth.resize(pixels, 640), root / "WhatsApp" / "IMG-20210612-WA0001.jpg", quality=60)
+    synth.photo(root / "DCIM" / "IMG_0002.JPG", 12, (1024, 768), quality=80)
+    return lib
+
+
+_FIGURE = re.compile(r"\((sharpness|brightness|noise|quality score) ([\d.]+) vs ([\d.]+)\)")
+
+
+def test_the_camera_original_is_kept_and_reasons_quote_the_cards_figures(tmp_path: Path) -> None:
+    lib = _library(tmp_path / "lib")
+    proc = subprocess.run([sys.executable, "-m", "dupligoned.cli.main", "scan", str(tmp_path / "lib"), "--json",
+                           "--reasons", "-q", "--workers", "2"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    (cluster,) = json.loads(proc.stdout)["clusters"]
+    assert set(cluster["members"]) == {str(p) for p in lib.values()}
+    assert cluster["keep"] == [str(lib["original"])]
+    why = {Path(p).name: r for p, r in cluster["reasons"].items()}
+    assert why["IMG_0001.png"] == "PNG conversion of IMG_0001.JPG (identical pixels; no camera data)"
+    assert why["IMG_0001-edited.jpg"] == "re-saved from IMG_0001.JPG (first saved at JPEG quality 78, then 95)"
+    assert why["IMG_0001.heic"].startswith("HEIC re-encode of IMG_0001.JPG")
+    assert why["grain.jpg"].startswith("noisier copy of IMG_0001.JPG")
+
+    # The same scan in-process: every reason names a kept photo, and each figure it quotes is the
+    # one the review card shows for that photo (card_figures is what the page renders).
+    result = scan([str(tmp_path / "lib")], workers=1)
+    cards = {p.path: card_figures(p) for p in result.photos}
+    (group,) = result.groups
+    kept = {Path(p).name for p in group.keep}
+    by_name = {Path(p.path).name: p.path for p in result.photos}
+    checked = 0
+    for v in group.verdicts:
+        if v.keep:
+            continue
+        named = [n for n in by_name if n in v.reason]
+        assert any(n in kept for n in named), v.reason
+        for label, mine, theirs in _FIGURE.findall(v.reason):
+            key = {"quality score": "score"}.get(label, label)
+            other = next(n for n in named if n != Path(v.path).name)
+            shown = "{:.2f}" if key == "score" else "{}"  # the card: score "%.2f", the rest as they are
+            assert mine == shown.format(cards[v.path][key]), (v.reason, cards[v.path])
+            assert theirs == shown.format(cards[by_name[other]][key]), (v.reason, cards[by_name[other]])
+            checked += 1
+        for first, then in re.findall(r"JPEG quality (\d+), then (\d+)", v.reason):
+            parent = next(n for n in named if n != Path(v.path).name)
+            assert int(first) == cards[by_name[parent]]["jpeg_quality"]
+            assert int(then) == cards[v.path]["jpeg_quality"]
+            checked += 1
+    assert checked >= 3
+
+
+def test_same_pixels_allows_only_colour_rounding() -> None:
+    a = (np.arange(64 * 64).reshape(64, 64) % 200).astype(np.uint8)
+    b = a.copy()
+    b[::7, ::5] += 1
+    assert pv.same_pixels(a, b)
+    b[::3, ::3] += 5
+    assert not pv.same_pixels(a, b)
