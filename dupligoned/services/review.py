@@ -260,6 +260,8 @@ def differences(p: dict[str, Any], keeper: dict[str, Any]) -> list[str]:
         out.append(near or (f"{share:.0%} of the pixels" if share < 1 else f"{share:.1f}x the pixels"))
     q, qk = p["quality"], keeper["quality"]
     for figure, more, less in (("sharpness", "sharper", "blurrier"), ("noise", "noisier", "cleaner")):
+        if figure in (p["reason"] or ""):
+            continue  # the reason already gives this figure, measured closer (at a common size)
         mine = float(p.get(figure, 0) or 0) if figure == "noise" else float(q["sharpness"])
         theirs = float(keeper.get(figure, 0) or 0) if figure == "noise" else float(qk["sharpness"])
         w = _ratio_words(figure, mine, theirs, more, less)
