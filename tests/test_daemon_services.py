@@ -108,7 +108,7 @@ def test_sessions_neighbours_decisions_trash_and_cleanup(tmp_path: Path) -> None
     assert [u["group_id"] for u in dry["unreviewed"]] == [g1_now["id"]]
     assert not {p["id"] for p in g1_now["photos"]} & {m["photo_id"] for m in dry["moves"]}
     assert review.plan_confirm(rig.index, burst["token"], include=True).to_json()["unreviewed"] == []
-    review.mark_opened(rig.index, burst["token"], g1_now["id"])  # the page showed it
+    review.mark_opened(rig.index, burst["token"], g1_now)  # the page showed it
 
     # Dry run moves nothing; confirm moves the deletions to trash; restore brings one back.
     dry = review.plan_confirm(rig.index, burst["token"]).to_json()

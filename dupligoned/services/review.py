@@ -497,15 +497,18 @@ def _remember_keep(conn: Any, photo_id: int, session_id: int | None, why: str, n
                  "decided_at = excluded.decided_at", (photo_id, session_id, why, now))
 
 
-def mark_opened(index: Index, token: str, group_id: int, *, now: float | None = None) -> None:
-    """The person has the group in front of them (the stepper or compare view showed it): its
-    current members count as seen. A member that joins later makes the group unreviewed again."""
+def mark_opened(index: Index, token: str, group: dict[str, Any], *, now: float | None = None) -> None:
+    """The person has ``group`` (as ``groups_of`` gives it) in front of them (the stepper or
+    compare view showed it): its current members count as seen. A member that joins later makes
+    the group unreviewed again. Writes nothing when every member was seen already."""
+    if all(p["seen"] for p in group["photos"]):
+        return
     now = time.time() if now is None else now
-    sid = int(session_by_token(index, token)["id"])
     with index.tx() as conn:
         conn.execute("INSERT OR IGNORE INTO review_views(session_id, photo_id, seen_at) "
-                     "SELECT g.session_id, m.photo_id, ? FROM groups g JOIN group_members m ON m.group_id = g.id "
-                     "WHERE g.id = ? AND g.session_id = ?", (now, group_id, sid))
+                     "SELECT g.session_id, m.photo_id, ? FROM sessions s JOIN groups g ON g.session_id = s.id "
+                     "JOIN group_members m ON m.group_id = g.id WHERE s.token = ? AND g.id = ?",
+                     (now, token, group["id"]))
 
 
 def accept_all(index: Index, token: str, *, now: float | None = None) -> int:

@@ -554,7 +554,7 @@ async def session_page(request: Request[Any, Any, Any], token: FromPath[str], g:
     elif groups:
         n = min(max(1, g or 1), len(groups))
         group = groups[n - 1]
-        rv.mark_opened(st.index, token, group["id"])  # shown: a confirm may take this group now
+        rv.mark_opened(st.index, token, group)  # shown: a confirm may take this group now
         rv.explain(group)
         uncertain = rv.uncertainty(group)
         gaps = [(k, rv.gap_fields(gap)) for k, gap in await asyncio.to_thread(rv.metadata_gaps, group)]
@@ -575,7 +575,7 @@ async def compare_page(request: Request[Any, Any, Any], token: FromPath[str], g:
     n = min(max(1, g), len(groups))
     photos = groups[n - 1]["photos"]
     by_id = {p["id"]: p for p in photos}
-    rv.mark_opened(st.index, token, groups[n - 1]["id"])
+    rv.mark_opened(st.index, token, groups[n - 1])
     rv.explain(groups[n - 1])
     left = by_id.get(a or -1, photos[0])
     right = by_id.get(b or -1, next((p for p in photos if p["id"] != left["id"]), photos[-1]))
