@@ -211,7 +211,7 @@ def _small(rgb: np.ndarray, w: int, h: int) -> np.ndarray:
 TAKEN = "2024:05:01 10:00:00"
 
 
-def build_library(root: Path, size: tuple[int, int] = (1200, 800)) -> dict[str, Path]:
+def build_library(root: Path, size: tuple[int, int] = (720, 480)) -> dict[str, Path]:
     """A library as cameras, phones and exports leave it, by role:
 
     * ``raw1`` + ``jpg1``: a RAW+JPEG pair (DNG with an embedded preview), and ``msg1``, a

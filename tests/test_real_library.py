@@ -189,7 +189,7 @@ def _scan(*args: str) -> dict[str, Any]:
     return out
 
 
-def test_scan_of_a_real_library(tmp_path: Path) -> None:
+def test_scan_of_a_real_library_and_the_keep_raw_rule(tmp_path: Path) -> None:
     f = build_library(tmp_path / "lib")
     before = {p: sha256(p) for p in (tmp_path / "lib").rglob("*") if p.is_file()}
     out = _scan(str(tmp_path / "lib"), "--workers", "2")
@@ -210,11 +210,9 @@ def test_scan_of_a_real_library(tmp_path: Path) -> None:
                      "heic5": ["mov5"], "dup5": ["dupmov5"]}
     assert {p: sha256(p) for p in (tmp_path / "lib").rglob("*") if p.is_file()} == before  # changes nothing
 
-
-def test_keep_raw_frees_the_pair_jpegs(tmp_path: Path) -> None:
+    # The person's rule frees the pairs' JPEGs; the RAWs stay.
     from dupligoned.services.scan import scan
 
-    f = build_library(tmp_path / "lib", size=(800, 536))
     res = scan([str(tmp_path / "lib")], workers=1, keeper_params=KeeperParams(raw_jpeg_pairs="keep-raw"))
     deleted = {p for g in res.groups for p in g.delete}
     assert str(f["jpg1"]) in deleted and str(f["jpg2"]) in deleted
@@ -228,7 +226,7 @@ def served_library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     port = free_port()
     cfg = write_config(tmp_path, port)
-    f = build_library(tmp_path / "lib", size=(960, 640))
+    f = build_library(tmp_path / "lib")
     with Daemon(cfg) as d:
         wait_for(lambda: f"review page on http://127.0.0.1:{port}/" in d.log(), 30, "the review page")
         yield d, cfg, port, f
