@@ -359,3 +359,39 @@ def test_uploads_take_raws_and_jpeg_xl_by_their_bytes(tmp_path: Path) -> None:
     assert uploads.safe_name("x.RAF", "RAW") == "x.raf"
     with pytest.raises(uploads.UploadRefused):
         uploads.check("IMG_1.MOV", b"\x00\x00\x00\x14ftypqt  ", 10, 10**6)  # a video alone is not a photo
+
+
+def test_daemon_groups_a_pair_whose_two_developments_differ(tmp_path: Path) -> None:
+    """A camera JPEG can look unlike libraw's development of its RAW (a film simulation, a
+    strong picture style), and arrive in another session (the RAW first, the JPEG copied in
+    later): the pair is still one shot in one group, found through the index."""
+    import time
+
+    from dupligoned.adapters.config import load_config
+    from dupligoned.adapters.index import open_index
+    from dupligoned.services import cluster, review, sessions
+    from tests.web_support import build_index
+
+    cfg = write_config(tmp_path, free_port())
+    lib = tmp_path / "lib" / "DCIM"
+    lib.mkdir(parents=True)
+    raw = save_dng(lib / "IMG_7.DNG", scene(720, 480, 21), taken="2024:05:02 09:00:00")
+    save_jpeg(lib / "IMG_8.JPG", scene(720, 480, 23), taken="2024:05:02 09:00:00")  # another shot
+    build_index(cfg)  # the first scan: the RAW alone
+    styled = save_jpeg(lib / "IMG_7.JPG", scene(720, 480, 22), taken="2024:05:02 09:00:00")
+    assert _dist(_hash(raw), _hash(styled)) > 10  # no hash neighbour of its RAW
+    build_index(cfg)  # the JPEG joins a new session
+    c = load_config(cfg)
+    idx = open_index(c.index_path)
+    try:
+        sessions.close_quiet_sessions(idx, time.time() + 3600, 0)
+        settings = cluster.settings_from(c.cluster, c.keeper)
+        later = [s["token"] for s in sessions.list_sessions(idx) if s["kind"] != "first_scan"]
+        assert len(later) == 1
+        for sid in sessions.ready_to_cluster(idx):
+            cluster.cluster_session(idx, sid, cluster.Library.load(idx), settings)
+        out = review.groups_json(idx, later[0])
+    finally:
+        idx.close()
+    assert [sorted(os.path.basename(m) for m in c["members"]) for c in out["clusters"]] == [["IMG_7.DNG", "IMG_7.JPG"]]
+    assert out["clusters"][0]["delete"] == []

@@ -274,23 +274,36 @@ def cluster_session(
 
 
 def _pair_partners(index: Index, member_ids: set[int]) -> set[int]:
-    """Photos of the same folder and stem as a member RAW (its camera JPEG, maybe not a hash
-    neighbour of the developed RAW): the pairs among them are found by ``originals``."""
+    """The other half of each member's RAW+JPEG pair, wherever its session: the RAW of a member
+    JPEG or HEIC, the JPEG of a member RAW (same folder and stem; ``originals`` checks the
+    capture time). The two developments of a pair need not be hash neighbours."""
     if not member_ids:
         return set()
-    ids = sorted(member_ids)
     raw_formats = tuple(sorted(originals.RAW_FORMATS))
+    marks = ",".join("?" * len(raw_formats))
+    # Every RAW of the library by (folder, stem): RAWs are few beside JPEGs, and this is one query.
+    raws: dict[tuple[str, str], list[int]] = {}
+    for r in index.conn.execute(f"SELECT id, path FROM photos WHERE status = 'ok' AND format IN ({marks})",
+                                raw_formats):
+        folder, _, name = str(r[1]).rpartition("/")
+        raws.setdefault((folder, name.rsplit(".", 1)[0].lower()), []).append(int(r[0]))
+    if not raws:
+        return set()
+    ids = sorted(member_ids)
     out: set[int] = set()
     for k in range(0, len(ids), 500):
         chunk = ids[k:k + 500]
         for r in index.conn.execute(
-                f"SELECT path FROM photos WHERE id IN ({','.join('?' * len(chunk))}) AND status = 'ok' "
-                f"AND format IN ({','.join('?' * len(raw_formats))})", (*chunk, *raw_formats)):
-            stem = str(r[0]).rsplit(".", 1)[0]
-            # A range on the path index: every name "stem.<ext>" (case as on disk).
-            out.update(int(x[0]) for x in index.conn.execute(
-                "SELECT id FROM photos WHERE path > ? AND path < ? AND status = 'ok' AND instr(substr(path, ?), '.') = 1 "
-                "AND instr(substr(path, ? + 1), '/') = 0", (stem + ".", stem + "/", len(stem) + 1, len(stem) + 1)))
+                f"SELECT path, format FROM photos WHERE id IN ({','.join('?' * len(chunk))}) AND status = 'ok'", chunk):
+            path = str(r[0])
+            folder, _, name = path.rpartition("/")
+            out.update(raws.get((folder, name.rsplit(".", 1)[0].lower()), ()))
+            if str(r[1]).upper() in originals.RAW_FORMATS:
+                stem = path.rsplit(".", 1)[0]
+                # Its JPEG: every "stem.<ext>" in the folder, by a range on the path index.
+                out.update(int(x[0]) for x in index.conn.execute(
+                    "SELECT id FROM photos WHERE path > ? AND path < ? AND status = 'ok' "
+                    "AND instr(substr(path, ? + 1), '/') = 0", (stem + ".", stem + "/", len(stem) + 1)))
     return out
 
 
