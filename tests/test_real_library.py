@@ -395,3 +395,46 @@ def test_daemon_groups_a_pair_whose_two_developments_differ(tmp_path: Path) -> N
         idx.close()
     assert [sorted(os.path.basename(m) for m in c["members"]) for c in out["clusters"]] == [["IMG_7.DNG", "IMG_7.JPG"]]
     assert out["clusters"][0]["delete"] == []
+
+
+def test_trash_purge_and_crash_recovery_take_companions_along(tmp_path: Path) -> None:
+    import time
+
+    from dupligoned.adapters.config import load_config
+    from dupligoned.adapters.index import open_index
+    from dupligoned.services import trash
+    from tests.library_files import save_heic
+    from tests.web_support import build_index
+
+    cfg = write_config(tmp_path, free_port())
+    lib = tmp_path / "lib"
+    photo = save_heic(lib / "IMG_1.HEIC", scene(480, 360, 1))
+    mov = save_mov(lib / "IMG_1.MOV")
+    xmp = save_xmp(lib / "IMG_1.HEIC.xmp", keywords=("x",))
+    digests = {p: sha256(p) for p in (photo, mov, xmp)}
+    build_index(cfg)
+    c = load_config(cfg)
+    idx = open_index(c.index_path)
+    try:
+        pid = int(idx.scalar("SELECT id FROM photos WHERE path = ?", (str(photo),)))
+        root_for = trash.default_trash_root("", [str(lib)])
+        (m,) = trash.move_to_trash(idx, [pid], root_for)
+        assert sorted(m.companions) == sorted([str(mov), str(xmp)])
+        assert not any(p.exists() for p in digests)
+        recorded = trash.companions_of_entries(idx, [int(m.trash_id or 0)])[int(m.trash_id or 0)]
+        assert {r["original_path"]: r["sha256"] for r in recorded} == {str(mov): digests[mov], str(xmp): digests[xmp]}
+        # A crash after the photo moved but before its companions did: recovery sends them after it.
+        trash.restore(idx, int(m.trash_id or 0))
+        (m2,) = trash.move_to_trash(idx, [pid], root_for)
+        folder = Path(str(m2.trash_path)).parent
+        for comp in m2.companions:  # put them back as if the crash came first
+            os.rename(folder / os.path.basename(comp), comp)
+        with idx.tx() as conn:
+            conn.execute("UPDATE trash SET state = 'moving' WHERE id = ?", (m2.trash_id,))
+        assert trash.recover(idx) == 1
+        assert not mov.exists() and not xmp.exists() and (folder / "IMG_1.MOV").exists()
+        # Purged together: nothing of the photo is left in the trash.
+        trash.purge(idx, 0, now=time.time() + 10)
+        assert not folder.exists()
+    finally:
+        idx.close()
