@@ -161,14 +161,15 @@ def test_the_raw_is_the_keeper_and_pairs_are_kept_unless_keep_raw() -> None:
 def test_companions_of_each_kind_and_never_orphaned(tmp_path: Path) -> None:
     d = tmp_path
     for name in ("IMG_1.HEIC", "IMG_1.MOV", "IMG_1.aae", "IMG_2.JPG", "IMG_2.JPG.xmp", "IMG_2.JPG.json",
-                 "IMG_2.JPG.supplemental-metad.json", "IMG_3.CR2", "IMG_3.JPG", "IMG_3.xmp", "IMG_4.jpg"):
+                 "IMG_2.JPG.supplemental-metad.json", "IMG_2.JPG.dupligone.xmp", "IMG_3.CR2", "IMG_3.JPG",
+                 "IMG_3.xmp", "IMG_4.jpg"):
         (d / name).write_bytes(b"x")
     os.symlink("/etc/hostname", d / "IMG_4.jpg.xmp")  # a link is never a companion
     c1 = companions.companions_of(str(d / "IMG_1.HEIC"))
     assert sorted(os.path.basename(p) for p in c1.all) == ["IMG_1.MOV", "IMG_1.aae"]
     c2 = companions.companions_of(str(d / "IMG_2.JPG"))
-    assert sorted(os.path.basename(p) for p in c2.own) == ["IMG_2.JPG.json", "IMG_2.JPG.supplemental-metad.json",
-                                                            "IMG_2.JPG.xmp"]
+    assert sorted(os.path.basename(p) for p in c2.own) == ["IMG_2.JPG.dupligone.xmp", "IMG_2.JPG.json",
+                                                            "IMG_2.JPG.supplemental-metad.json", "IMG_2.JPG.xmp"]
     assert companions.companions_of(str(d / "IMG_4.jpg")).all == ()
     # IMG_3.xmp belongs to the RAW and the JPEG: it stays while either stays.
     batch = companions.companions_for_batch([str(d / "IMG_3.JPG")])

@@ -2,8 +2,8 @@
 
 * **Live Photo video**: ``IMG_1.HEIC`` + ``IMG_1.MOV`` (iPhone; also ``.MP4``). Android motion
   photos embed the video in the JPEG itself and need nothing here.
-* **XMP sidecars**: ``IMG_1.JPG.xmp`` (darktable, digiKam, DupliGone) and ``IMG_1.xmp``
-  (Lightroom, Capture One).
+* **XMP sidecars**: ``IMG_1.JPG.xmp`` (darktable, digiKam, DupliGone), ``IMG_1.xmp``
+  (Lightroom, Capture One) and ``IMG_1.JPG.dupligone.xmp`` (ours, beside another tool's).
 * **iOS edit records**: ``IMG_1.AAE``.
 * **Google Takeout metadata**: ``IMG_1.JPG.json`` and ``IMG_1.JPG.supplemental-metadata.json``
   (Takeout cuts long names, so any ``IMG_1.JPG.s….json`` prefix of the latter counts).
@@ -68,7 +68,7 @@ def _regular_files(folder: str) -> dict[str, str]:
 def _match(photo_name: str, names: dict[str, str]) -> tuple[list[str], list[str]]:
     low = photo_name.lower()
     stem = os.path.splitext(low)[0]
-    own = [n for n in (low + ".xmp", low + ".json", low + _TAKEOUT_SUFFIX) if n in names]
+    own = [n for n in (low + ".xmp", low + ".dupligone.xmp", low + ".json", low + _TAKEOUT_SUFFIX) if n in names]
     # Takeout cuts file names at 51 characters: "IMG_1.JPG.supplemental-metad.json".
     own += sorted(n for n in names if n.startswith(low + ".s") and n.endswith(".json")
                   and _TAKEOUT_SUFFIX.startswith(n[len(low):-len(".json")]) and n not in own)
