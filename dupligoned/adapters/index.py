@@ -251,6 +251,12 @@ def m006_crop_kth(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX photo_features_searched ON photo_features(crops_searched, photo_id)")
 
 
+@migrations()
+def m007_photos_format(db: sqlite_utils.Database) -> None:
+    # Clustering looks up the library's RAWs (RAW+JPEG pairs across sessions) by format.
+    db.execute("CREATE INDEX photos_format ON photos(format)")
+
+
 class Index:
     """An open index. ``db`` is the sqlite-utils ``Database``; ``conn`` its connection."""
 

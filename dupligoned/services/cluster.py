@@ -283,7 +283,7 @@ def _pair_partners(index: Index, member_ids: set[int]) -> set[int]:
     marks = ",".join("?" * len(raw_formats))
     # Every RAW of the library by (folder, stem): RAWs are few beside JPEGs, and this is one query.
     raws: dict[tuple[str, str], list[int]] = {}
-    for r in index.conn.execute(f"SELECT id, path FROM photos WHERE status = 'ok' AND format IN ({marks})",
+    for r in index.conn.execute(f"SELECT id, path FROM photos INDEXED BY photos_format WHERE format IN ({marks}) AND status = 'ok'",
                                 raw_formats):
         folder, _, name = str(r[1]).rpartition("/")
         raws.setdefault((folder, name.rsplit(".", 1)[0].lower()), []).append(int(r[0]))
