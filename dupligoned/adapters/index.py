@@ -16,7 +16,8 @@ Tables (times are Unix seconds, REAL):
 * ``sessions``: a batch that arrived together (``kind``: ``upload``, ``first_scan``, ``burst``),
   ``token`` (unguessable), ``closed_at`` (null while files may still join), ``clustered_at``,
   ``reviewed_at``, ``dirty`` (1: must be clustered again).
-* ``groups`` / ``group_members``: the current groups of a session with the recommendation per
+* ``groups`` / ``group_members``: the current groups of a session (``uncertain``: the keeper
+  said its choice was close) with the recommendation per
   member (``recommended`` = ``keep`` | ``delete``, ``reason``). Replaced at every re-clustering.
 * ``decisions``: what a person decided per (session, photo): ``keep``, ``delete`` or ``split``
   ("not a duplicate"). Never touched by clustering, so decisions survive it.
@@ -255,6 +256,12 @@ def m006_crop_kth(db: sqlite_utils.Database) -> None:
 def m007_photos_format(db: sqlite_utils.Database) -> None:
     # Clustering looks up the library's RAWs (RAW+JPEG pairs across sessions) by format.
     db.execute("CREATE INDEX photos_format ON photos(format)")
+
+
+@migrations()
+def m008_group_uncertain(db: sqlite_utils.Database) -> None:
+    # The keeper's own "this choice was close" flag for a group (1), when it gives one.
+    db.execute("ALTER TABLE groups ADD COLUMN uncertain INTEGER NOT NULL DEFAULT 0")
 
 
 class Index:

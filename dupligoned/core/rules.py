@@ -16,7 +16,7 @@ In order, each with the reason it gives:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from dupligoned.core.model import GroupDecision, PhotoInfo, Verdict
 
@@ -128,8 +128,9 @@ def merge(photos: Sequence[PhotoInfo], inner: GroupDecision, left_out: Mapping[i
         elif keeper in full_keep and p.path in full_reason and p.path not in full_keep:
             text = f"{full_reason[p.path]} (an upload; your library already has this photo)"
         verdict[p.path] = Verdict(p.path, False, text)
-    return relabel(GroupDecision(members=tuple(sorted(verdict)), verdicts=tuple(verdict[k] for k in sorted(verdict)),
-                                 faces=inner.faces), fixed)
+    # ``replace`` keeps whatever else the keeper's decision carries (faces, its own flags).
+    return relabel(replace(inner, members=tuple(sorted(verdict)), verdicts=tuple(verdict[k] for k in sorted(verdict))),
+                   fixed)
 
 
 def relabel(decision: GroupDecision, fixed: Mapping[str, str]) -> GroupDecision:
@@ -137,4 +138,4 @@ def relabel(decision: GroupDecision, fixed: Mapping[str, str]) -> GroupDecision:
     if not fixed:
         return decision
     vs = tuple(Verdict(v.path, True, fixed[v.path]) if v.path in fixed else v for v in decision.verdicts)
-    return GroupDecision(decision.members, vs, decision.faces)
+    return replace(decision, verdicts=vs)

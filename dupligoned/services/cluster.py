@@ -262,8 +262,8 @@ def cluster_session(
             conn.execute("DELETE FROM group_members WHERE group_id = ?", (gid,))
         conn.execute("DELETE FROM groups WHERE session_id = ?", (session_id,))
         for pos_g, dec in enumerate(groups):
-            new_gid = conn.execute("INSERT INTO groups(session_id, position, created_at) VALUES (?, ?, ?)",
-                                   (session_id, pos_g, now)).lastrowid
+            new_gid = conn.execute("INSERT INTO groups(session_id, position, created_at, uncertain) VALUES (?, ?, ?, ?)",
+                                   (session_id, pos_g, now, int(dec.uncertain))).lastrowid
             for pos_m, v in enumerate(dec.verdicts):
                 conn.execute(
                     "INSERT INTO group_members(group_id, photo_id, position, recommended, reason) VALUES (?, ?, ?, ?, ?)",

@@ -52,7 +52,7 @@ class UnknownPhoto(ReviewError):
 
 
 _MEMBERS_SQL = """
-SELECT g.id AS group_id, g.position AS group_position, m.position AS member_position, m.recommended, m.reason,
+SELECT g.id AS group_id, g.position AS group_position, g.uncertain AS group_uncertain, m.position AS member_position, m.recommended, m.reason,
        d.action, p.id, p.path, p.size_bytes, p.width, p.height, p.format, p.taken_at, p.camera, p.has_gps,
        p.sharpness, p.brightness, p.contrast, p.noise, p.faces, p.jpeg_quality, p.lossless, p.thumb, p.status,
        COALESCE(f.protected, 0) AS protected, v.seen_at IS NOT NULL AS seen, k.why AS kept_why
@@ -150,7 +150,8 @@ def groups_of(index: Index, session_id: int, weights: QualityWeights = QualityWe
     for r in index.query(_MEMBERS_SQL, (session_id,)):
         if r["status"] == "gone" or r["action"] == "split":
             continue
-        g = groups.setdefault(int(r["group_id"]), {"id": int(r["group_id"]), "photos": []})
+        g = groups.setdefault(int(r["group_id"]), {"id": int(r["group_id"]), "photos": [],
+                                                   "keeper_uncertain": bool(r["group_uncertain"])})
         g["photos"].append(_photo(r, weights))
     out: list[dict[str, Any]] = []
     for g in groups.values():
@@ -216,14 +217,14 @@ def reason_kind(reason: str | None) -> str:
 
 
 def uncertainty(g: dict[str, Any]) -> list[str]:
-    """Why the keeper of a group may be the wrong one (empty: a clear case). A keeper's own
-    ``uncertain`` flag (the keeper's verdict, when it carries one) counts first; otherwise it is
-    read from what the verdicts say: close scores between distinct shots, a copy to delete
+    """Why the keeper of a group may be the wrong one (empty: a clear case). The keeper's own
+    ``uncertain`` flag (``GroupDecision.uncertain``, stored as ``groups.uncertain``) counts
+    first; then what the verdicts say: close scores between distinct shots, a copy to delete
     larger than the keeper, copies told apart by nothing, an upload that looks better."""
     why = []
     keep = [p for p in g["photos"] if p["verdict"] == "keep"]
     dels = [p for p in g["photos"] if p["verdict"] == "delete"]
-    if any(p.get("uncertain") for p in g["photos"]):
+    if g.get("keeper_uncertain") or any(p.get("uncertain") for p in g["photos"]):
         why.append("the keeper's choice was close")
     if not keep or not dels:
         return why
