@@ -10,8 +10,11 @@
     ├── UsageError            a bad path or option given by the person; shown as one line
     ├── ConfigError           a config file that cannot be used; ``problems`` lists each one
     │   └── MissingExtra      an optional backend is configured but its extra is not installed
-    └── MirrorError           a mirror (Azure Blob, MongoDB) cannot be reached or refused a
-                              change; the outbox keeps the change and retries with backoff
+    ├── MirrorError           a mirror (Azure Blob, MongoDB) cannot be reached or refused a
+    │                         change; the outbox keeps the change and retries with backoff
+    ├── StateLocked           another daemon already runs on this state folder
+    └── IndexDamaged          the index file is damaged; the message says where the last
+                              backup is and which command restores or rebuilds it
 
 Deep code raises these; the CLI and daemon turn them into one line of text and an exit code.
 """
@@ -77,3 +80,29 @@ class MissingExtra(ConfigError):
 
 class MirrorError(DupliGoneError):
     """A mirror that cannot be reached or refused a change. The message never holds a secret."""
+
+
+class StateLocked(DupliGoneError):
+    """Another ``dupligoned`` holds the state folder's lock; ``pid`` is the running one's."""
+
+    def __init__(self, state_dir: str, pid: int | None) -> None:
+        who = f"pid {pid}" if pid else "another process"
+        super().__init__(f"another dupligoned ({who}) is already running on {state_dir}; stop it first")
+        self.pid = pid
+
+
+class IndexDamaged(DupliGoneError):
+    """The index cannot be read (``database disk image is malformed``, not a database).
+
+    One line for a person: what is wrong, where the last backup is, the command to run.
+    """
+
+    def __init__(self, path: str, what: str, backup: str | None, config: str = "") -> None:
+        cfg = f" --config {config}" if config else ""
+        hint = (f"last backup: {backup}; restore it with `dupligone index restore{cfg}`, or re-analyse the libraries "
+                f"with `dupligone index rebuild{cfg}`") if backup else (
+            f"no backup yet; re-analyse the libraries with `dupligone index rebuild{cfg}`")
+        super().__init__(f"the index {path} is damaged ({what}); {hint}")
+        self.path = path
+        self.what = what
+        self.backup = backup

@@ -25,7 +25,7 @@ groups_of = corpus.groups_of
 singletons = corpus.singletons
 
 
-def write_config(tmp: Path, libs: list[Path], **tables: dict[str, Any]) -> Path:
+def write_config(tmp: Path, libs: list[Path], **tables: Any) -> Path:
     base = {
         "watch": {"stable_s": 0.5, "rescan_every_min": 0.0},
         "sessions": {"quiet_s": 1.0, "recluster_every_s": 2.0},
@@ -34,9 +34,13 @@ def write_config(tmp: Path, libs: list[Path], **tables: dict[str, Any]) -> Path:
         # for one port.
         "web": {"enabled": False},
     }
+    top: dict[str, Any] = {}
     for k, v in tables.items():
-        base.setdefault(k, {}).update(v)
-    lines = [f'state_dir = "{tmp / "state"}"']
+        if isinstance(v, dict):
+            base.setdefault(k, {}).update(v)
+        else:
+            top[k] = v  # a top-level setting (state_min_free_mb = 16.0)
+    lines = [f'state_dir = "{tmp / "state"}"'] + [f"{k} = {json.dumps(v)}" for k, v in top.items()]
     for lib in libs:
         lines += ["[[libraries]]", f'path = "{lib}"', 'mode = "native"']
     for name, table in base.items():

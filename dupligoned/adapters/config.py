@@ -193,6 +193,11 @@ class MongoConfig:
 class Config:
     state_dir: str = setting("", "index, queue, thumbnails (empty: $STATE_DIRECTORY under systemd, else ~/.local/state/dupligone)")
     log_level: str = setting("info", "\"debug\", \"info\", \"warning\" or \"error\"", _one_of("debug", "info", "warning", "error"))
+    state_min_free_mb: float = setting(
+        200.0, "below this much free space in state_dir the daemon pauses analysis (the page stays up) until space returns",
+        _not_negative)
+    index_backup_every_h: float = setting(
+        6.0, "an online backup of the index (state_dir/index.backup.db) this often (0: never)", _not_negative)
     libraries: list[LibraryConfig] = setting([], "the watched photo folders, one [[libraries]] table each")
     watch: WatchConfig = setting(WatchConfig(), "watching folders")
     queue: QueueConfig = setting(QueueConfig(), "the work queue")
@@ -217,6 +222,10 @@ class Config:
     @property
     def index_path(self) -> Path:
         return self.state_path / "index.db"
+
+    @property
+    def index_backup_path(self) -> Path:
+        return self.state_path / "index.backup.db"
 
     @property
     def queue_path(self) -> Path:

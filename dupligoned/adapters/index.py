@@ -41,11 +41,23 @@ Tables (times are Unix seconds, REAL):
 * ``library_keeps``: photos a person chose to keep (Keep, "not a duplicate", a restore from
   the trash), library-wide: such a photo is never recommended for deletion again, in any later
   session. ``session_id`` is where it was decided (null once that session is cleaned up).
+
+A library folder can be offline (``folders.offline_since``, ``offline_reason``: its root is
+missing or empty, a NAS share that dropped): its rows, decisions and sessions are kept as they
+are, and nothing marks them gone or purges them until it returns. ``photos.worker`` is
+``host:pid`` of the analysis worker holding a queued photo (null when no worker has it).
+
+A damaged file (``database disk image is malformed``) raises ``IndexDamaged`` when opened;
+``backup`` writes an online copy with SQLite's backup API, ``restore`` puts it back and
+``rebuild`` starts a new index with whatever rows of the damaged one can still be read.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,7 +66,12 @@ from typing import Any
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
+from dupligoned.errors import IndexDamaged
+
 BUSY_TIMEOUT_MS = 30_000
+BACKUP_NAME = "index.backup.db"
+# What SQLite says about a file it cannot use as a database (as opposed to a busy or full disk).
+DAMAGE_MARKERS = ("malformed", "not a database", "file is encrypted", "corrupt")
 
 migrations = Migrations("dupligone")
 
@@ -264,11 +281,44 @@ def m008_group_uncertain(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE groups ADD COLUMN uncertain INTEGER NOT NULL DEFAULT 0")
 
 
+@migrations()
+def m009_offline_and_workers(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE folders ADD COLUMN offline_since REAL")
+    db.execute("ALTER TABLE folders ADD COLUMN offline_reason TEXT")
+    db.execute("ALTER TABLE photos ADD COLUMN worker TEXT")
+
+
+def is_damage(exc: BaseException) -> bool:
+    """Is ``exc`` SQLite saying the file is damaged (not busy, not a full disk)?"""
+    return isinstance(exc, sqlite3.DatabaseError) and any(m in str(exc).lower() for m in DAMAGE_MARKERS)
+
+
+def backup_path_of(index_path: str | Path) -> Path:
+    return Path(index_path).parent / BACKUP_NAME
+
+
+def damaged(index_path: str | Path, exc: BaseException, config: str = "") -> IndexDamaged:
+    """The one-line error for a damaged index at ``index_path``, naming its last backup."""
+    b = backup_path_of(index_path)
+    when = ""
+    if b.exists():
+        when = time.strftime(" of %Y-%m-%d %H:%M", time.localtime(b.stat().st_mtime))
+    return IndexDamaged(str(index_path), str(exc), f"{b}{when}" if b.exists() else None, config)
+
+
 class Index:
     """An open index. ``db`` is the sqlite-utils ``Database``; ``conn`` its connection."""
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = str(path)
+        try:
+            self._open(readonly)
+        except sqlite3.DatabaseError as exc:
+            if is_damage(exc):
+                raise damaged(self.path, exc) from None
+            raise
+
+    def _open(self, readonly: bool) -> None:
         if readonly:
             conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
                                    check_same_thread=False)
@@ -288,6 +338,12 @@ class Index:
         self.db = sqlite_utils.Database(conn)
         if not readonly:
             migrations.apply(self.db)
+        # A damaged file often opens; reading the schema and the last page of the main tables
+        # finds a truncated or overwritten one at once, for the cost of a few page reads.
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        for table in ("photos", "sessions", "decisions"):
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone():
+                conn.execute(f"SELECT MAX(rowid), MIN(rowid) FROM {table}").fetchone()
 
     def close(self) -> None:
         self.conn.close()
@@ -402,6 +458,243 @@ class Index:
             "SELECT p.id, p.path FROM photos p WHERE p.status = 'ok' AND p.id > ? "
             "AND NOT EXISTS (SELECT 1 FROM photo_features f WHERE f.photo_id = p.id) ORDER BY p.id LIMIT ?",
             (after_id, limit))]
+
+
+    # ------------------------------------------------------------ libraries offline
+
+    def offline_folders(self) -> dict[int, tuple[str, float, str]]:
+        """Folder id → (path, offline since, reason) for every library now offline."""
+        return {int(r["id"]): (r["path"], float(r["offline_since"]), r["offline_reason"] or "") for r in self.query(
+            "SELECT id, path, offline_since, offline_reason FROM folders WHERE offline_since IS NOT NULL")}
+
+    def set_offline(self, folder_id: int, since: float | None, reason: str | None = None) -> None:
+        with self.tx() as conn:
+            conn.execute("UPDATE folders SET offline_since = ?, offline_reason = ? WHERE id = ?",
+                         (since, reason if since is not None else None, folder_id))
+
+    def has_live_photos_under(self, folder: str) -> bool:
+        """Does the index hold a photo (not gone) under ``folder``? A range over ``photos_path``."""
+        lo = folder.rstrip(os.sep) + os.sep
+        hi = lo[:-1] + chr(ord(os.sep) + 1)
+        return self.scalar("SELECT 1 FROM photos WHERE path >= ? AND path < ? AND status != 'gone' LIMIT 1",
+                           (lo, hi)) is not None
+
+    def refresh_identity(self, moved: Iterable[tuple[int, int, str]]) -> None:
+        """New (dev, inode) of files seen unchanged at their path (a remount changes both)."""
+        with self.tx() as conn:
+            conn.executemany("UPDATE photos SET dev = ?, inode = ? WHERE path = ? AND status != 'gone'", moved)
+
+    # ------------------------------------------------------------ workers
+
+    def hold(self, held: Iterable[tuple[str, int]]) -> None:
+        """Record which worker (``host:pid``) holds each queued photo."""
+        with self.tx() as conn:
+            conn.executemany("UPDATE photos SET worker = ? WHERE id = ? AND status = 'queued'", held)
+
+    def folder_paths(self) -> dict[int, str]:
+        return {int(r["id"]): str(r["path"]) for r in self.query("SELECT id, path FROM folders")}
+
+    def photo_path(self, photo_id: int) -> str | None:
+        v = self.scalar("SELECT path FROM photos WHERE id = ?", (photo_id,))
+        return None if v is None else str(v)
+
+    def queued_in(self, folder_id: int) -> list[tuple[int, str]]:
+        """(id, path) of the photos of a folder waiting for analysis."""
+        return [(int(r[0]), str(r[1])) for r in self.query(
+            "SELECT id, path FROM photos WHERE status = 'queued' AND folder_id = ?", (folder_id,))]
+
+    def clear_holds(self) -> None:
+        with self.tx() as conn:
+            conn.execute("UPDATE photos SET worker = NULL WHERE worker IS NOT NULL")
+
+    def requeue_crashed(self, photo_id: int, max_crashes: int, now: float) -> str | None:
+        """The worker holding ``photo_id`` died: count the crash and queue the photo again, or give up on
+        it after ``max_crashes``. Returns ``requeued``, ``error`` or None (no longer waiting)."""
+        with self.tx() as conn:
+            row = conn.execute("SELECT attempts, session_id FROM photos WHERE id = ? AND status = 'queued'",
+                               (photo_id,)).fetchone()
+            if row is None:
+                return None
+            if row["attempts"] + 1 >= max_crashes:
+                conn.execute("UPDATE photos SET status = 'error', error = ?, analysed_at = ?, analyses = analyses + 1, "
+                             "attempts = attempts + 1, worker = NULL WHERE id = ?",
+                             (CRASHED_REASON, now, photo_id))
+                conn.execute("UPDATE sessions SET dirty = 1 WHERE id = ?", (row["session_id"],))
+                return "error"
+            conn.execute("UPDATE photos SET attempts = attempts + 1, queued_at = ?, worker = NULL WHERE id = ?",
+                         (now, photo_id))
+            return "requeued"
+
+
+CRASHED_REASON = "crashed the decoder (its analysis worker died twice on this file)"
+
+
+def backup(index_path: str | Path, dest: str | Path | None = None) -> Path:
+    """An online copy of the index with SQLite's backup API (one consistent snapshot; the daemon
+    goes on writing meanwhile, WAL). Written beside ``dest`` first and checked, so a damaged
+    index never replaces a good backup. Raises ``IndexDamaged`` when the copy fails its check."""
+    dest = Path(dest) if dest is not None else backup_path_of(index_path)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    src = sqlite3.connect(str(index_path), timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        dst = sqlite3.connect(str(tmp))
+        try:
+            src.backup(dst)
+            check = dst.execute("PRAGMA quick_check").fetchone()[0]
+        finally:
+            dst.close()
+    except sqlite3.DatabaseError as exc:
+        tmp.unlink(missing_ok=True)
+        if is_damage(exc):
+            raise damaged(index_path, exc) from None
+        raise
+    finally:
+        src.close()
+    if check != "ok":
+        tmp.unlink(missing_ok=True)
+        raise damaged(index_path, sqlite3.DatabaseError(f"integrity check: {check}"))
+    os.replace(tmp, dest)
+    return dest
+
+
+def _move_aside(index_path: Path) -> Path:
+    """Move a damaged index (and its WAL) aside, never deleting it; returns its new name."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = index_path.with_name(f"{index_path.stem}.damaged-{stamp}{index_path.suffix}")
+    for suffix in ("", "-wal", "-shm"):
+        p = Path(str(index_path) + suffix)
+        if p.exists():
+            os.replace(p, str(aside) + suffix)
+    return aside
+
+
+def restore(index_path: str | Path, backup_file: str | Path | None = None) -> Path:
+    """Put the last backup in place of the index; the damaged file is kept aside. Returns where."""
+    index_path = Path(index_path)
+    src = Path(backup_file) if backup_file is not None else backup_path_of(index_path)
+    check = sqlite3.connect(f"file:{src}?mode=ro", uri=True)
+    try:
+        if check.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+            raise IndexDamaged(str(src), "the backup fails its integrity check", None)
+    except sqlite3.DatabaseError as exc:
+        raise IndexDamaged(str(src), f"the backup cannot be read: {exc}", None) from None
+    finally:
+        check.close()
+    aside = _move_aside(index_path) if index_path.exists() else index_path
+    tmp = index_path.with_name(f".{index_path.name}.{os.getpid()}.tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, index_path)
+    return aside
+
+
+# Tables worth keeping from a damaged index, parents before children.
+SALVAGE_TABLES = ("meta", "folders", "sessions", "photos", "groups", "group_members", "decisions", "trash", "trash_companions",
+                  "photo_features", "crop_pairs", "review_views", "library_keeps")
+
+
+def rebuild(index_path: str | Path, chunk: int = 1000) -> tuple[Path | None, dict[str, int]]:
+    """A new index in place of a damaged one, keeping what can be kept: every row of the damaged
+    file that can still be read (through the ``sqlite3`` command's ``.recover`` when it is
+    installed, which reads the pages themselves; else table by table), or, when none can, the
+    rows of the last backup. The daemon's start-up scan finds and analyses the rest again. The
+    damaged file is kept aside. Returns (where it went, rows kept per table)."""
+    index_path = Path(index_path)
+    aside = _move_aside(index_path) if index_path.exists() else None
+    new = Index(index_path)
+    kept: dict[str, int] = {}
+    if aside is None:
+        new.close()
+        return None, kept
+    sources = [aside]
+    recovered = _recover_with_cli(aside)
+    if recovered is not None:
+        sources.insert(0, recovered)
+    backup_file = backup_path_of(index_path)
+    if backup_file.exists():
+        sources.append(backup_file)
+    new.conn.execute("PRAGMA foreign_keys = OFF")
+    try:
+        for src in sources:
+            old = sqlite3.connect(f"file:{src}?mode=ro", uri=True)
+            try:
+                with new.tx() as conn:
+                    kept = {table: _salvage(old, conn, table, chunk) for table in SALVAGE_TABLES}
+                    # Work half done is redone: nothing is held by a worker of the old run.
+                    conn.execute("UPDATE photos SET worker = NULL")
+                    if not kept.get("photos"):
+                        raise _NothingHere
+            except _NothingHere:
+                kept = {}
+                continue
+            finally:
+                old.close()
+            break
+    finally:
+        new.close()
+        if recovered is not None:
+            recovered.unlink(missing_ok=True)
+    return aside, kept
+
+
+class _NothingHere(Exception):
+    """No photo row could be read from this source: roll it back and try the next."""
+
+
+def _recover_with_cli(damaged_file: Path, timeout_s: float = 3600) -> Path | None:
+    """``sqlite3 damaged .recover`` into a new file (None when the command is missing or fails)."""
+    exe = shutil.which("sqlite3")
+    if exe is None:
+        return None
+    out = damaged_file.with_name(f".{damaged_file.name}.{os.getpid()}.recovered.tmp")
+    out.unlink(missing_ok=True)
+    import subprocess
+
+    try:
+        dump = subprocess.Popen([exe, str(damaged_file), ".recover"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        load = subprocess.run([exe, str(out)], stdin=dump.stdout, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              timeout=timeout_s, check=False)
+        if dump.stdout is not None:
+            dump.stdout.close()
+        dump.wait(timeout_s)
+    except (OSError, subprocess.SubprocessError):
+        out.unlink(missing_ok=True)
+        return None
+    if load.returncode != 0 or not out.exists():
+        out.unlink(missing_ok=True)
+        return None
+    return out
+
+
+def _salvage(old: sqlite3.Connection, new: sqlite3.Connection, table: str, chunk: int) -> int:
+    try:
+        cols_old = [r[1] for r in old.execute(f"PRAGMA table_info({table})")]
+    except sqlite3.DatabaseError:
+        return 0
+    cols = [c for c in (r[1] for r in new.execute(f"PRAGMA table_info({table})")) if c in cols_old]
+    if not cols:
+        return 0
+    sel = f"SELECT {', '.join(cols)} FROM {table}"
+    ins = f"INSERT OR IGNORE INTO {table}({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+    n = 0
+    try:
+        rows = old.execute(sel).fetchall()
+        new.executemany(ins, rows)
+        return len(rows)
+    except sqlite3.DatabaseError:
+        pass
+    # Read what can be read, a range of rowids at a time.
+    try:
+        hi = int(old.execute(f"SELECT MAX(rowid) FROM {table}").fetchone()[0] or 0)
+    except sqlite3.DatabaseError:
+        hi = 10_000_000
+    for lo in range(0, hi + 1, chunk):
+        try:
+            rows = old.execute(f"{sel} WHERE rowid BETWEEN ? AND ?", (lo, lo + chunk - 1)).fetchall()
+        except sqlite3.DatabaseError:
+            continue
+        new.executemany(ins, rows)
+        n += len(rows)
+    return n
 
 
 def open_index(path: str | Path, *, readonly: bool = False) -> Index:

@@ -91,3 +91,26 @@ def _walk(
             continue
     for sub in subdirs:
         yield from _walk(sub, roots, skip, seen_dirs)
+
+
+def offline_reason(root: str, ignore: Iterable[str] = ()) -> str | None:
+    """Why the library folder ``root`` looks offline (its share dropped, its mount is gone), or None.
+
+    Missing or not a folder: offline. Empty (nothing but hidden files, NAS junk and the names in
+    ``ignore``, such as DupliGone's own upload folder): offline too, the look of an empty mount
+    point. Unreadable: offline (a share that lost its permissions). The caller decides whether
+    that matters (a library the index holds photos of).
+    """
+    skip = set(ignore)
+    try:
+        with os.scandir(root) as it:
+            for entry in it:
+                if not is_ignored_name(entry.name) and entry.name not in skip:
+                    return None
+    except FileNotFoundError:
+        return "its folder is missing"
+    except NotADirectoryError:
+        return "its path is not a folder"
+    except OSError as exc:
+        return f"its folder cannot be read ({exc.strerror or exc})"
+    return "its folder is empty"

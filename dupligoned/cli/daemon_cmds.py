@@ -17,9 +17,14 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def _index(cfg: Any) -> Any:
+    """The index, or ``IndexDamaged`` naming the config in its hint (one line, exit 2)."""
     from dupligoned.adapters.index import open_index
+    from dupligoned.errors import IndexDamaged
 
-    return open_index(cfg.index_path)
+    try:
+        return open_index(cfg.index_path)
+    except IndexDamaged as exc:
+        raise IndexDamaged(exc.path, exc.what, exc.backup, cfg.source) from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -61,13 +66,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     cfg = _load(args)
     idx = _index(cfg)
     try:
-        st = status(idx)
+        st = status(idx, cfg)
     finally:
         idx.close()
     if args.json:
         json.dump(st, sys.stdout, indent=1)
         sys.stdout.write("\n")
         return 0
+    for line in st["notices"]:
+        print(f"! {line}")
     print(f"{st['photos']} photos indexed, {st['queued']} waiting for analysis, {st['errors']} could not be read, "
           f"{st['trash']} in trash.")
     print(f"{len(st['sessions'])} sessions, {st['waiting_for_review']} waiting for review:")
@@ -126,6 +133,46 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _not_running(cfg: Any) -> None:
+    from dupligoned.adapters.state import is_locked
+    from dupligoned.errors import UsageError
+
+    pid = is_locked(cfg.state_dir)
+    if pid:
+        raise UsageError(f"dupligoned (pid {pid}) is running on {cfg.state_dir}; stop it first")
+
+
+def cmd_index_restore(args: argparse.Namespace) -> int:
+    from dupligoned.adapters import index
+    from dupligoned.errors import UsageError
+
+    cfg = _load(args)
+    _not_running(cfg)
+    src = args.backup or str(cfg.index_backup_path)
+    import os
+
+    if not os.path.exists(src):
+        raise UsageError(f"no backup at {src}; rebuild the index with `dupligone index rebuild --config {cfg.source}`")
+    aside = index.restore(cfg.index_path, src)
+    print(f"restored {cfg.index_path} from {src}" + (f"; the damaged index is kept as {aside}" if aside != cfg.index_path else ""))
+    print("start the daemon: it looks for what changed since the backup (decisions made after it are lost)")
+    return 0
+
+
+def cmd_index_rebuild(args: argparse.Namespace) -> int:
+    from dupligoned.adapters import index
+
+    cfg = _load(args)
+    _not_running(cfg)
+    aside, kept = index.rebuild(cfg.index_path)
+    if aside is not None:
+        print(f"the damaged index is kept as {aside}")
+    print(f"new index {cfg.index_path}: kept " + ", ".join(f"{n} {t}" for t, n in kept.items() if n) if any(kept.values())
+          else f"new, empty index {cfg.index_path}")
+    print("start the daemon: it finds the libraries' photos and analyses again those the index lost")
+    return 0
+
+
 def add_daemon_commands(sub: Any) -> None:
     sp = sub.add_parser("run", help="run the daemon in the foreground (same as `dupligoned`)")
     sp.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
@@ -157,6 +204,17 @@ def add_daemon_commands(sub: Any) -> None:
     sp.add_argument("--dry-run", action="store_true", help="show what would be removed; remove nothing")
     sp.add_argument("--json", action="store_true", help="print JSON")
     sp.set_defaults(func=cmd_cleanup)
+
+    sp = sub.add_parser("index", help="repair a damaged index: restore the last backup, or rebuild it")
+    isub = sp.add_subparsers(dest="index_command", required=True)
+    ip = isub.add_parser("restore", help="put the last backup (state_dir/index.backup.db) in place of the index")
+    ip.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    ip.add_argument("--backup", metavar="FILE", default=None, help="another backup file to restore")
+    ip.set_defaults(func=cmd_index_restore)
+    ip = isub.add_parser("rebuild", help="a new index keeping every row of the old one that can be read; "
+                                         "the daemon analyses the rest again")
+    ip.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    ip.set_defaults(func=cmd_index_rebuild)
 
     from dupligoned.cli.mirror_cmds import add_mirror_commands
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 
@@ -112,6 +113,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except DupliGoneError as exc:
         print(f"dupligone: {exc}", file=sys.stderr)
+        return 2
+    except sqlite3.DatabaseError as exc:
+        from dupligoned.adapters.index import is_damage
+
+        if not is_damage(exc):
+            raise
+        print(f"dupligone: the index is damaged ({exc}); restore the last backup with `dupligone index restore` "
+              "or rebuild it with `dupligone index rebuild`", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -75,6 +75,9 @@ def cmd_web(args: argparse.Namespace) -> int:
     setup_logging(cfg.log_level)
     if not os.path.exists(cfg.index_path):
         raise UsageError(f"no index at {cfg.index_path}; start the daemon first")
+    from dupligoned.cli.daemon_cmds import _index
+
+    _index(cfg).close()  # a damaged index: one line and exit 2, not a 500 on every page
     srv = WebServer(cfg)
     if not srv.start():
         raise UsageError(srv.error or "the review page did not start")

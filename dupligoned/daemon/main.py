@@ -17,11 +17,14 @@ marked ``queued`` after emptying the queue, so each photo is recorded exactly on
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
 import queue
 import signal
+import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -31,15 +34,17 @@ from types import FrameType
 from typing import Any
 
 from dupligoned import __version__
+from dupligoned.adapters import index as index_adapter
 from dupligoned.adapters import orb
 from dupligoned.adapters.config import Config, find_config, load_config
-from dupligoned.adapters.index import Index, open_index
+from dupligoned.adapters.index import Index, is_damage, open_index
+from dupligoned.adapters.state import LowSpace, StateLock, clean_temp_files, free_bytes, low_space
 from dupligoned.adapters.thumbs import ThumbStore
 from dupligoned.adapters.walk import is_landing_name
 from dupligoned.daemon import lograte
 from dupligoned.daemon.queue import Queues, make_queues
 from dupligoned.daemon.watcher import RawEvent, StabilityTracker, Watcher
-from dupligoned.errors import ConfigError, DupliGoneError
+from dupligoned.errors import ConfigError, DupliGoneError, IndexDamaged
 from dupligoned.services import cluster, library_crops, sessions, trash
 from dupligoned.services.ingest import Folder, Ingest
 
@@ -53,22 +58,22 @@ BUSY_TICK_S = 0.05
 BUSY_WINDOW_S = 2.0
 GRACEFUL_STOP_S = 15.0
 PROGRESS_EVERY_S = 2.0  # how often the estimate of analysis time left is written
+LIBRARY_CHECK_S = 2.0  # how often each library's root is looked at (offline / back)
+DISK_CHECK_S = 2.0  # how often the state folder's free space is looked at
+MAX_CRASHES = 2  # a photo whose worker died this many times is recorded as an error
+HOST = socket.gethostname()
 
 
 def _inside(path: str, folder: str) -> bool:
     return path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
-def startup_problems(cfg: Config) -> list[str]:
-    """Prove the folders exist and the state folder is writable, each problem with a hint."""
-    problems = []
-    if not cfg.libraries:
-        problems.append("At 'libraries': no library folder configured; add a [[libraries]] table with a path")
-    for i, lib in enumerate(cfg.libraries):
-        if not os.path.isdir(lib.path):
-            problems.append(f"At 'libraries[{i}].path': {lib.path} is not a folder; create it, mount it, or fix the path")
-        elif not os.access(lib.path, os.R_OK | os.X_OK):
-            problems.append(f"At 'libraries[{i}].path': {lib.path} is not readable by this user")
+def startup_problems(cfg: Config, known: frozenset[str] = frozenset()) -> list[str]:
+    """Prove the folders exist and the state folder is writable, each problem with a hint.
+
+    A library folder in ``known`` (the index holds photos of it) may be missing: it is offline
+    (a NAS share not mounted yet), not a mistake, and the daemon starts and waits for it."""
+    problems = library_problems(cfg, known)
     try:
         os.makedirs(cfg.state_dir, exist_ok=True)
         if not os.access(cfg.state_dir, os.W_OK):
@@ -81,6 +86,34 @@ def startup_problems(cfg: Config) -> list[str]:
         except OSError:
             problems.append(f"At 'trash.dir': {cfg.trash.dir} cannot be created; give this user access or leave it empty")
     return problems
+
+
+def library_problems(cfg: Config, known: frozenset[str] = frozenset()) -> list[str]:
+    problems = []
+    if not cfg.libraries:
+        problems.append("At 'libraries': no library folder configured; add a [[libraries]] table with a path")
+    for i, lib in enumerate(cfg.libraries):
+        if lib.path in known:
+            continue
+        if not os.path.isdir(lib.path):
+            problems.append(f"At 'libraries[{i}].path': {lib.path} is not a folder; create it, mount it, or fix the path")
+        elif not os.access(lib.path, os.R_OK | os.X_OK):
+            problems.append(f"At 'libraries[{i}].path': {lib.path} is not readable by this user")
+    return problems
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """A write that failed for want of space (SQLite's SQLITE_FULL / IOERR, or ENOSPC)."""
+    if isinstance(exc, sqlite3.OperationalError):
+        msg = str(exc).lower()
+        return "disk is full" in msg or "disk i/o error" in msg
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def offline_line(path: str, since: float, reason: str) -> str:
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(since))
+    return (f"library {path} is offline since {when} ({reason}); its photos, decisions and sessions are kept "
+            "until it is back")
 
 
 class Daemon:
@@ -109,6 +142,13 @@ class Daemon:
         self._applied: list[tuple[float, int]] = []  # (when, results applied) for the estimate
         self._progress_at = 0.0
         self.settings = cluster.settings_from(cfg.cluster, cfg.keeper, cfg.rules)
+        self.lock = StateLock(cfg.state_dir)
+        self.paused: LowSpace | None = None  # analysis paused for want of space
+        self.holders: dict[int, tuple[str, int]] = {}  # photo id → (host, pid) of the worker analysing it
+        self._last_library_check = 0.0
+        self._last_disk_check = 0.0
+        self._backup: threading.Thread | None = None
+        self._last_backup = 0.0
 
     # ------------------------------------------------------------ signals
 
@@ -126,15 +166,28 @@ class Daemon:
 
     def start(self) -> None:
         cfg = self.cfg
-        problems = startup_problems(cfg)
+        problems = [p for p in startup_problems(cfg) if not p.startswith("At 'libraries[")]
         if problems:
             raise ConfigError(problems, cfg.source)
         if cfg.web.enabled:
             from dupligoned.web.server import check_listen
 
             check_listen(cfg)  # the page on the LAN without a password: refused before any work
-        os.makedirs(cfg.inbox_path, exist_ok=True)
-        self.index = open_index(cfg.index_path)
+        self.lock.acquire()  # one daemon per state folder; raises StateLocked naming the running one
+        cleaned = clean_temp_files(cfg.state_dir)
+        if cleaned:
+            log.info("removed %d temp files a previous run left in %s", cleaned, cfg.state_dir)
+        self.wait_for_space()
+        if self.stopping:
+            return
+        try:
+            self.index = open_index(cfg.index_path)
+        except IndexDamaged as exc:
+            raise IndexDamaged(exc.path, exc.what, exc.backup, cfg.source) from None
+        known = frozenset(p for p in self.index.folder_paths().values() if self.index.has_live_photos_under(p))
+        problems = library_problems(cfg, known)
+        if problems:
+            raise ConfigError(problems, cfg.source)
         from dupligoned.daemon.mirror_tasks import start_mirrors
 
         # Before any index change of this run, so that the mirrors' outbox sees every one.
@@ -147,12 +200,16 @@ class Daemon:
             inbox=str(cfg.inbox_path), excluded=excluded,
         )
         folders = [(lib.path, lib.protected, lib.mode) for lib in cfg.libraries] + [(str(cfg.inbox_path), False, "native")]
+        self.modes = {p: m for p, _, m in folders}
         self.ingest.register_folders(folders)
+        self.check_libraries(starting=True)
+        self.make_inbox()
         # Recovery: results that arrived before the last stop go in first; then the queue is
         # emptied and refilled from the index, which knows exactly what is still to do.
         trash.recover(self.index)  # a move to or from the trash a crash interrupted
         applied = self.drain_results(limit=None)
         self.queues.flush_analysis()
+        self.index.clear_holds()  # the workers of the last run are gone
         requeued = self.ingest.requeue_all()
         if applied or requeued:
             log.info("recovered: %d results applied, %d photos queued again", applied, requeued)
@@ -168,20 +225,163 @@ class Daemon:
         for path, _, mode in folders:
             if path == str(cfg.inbox_path) and any(_inside(path, lib.path) for lib in cfg.libraries):
                 continue  # the upload folder is inside a library: watched with it
-            self.watcher.watch(path, mode)
+            f = self.ingest.folder_of(path)
+            if f is None or f.id not in self.ingest.offline:
+                self.watcher.watch(path, mode)
         self.scan_all(first_only=not cfg.watch.startup_scan)
         from dupligoned.daemon.scheduler import start_scheduler
 
         self._scheduler = start_scheduler(cfg, self.commands)
-        if cfg.web.enabled:
+        self.start_web()
+        self.maybe_backup(time.time(), at_start=True)
+        log.info("dupligoned %s running: %d folders, index %s", __version__, len(folders), cfg.index_path)
+
+    def start_web(self) -> None:
+        if self.cfg.web.enabled and self.web is None:
             from dupligoned.web.server import WebServer
 
-            self.web = WebServer(cfg)
+            self.web = WebServer(self.cfg)
             self.web.start()  # a busy port is logged; the daemon goes on without its page
-        log.info("dupligoned %s running: %d folders, index %s", __version__, len(folders), cfg.index_path)
+
+    # ------------------------------------------------------------ faults
+
+    def wait_for_space(self) -> None:
+        """At start: with the state disk (nearly) full, say so once, serve the page if there is an
+        index to show, and wait until space returns (systemd's restart would only loop)."""
+        ls = low_space(self.cfg.state_dir, self.cfg.state_min_free_mb)
+        if ls is None:
+            return
+        log.warning("%s", ls.line())
+        if os.path.exists(self.cfg.index_path):
+            self.start_web()
+        while ls is not None and not self.stopping:
+            self._wake.wait(DISK_CHECK_S)
+            self._wake.clear()
+            ls = low_space(self.cfg.state_dir, self.cfg.state_min_free_mb)
+        if not self.stopping:
+            log.info("analysis resumed: %.0f MB free on %s", free_bytes(self.cfg.state_dir) / 2**20, self.cfg.state_dir)
+
+    def pause(self, ls: LowSpace) -> None:
+        """Stop analysis for want of space; the page stays up. ``resume`` undoes it."""
+        if self.paused is not None:
+            return
+        self.paused = ls
+        log.warning("%s", ls.line())
+        self.holders.clear()  # the workers are stopped on purpose: no crash to count
+        self.stop_workers(graceful=False)
+        if self.index.conn.in_transaction:
+            try:
+                self.index.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+
+    def resume(self) -> None:
+        assert self.paused is not None
+        self.paused = None
+        log.info("analysis resumed: %.0f MB free on %s", free_bytes(self.cfg.state_dir) / 2**20, self.cfg.state_dir)
+        # The index knows what is still to do: empty the queue and fill it again.
+        self.drain_results(limit=None)
+        self.queues.flush_analysis()
+        self.ingest.requeue_all()
+        self.start_workers()
+
+    def check_space(self, now: float) -> None:
+        if now - self._last_disk_check < DISK_CHECK_S:
+            return
+        self._last_disk_check = now
+        ls = low_space(self.cfg.state_dir, self.cfg.state_min_free_mb)
+        if ls is not None:
+            self.pause(ls)
+        elif self.paused is not None:
+            self.resume()
+
+    def check_libraries(self, starting: bool = False) -> None:
+        """Libraries that went offline stop being watched (nothing of them is marked gone);
+        libraries back online are watched and scanned again."""
+        already = dict(self.ingest.offline) if starting else {}
+        for f, change, reason in self.ingest.check_libraries():
+            if change == "offline":
+                log.warning("%s", offline_line(f.path, self.ingest.offline[f.id], reason))
+                self.tracker.forget_under(f.path)
+                if not starting:
+                    self.watcher.unwatch(f.path)
+            else:
+                already.pop(f.id, None)
+                log.info("library %s is back online; looking for what changed while it was away", f.path)
+                if not starting:
+                    self.make_inbox()
+                    self.watcher.watch(f.path, self.modes.get(f.path, "auto"))
+                    self.scan_folder(f)
+        offline = self.index.offline_folders()
+        for fid, since in already.items():  # offline since a previous run, and still
+            path, _since, reason = offline.get(fid, ("?", since, ""))
+            log.warning("%s", offline_line(path, since, reason))
+
+    def make_inbox(self) -> None:
+        """The upload folder, unless its library is offline: writing into an empty mount point
+        would fill the disk beneath it, and make the library look back."""
+        inbox = str(self.cfg.inbox_path)
+        lib = next((f for f in self.ingest.folders if f.path != inbox and _inside(inbox, f.path)), None)
+        if lib is not None and lib.id in self.ingest.offline:
+            return
+        try:
+            os.makedirs(inbox, exist_ok=True)
+        except OSError as exc:
+            log.warning("cannot create the upload folder %s: %s", inbox, exc.strerror or exc)
+
+    def check_held(self) -> None:
+        """Photos whose worker (on this machine) died mid-analysis: queued again at once, the crash
+        counted; after ``MAX_CRASHES`` the photo is an error and its session goes on without it."""
+        dead = {hp for hp in set(self.holders.values()) if hp[0] == HOST and not _alive(hp[1])}
+        if not dead:
+            return
+        now = time.time()
+        for pid, holder in list(self.holders.items()):
+            if holder not in dead:
+                continue
+            del self.holders[pid]
+            path = self.index.photo_path(pid)
+            what = self.index.requeue_crashed(pid, MAX_CRASHES, now)
+            if what == "requeued":
+                log.warning("analysis worker %d died while analysing %s; queued again", holder[1], path)
+                self.queues.enqueue(self.ingest._job(pid, str(path)))
+            elif what == "error":
+                log.warning("cannot analyse %s: %s", path, index_adapter.CRASHED_REASON)
+
+    def maybe_backup(self, now: float, *, at_start: bool = False) -> None:
+        """An online backup of the index in a thread of its own (WAL: the loop goes on writing)."""
+        every_s = self.cfg.index_backup_every_h * 3600
+        if every_s <= 0 or self.paused is not None or (self._backup is not None and self._backup.is_alive()):
+            return
+        dest = self.cfg.index_backup_path
+        last = self._last_backup or (dest.stat().st_mtime if dest.exists() else 0.0)
+        if now - last < every_s:
+            return
+        self._last_backup = now
+        need = os.path.getsize(self.cfg.index_path) + int(self.cfg.state_min_free_mb * 2**20)
+        if free_bytes(self.cfg.state_dir) < need:
+            log.warning("index not backed up: %s has less than %.0f MB free (the index and the margin)",
+                        self.cfg.state_dir, need / 2**20)
+            return
+
+        def run() -> None:
+            t0 = time.perf_counter()
+            try:
+                index_adapter.backup(self.cfg.index_path, dest)
+            except (sqlite3.Error, OSError, DupliGoneError) as exc:
+                log.error("index backup failed: %s", exc)
+                return
+            log.info("index backed up to %s (%.1f MB, %.1f s)", dest, dest.stat().st_size / 2**20,
+                     time.perf_counter() - t0)
+
+        self._backup = threading.Thread(target=run, name="index-backup", daemon=True)
+        self._backup.start()
 
     def start_workers(self) -> None:
         env = dict(os.environ)
+        # The workers tie their life to ours, and check we are still there once they have: a
+        # kill -9 in the second the workers take to start would otherwise leave them orphaned.
+        env["DUPLIGONE_PARENT_PID"] = str(os.getpid())
         self.worker_proc = subprocess.Popen(self.workers_cmd, env=env, start_new_session=True)
 
     # ------------------------------------------------------------ work
@@ -207,6 +407,10 @@ class Daemon:
 
     def handle_event(self, ev: RawEvent, now: float) -> None:
         ing = self.ingest
+        if ing.is_offline_path(ev.src):
+            return  # events of a library that is away mean nothing until it is back
+        if ev.is_dir and ev.kind in ("deleted", "moved") and ing._is_library_root_or_above(ev.src):
+            self._last_library_check = 0.0  # a library's own folder went: offline, looked at now
         if ev.kind == "moved" and ev.dest is not None:
             if ev.is_dir:
                 self.tracker.forget_under(ev.src)
@@ -245,15 +449,30 @@ class Daemon:
 
     def drain_results(self, limit: int | None = 500) -> int:
         n = 0
+        held: list[tuple[str, int]] = []
         while limit is None or n < limit:
             payload = self.queues.take_result()
             if payload is None:
                 break
+            n += 1
+            if payload.get("started"):  # a worker took a photo: who holds it, to notice if it dies
+                try:
+                    pid, holder = int(payload["photo_id"]), (str(payload["host"]), int(payload["pid"]))
+                except (KeyError, ValueError, TypeError):
+                    continue
+                self.holders[pid] = holder
+                held.append((f"{holder[0]}:{holder[1]}", pid))
+                continue
+            if held:
+                self.index.hold(held)
+                held = []
             try:
+                self.holders.pop(int(payload["photo_id"]), None)
                 self.ingest.apply_result(payload)
             except (KeyError, ValueError, TypeError) as exc:
                 log.error("dropping a malformed analysis result (%s): %r", exc, {k: payload.get(k) for k in ("photo_id", "path")})
-            n += 1
+        if held:
+            self.index.hold(held)
         return n
 
     def cluster_ready(self, now: float | None = None) -> int:
@@ -337,6 +556,8 @@ class Daemon:
             self.cluster_ready()
         elif name == "stuck":
             self.ingest.requeue_stuck(self.cfg.queue.stuck_after_s)
+        elif name == "backup":
+            self.maybe_backup(time.time())
         elif name == "cleanup":
             from dupligoned.services.cleanup import run_cleanup
 
@@ -346,7 +567,7 @@ class Daemon:
 
     def check_workers(self, now: float) -> None:
         proc = self.worker_proc
-        if proc is None or proc.poll() is None:
+        if proc is None or proc.poll() is None or self.paused is not None:
             return
         self._worker_restarts = [t for t in self._worker_restarts if now - t < 300] + [now]
         if len(self._worker_restarts) > 5:
@@ -359,6 +580,12 @@ class Daemon:
     def loop_once(self, now: float | None = None) -> bool:
         """One round of the main loop. Returns whether anything was done."""
         now = time.time() if now is None else now
+        self.check_space(now)
+        if self.paused is not None:
+            return False  # nothing is written while the state disk is full; the page stays up
+        if now - self._last_library_check >= LIBRARY_CHECK_S:
+            self._last_library_check = now
+            self.check_libraries()
         busy = False
         events = self.watcher.drain()
         for ev in events:
@@ -380,6 +607,7 @@ class Daemon:
             busy = True
         if busy or now - self._last_housekeeping >= 1.0:
             self._last_housekeeping = now
+            self.check_held()
             sessions.close_quiet_sessions(self.index, now, self.cfg.sessions.quiet_s)
             busy |= self.cluster_ready(now) > 0
             busy |= self.crop_index_step()
@@ -390,6 +618,21 @@ class Daemon:
                     "SELECT 1 FROM photos WHERE status = 'queued' LIMIT 1").fetchone() is not None
                 self.mirrors.tick(now, analysis_busy=busy_analysing)
         return busy
+
+    def loop_guarded(self, now: float) -> bool:
+        """``loop_once``, with a full state disk turned into a pause instead of a crash."""
+        try:
+            return self.loop_once(now)
+        except (sqlite3.OperationalError, OSError) as exc:
+            if not is_disk_full(exc):
+                raise
+            ls = low_space(self.cfg.state_dir, self.cfg.state_min_free_mb)
+            if ls is None and "disk i/o error" in str(exc).lower():
+                raise  # an I/O error with space to spare: a failing disk, not a full one
+            if ls is None:  # full for an instant (or by a write larger than the margin)
+                ls = LowSpace(self.cfg.state_dir, free_bytes(self.cfg.state_dir), int(self.cfg.state_min_free_mb * 2**20))
+            self.pause(ls)
+            return False
 
     # ------------------------------------------------------------ stop
 
@@ -410,7 +653,9 @@ class Daemon:
 
     def shutdown(self) -> None:
         graceful = self._stop_signal != signal.SIGTERM
-        log.info("stopping (%s)", "letting running analyses finish" if graceful else "now")
+        started = hasattr(self, "index")
+        if started:
+            log.info("stopping (%s)", "letting running analyses finish" if graceful else "now")
         if self.web is not None:
             self.web.stop()
         if self._scheduler is not None:
@@ -421,13 +666,18 @@ class Daemon:
         if hasattr(self, "mirrors"):
             self.mirrors.stop()  # what is not pushed stays in the outbox for the next start
         if hasattr(self, "ingest"):
-            n = self.drain_results(limit=None)
-            if n:
-                log.info("applied %d last results", n)
+            try:
+                n = self.drain_results(limit=None)
+                if n:
+                    log.info("applied %d last results", n)
+            except (sqlite3.Error, OSError) as exc:  # a full disk or a damaged index: left for the next start
+                log.warning("last results left in the queue for the next start: %s", exc)
             if self.crop_store is not None:
                 self.crop_store.close()
             self.index.close()
-        log.info("stopped")
+        self.lock.release()
+        if started:
+            log.info("stopped")
 
     def idle_wait_s(self, now: float) -> float:
         """How long the loop may sleep when a round found nothing to do."""
@@ -444,15 +694,36 @@ class Daemon:
             self.start()
             while not self.stopping:
                 now = time.time()
-                if self.loop_once(now):
+                if self.loop_guarded(now):
                     self._last_busy = now
                     continue
                 # A watcher event or a stop request sets _wake; otherwise sleep until the next
                 # file may be stable, or a short tick while analysis is under way.
                 self._wake.wait(self.idle_wait_s(time.time()))
                 self._wake.clear()
+        except sqlite3.DatabaseError as exc:
+            if is_damage(exc):
+                raise index_adapter.damaged(self.cfg.index_path, exc, self.cfg.source) from None
+            raise
         finally:
             self.shutdown()
+
+
+def _alive(pid: int) -> bool:
+    """Is ``pid`` running (a zombie waiting for its parent to reap it is not)?"""
+    if os.path.isdir("/proc/self"):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+        except (OSError, IndexError):
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _release_memory() -> None:

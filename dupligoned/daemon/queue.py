@@ -10,6 +10,9 @@ Two queues on the same backend:
 
 A passing failure (an unreadable file on a flaky NAS) raises, and huey retries the task with
 backoff; on the last attempt the failure is recorded as the photo's error instead.
+
+Before analysing, a worker says which photo it holds (``{"started": true, "photo_id", "host",
+"pid"}`` on the results queue), so that the daemon sees at once when a worker dies on a photo.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +34,7 @@ from dupligoned.services.ingest import AnalysisJob, analyse_for_index
 ANALYSIS_QUEUE = "dupligone"
 RESULTS_QUEUE = "dupligone-results"
 TASK_NAME = "analyse"
+HOST = socket.gethostname()
 
 
 def _make(cfg: Config, name: str, **kw: Any) -> Huey:
@@ -80,6 +85,7 @@ def make_queues(cfg: Config, *, on_result: Callable[[Queues, dict[str, Any]], No
     @analysis.task(retries=cfg.queue.retries, retry_delay=cfg.queue.retry_delay_s, retry_backoff=2,
                    context=True, name=TASK_NAME)  # type: ignore[untyped-decorator]
     def analyse(job: dict[str, Any], task: Any = None) -> None:
+        q.put_result({"started": True, "photo_id": job["photo_id"], "host": HOST, "pid": os.getpid()})
         payload = analyse_for_index(AnalysisJob(**job), last_attempt=task is None or task.retries == 0)
         q.put_result(payload)
 

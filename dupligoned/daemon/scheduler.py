@@ -1,7 +1,8 @@
 """Scheduled jobs (APScheduler 3.x). Jobs only enqueue a command; the daemon's loop does the work.
 
 Commands: ``recluster`` (sessions that changed), ``rescan`` (every folder, a safety net for
-missed events), ``cleanup`` (daily), ``stuck`` (analyses that never came back).
+missed events), ``cleanup`` (daily), ``stuck`` (analyses that never came back), ``backup`` (an
+online copy of the index, every ``index_backup_every_h``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ def start_scheduler(cfg: Config, commands: queue.Queue[str]) -> BackgroundSchedu
         every = timedelta(minutes=cfg.watch.rescan_every_min)
         sched.add_job(enqueue, IntervalTrigger(seconds=every.total_seconds(), start_date=datetime.now() + every),
                       args=["rescan"], id="rescan")
+    if cfg.index_backup_every_h > 0:
+        # Checked hourly at most; the daemon backs up when the last backup is older than the period.
+        sched.add_job(enqueue, IntervalTrigger(seconds=min(3600.0, cfg.index_backup_every_h * 3600)),
+                      args=["backup"], id="backup")
     hour, minute = (int(x) for x in cfg.cleanup.daily_at.split(":"))
     sched.add_job(enqueue, CronTrigger(hour=hour, minute=minute), args=["cleanup"], id="cleanup")
     sched.start()

@@ -13,6 +13,7 @@ import os
 import queue
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
@@ -89,6 +90,7 @@ class Watcher:
         self._poll: BaseObserver | None = None
         self.poll_interval_s = poll_interval_s
         self.modes: dict[str, str] = {}
+        self._watches: dict[str, tuple[BaseObserver, Any]] = {}
 
     def watch(self, path: str, mode: str) -> str:
         """Start watching ``path`` recursively; returns the mode used (``native`` or ``poll``)."""
@@ -98,7 +100,7 @@ class Watcher:
                 if self._native is None:
                     self._native = Observer()
                     self._native.start()
-                self._native.schedule(self._handler, path, recursive=True)
+                self._watches[path] = (self._native, self._native.schedule(self._handler, path, recursive=True))
             except OSError as exc:  # inotify limits reached: polling still works
                 log.warning("cannot watch %s natively (%s); polling it instead", path, exc)
                 chosen = "poll"
@@ -106,10 +108,21 @@ class Watcher:
             if self._poll is None:
                 self._poll = PollingObserver(timeout=self.poll_interval_s)
                 self._poll.start()
-            self._poll.schedule(self._handler, path, recursive=True)
+            self._watches[path] = (self._poll, self._poll.schedule(self._handler, path, recursive=True))
         self.modes[path] = chosen
         log.info("watching %s (%s)", path, chosen)
         return chosen
+
+    def unwatch(self, path: str) -> None:
+        """Stop watching ``path`` (a library gone offline: events from it would mean nothing)."""
+        found = self._watches.pop(path, None)
+        self.modes.pop(path, None)
+        if found is not None:
+            obs, w = found
+            try:
+                obs.unschedule(w)
+            except (KeyError, OSError):
+                pass
 
     def stop(self) -> None:
         for obs in (self._native, self._poll):

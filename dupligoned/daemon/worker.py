@@ -34,13 +34,25 @@ def die_with_parent(expected_parent: int | None = None) -> None:
         os._exit(1)  # the parent died before we asked
 
 
+class _QuietRetries(logging.Filter):
+    """Drop huey's traceback for a task that failed for a passing reason and will be retried
+    (``TransientError``): the daemon logs one line if the last attempt fails too."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from dupligoned.services.ingest import TransientError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, TransientError)
+
+
 def run_worker(cfg: Config, workers: int, *, tied_to_parent: bool = False) -> None:
     """Run the consumer until SIGINT (finish running tasks, then stop) or SIGTERM (stop now)."""
     from dupligoned.daemon.queue import make_queues
     from dupligoned.services import analyse  # noqa: F401  (imported before forking: shared pages)
 
     if tied_to_parent:
-        die_with_parent()
+        die_with_parent(int(os.environ.get("DUPLIGONE_PARENT_PID") or 0) or None)
+    logging.getLogger("huey").addFilter(_QuietRetries())
     q = make_queues(cfg)
     consumer_pid = os.getpid()
     # Every process the consumer forks (workers and its scheduler) dies with it.

@@ -9,6 +9,9 @@
 5. The Azure mirror (when on) is asked to compare its container with the index: blobs no photo
    refers to (orphans) are deleted at its next drain, off this path.
 
+Nothing of a library that is offline (its folder missing or empty: a NAS share that dropped) is
+touched: its rows are not marked vanished nor forgotten, and its trash is not purged.
+
 A dry run reports exactly the same lists and changes nothing.
 """
 
@@ -23,6 +26,7 @@ from dupligoned.adapters import outbox
 from dupligoned.adapters.config import Config
 from dupligoned.adapters.index import Index
 from dupligoned.adapters.thumbs import ThumbStore
+from dupligoned.adapters.walk import offline_reason
 from dupligoned.services import sessions, trash
 
 DAY_S = 86_400.0
@@ -68,13 +72,33 @@ def _delete_photo_rows(c: sqlite3.Connection, ids: list[int]) -> None:
         c.execute(f"DELETE FROM photos WHERE id IN ({q})", chunk)
 
 
+def offline_folders(index: Index, cfg: Config) -> dict[int, str]:
+    """Folder id → path of every library offline now: flagged by the daemon, or seen so here
+    (its folder missing, unreadable or empty while the index holds photos of it)."""
+    out = {fid: path for fid, (path, _s, _r) in index.offline_folders().items()}
+    inbox = str(cfg.inbox_path)
+    for fid, path in index.folder_paths().items():
+        if fid in out:
+            continue
+        ignore = [os.path.basename(inbox)] if _under(inbox, [path]) and inbox != path else []
+        if offline_reason(path, ignore) is not None and index.has_live_photos_under(path):
+            out[fid] = path
+    return out
+
+
+def _under(path: str, roots: list[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
 def run_cleanup(index: Index, cfg: Config, *, dry_run: bool, now: float | None = None) -> CleanupReport:
     now = time.time() if now is None else now
     rep = CleanupReport(dry_run)
+    offline = offline_folders(index, cfg)
+    away = list(offline.values())
     if not dry_run:
         trash.recover(index)
     rep.trash_purged = [str(r["trash_path"]) for r in trash.purge(index, cfg.trash.retention_days * DAY_S,
-                                                                  dry_run=dry_run, now=now)]
+                                                                  dry_run=dry_run, now=now, skip_under=away)]
 
     old = index.query("SELECT id, token FROM sessions WHERE reviewed_at IS NOT NULL AND reviewed_at < ?",
                       (now - cfg.cleanup.reviewed_session_days * DAY_S,))
@@ -92,8 +116,9 @@ def run_cleanup(index: Index, cfg: Config, *, dry_run: bool, now: float | None =
                 conn.execute("UPDATE trash SET session_id = NULL WHERE session_id = ?", (r["id"],))
                 conn.execute("DELETE FROM sessions WHERE id = ?", (r["id"],))
 
-    vanished = [(int(r["id"]), r["path"]) for r in index.query("SELECT id, path FROM photos WHERE status != 'gone'")
-                if not os.path.lexists(r["path"])]
+    vanished = [(int(r["id"]), r["path"]) for r in index.query(
+        "SELECT id, path, folder_id FROM photos WHERE status != 'gone'")
+                if r["folder_id"] not in offline and not _under(r["path"], away) and not os.path.lexists(r["path"])]
     rep.photos_vanished = [p for _, p in vanished]
     if not dry_run and vanished:
         with index.tx() as conn:
@@ -106,6 +131,7 @@ def run_cleanup(index: Index, cfg: Config, *, dry_run: bool, now: float | None =
         "SELECT id, path FROM photos WHERE status = 'gone' AND gone_at < ? "
         "AND id NOT IN (SELECT photo_id FROM trash WHERE state IN ('moving', 'trashed') AND photo_id IS NOT NULL)",
         (now - cfg.cleanup.gone_photo_days * DAY_S,))
+    forget = [r for r in forget if not _under(r["path"], away)]
     rep.photos_forgotten = [r["path"] for r in forget]
     if not dry_run and forget:
         with index.tx() as conn:

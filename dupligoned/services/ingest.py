@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from dupligoned.adapters import orb
-from dupligoned.adapters.decode import decode_photo
+from dupligoned.adapters.decode import decode_photo, hash_file
 from dupligoned.adapters.index import Index, to_signed64
 from dupligoned.adapters.thumbs import ThumbStore, encode_thumbnail
-from dupligoned.adapters.walk import is_ignored_name, walk_photos
+from dupligoned.adapters.walk import is_ignored_name, offline_reason, walk_photos
 from dupligoned.core.crops import LocalFeatures
 from dupligoned.core.hashing import combined_hex
 from dupligoned.errors import PhotoError, UnreadableFile
@@ -35,6 +35,9 @@ from dupligoned.services import sessions
 from dupligoned.services.analyse import info_from_decoded
 
 log = logging.getLogger("dupligone.ingest")
+
+
+UNREADABLE_PREFIX = "cannot read"  # the reason of an error that may pass (permissions, I/O)
 
 
 class TransientError(Exception):
@@ -160,6 +163,8 @@ class Ingest:
         self.clock = clock
         self._real_cache: dict[str, bool] = {}
         self.folders: list[Folder] = []
+        # Libraries offline now (folder id → since): their rows are left exactly as they are.
+        self.offline: dict[int, float] = {}
 
     # ------------------------------------------------------------ folders
 
@@ -177,7 +182,49 @@ class Ingest:
         rows = [r for r in self.index.query("SELECT id, path, protected FROM folders") if r["path"] in wanted]
         self.folders = sorted((Folder(int(r["id"]), r["path"], bool(r["protected"])) for r in rows),
                               key=lambda f: -len(f.path))
+        self.offline = {fid: since for fid, (_p, since, _r) in self.index.offline_folders().items()
+                        if any(f.id == fid for f in self.folders)}
         return self.folders
+
+    # ------------------------------------------------------------ libraries offline
+
+    def offline_reason(self, folder: Folder) -> str | None:
+        """Why ``folder`` is offline now, or None. A folder is offline only when the index holds
+        photos of it: missing, unreadable, or empty (the look of a mount point whose share is
+        gone; DupliGone's own upload folder inside it does not count)."""
+        ignore = [os.path.basename(self.inbox)] if self.inbox and _inside(self.inbox, folder.path) else []
+        reason = offline_reason(folder.path, ignore)
+        if reason is not None and not self.index.has_live_photos_under(folder.path):
+            return None
+        return reason
+
+    def check_libraries(self) -> list[tuple[Folder, str, str]]:
+        """Look at every library's root. Returns (folder, ``offline`` | ``online``, reason) for each
+        that went offline or came back; a library back online has its waiting photos queued again."""
+        now = self.clock()
+        changes = []
+        for f in self.folders:
+            reason = self.offline_reason(f)
+            if reason is not None and f.id not in self.offline:
+                self.index.set_offline(f.id, now, reason)
+                self.offline[f.id] = now
+                changes.append((f, "offline", reason))
+            elif reason is None and f.id in self.offline:
+                self.index.set_offline(f.id, None)
+                del self.offline[f.id]
+                changes.append((f, "online", ""))
+                prefix = f.path.rstrip(os.sep) + os.sep
+                for pid, path in self.index.queued_in(f.id):
+                    if path.startswith(prefix):
+                        self.enqueue(self._job(pid, path))
+        return changes
+
+    def is_offline_path(self, path: str) -> bool:
+        f = self.folder_of(path)
+        return f is not None and f.id in self.offline
+
+    def _is_library_root_or_above(self, path: str) -> bool:
+        return any(_inside(f.path, path) for f in self.folders)
 
     def folder_of(self, path: str) -> Folder | None:
         for f in self.folders:  # longest first: a nested library wins
@@ -294,6 +341,8 @@ class Ingest:
                     if conn.execute("SELECT status FROM photos WHERE id = ?", (cand["id"],)).fetchone()[0] == "queued":
                         jobs.append(self._job(cand["id"], path))
                 return "moved"
+        if self._revive_same_file(conn, path, st, jobs):
+            return "returned"
         folder_row = conn.execute("SELECT * FROM folders WHERE id = ?", (folder.id,)).fetchone()
         sid = sessions.session_for_new_photo(conn, folder_row, self._upload_token(path), now)
         cur = conn.execute(
@@ -304,8 +353,29 @@ class Ingest:
         jobs.append(self._job(int(cur.lastrowid or 0), path))
         return "new"
 
+    def _revive_same_file(self, conn: sqlite3.Connection, path: str, st: os.stat_result,
+                          jobs: list[AnalysisJob]) -> bool:
+        """A file back at a path whose row was marked gone, with the same size, mtime and content
+        (a share remounted on another device: new device and inode numbers): the same photo, its
+        figures, sessions and decisions kept, nothing analysed again."""
+        cand = conn.execute(
+            "SELECT id, content_hash FROM photos WHERE path = ? AND status = 'gone' AND size_bytes = ? AND mtime_ns = ? "
+            "ORDER BY gone_at DESC LIMIT 1", (path, st.st_size, st.st_mtime_ns)).fetchone()
+        if cand is None or not cand["content_hash"]:
+            return False
+        try:
+            if hash_file(path) != cand["content_hash"]:
+                return False
+        except PhotoError:
+            return False
+        conn.execute("UPDATE photos SET status = CASE WHEN error IS NOT NULL THEN 'error' ELSE 'ok' END, gone_at = NULL, "
+                     "dev = ?, inode = ? WHERE id = ?", (st.st_dev, st.st_ino, cand["id"]))
+        sessions.mark_dirty(conn, sessions.sessions_touching(conn, [int(cand["id"])]))
+        return True
+
     def _queue_row(self, conn: sqlite3.Connection, photo_id: int, now: float) -> None:
-        conn.execute("UPDATE photos SET status = 'queued', error = NULL, queued_at = ?, attempts = 0 WHERE id = ?",
+        conn.execute("UPDATE photos SET status = 'queued', error = NULL, queued_at = ?, attempts = 0, worker = NULL "
+                     "WHERE id = ?",
                      (now, photo_id))
 
     def _move_row(self, conn: sqlite3.Connection, photo_id: int, dest: str) -> None:
@@ -320,14 +390,21 @@ class Ingest:
         sessions.mark_dirty(conn, sessions.sessions_touching(conn, [photo_id]))
 
     def _forget(self, conn: sqlite3.Connection, photo_ids: list[int]) -> None:
-        """Mark photos gone (their file is no more), and their sessions dirty."""
+        """Mark photos gone (their file is no more), and their sessions dirty. Photos of a library
+        that is offline are never marked gone: their files are away, not deleted."""
         now = self.clock()
+        if self.offline and photo_ids:
+            offline = set(self.offline)
+            photo_ids = [pid for pid in photo_ids if conn.execute(
+                "SELECT folder_id FROM photos WHERE id = ?", (pid,)).fetchone()[0] not in offline]
         sessions.mark_dirty(conn, sessions.sessions_touching(conn, photo_ids))
         for pid in photo_ids:
             conn.execute("UPDATE photos SET status = 'gone', gone_at = ? WHERE id = ? AND status != 'gone'", (now, pid))
 
     def file_moved(self, src: str, dest: str) -> str:
         """A rename seen by the watcher: the photo keeps its identity and figures (no re-hash)."""
+        if self.is_offline_path(src):
+            return "offline"
         if not self.wants(dest):
             self.file_gone(src)
             return "gone"
@@ -344,7 +421,11 @@ class Ingest:
         return self.file_seen(dest)
 
     def dir_moved(self, src: str, dest: str) -> int:
-        """A folder renamed: every photo under it follows. Returns how many rows moved."""
+        """A folder renamed: every photo under it follows. Returns how many rows moved. A library's
+        own folder (or one above it) renamed away takes the library offline, it does not empty it:
+        the caller looks at the libraries (``check_libraries``)."""
+        if self._is_library_root_or_above(src) or self.is_offline_path(src):
+            return 0
         src_p = src.rstrip(os.sep) + os.sep
         moved = 0
         with self.index.tx() as conn:
@@ -360,6 +441,8 @@ class Ingest:
         return moved
 
     def file_gone(self, path: str) -> bool:
+        if self.is_offline_path(path) or self._is_library_root_or_above(path):
+            return False
         with self.index.tx() as conn:
             row = conn.execute("SELECT id FROM photos WHERE path = ? AND status != 'gone'", (path,)).fetchone()
             if row is None:
@@ -368,6 +451,10 @@ class Ingest:
         return True
 
     def dir_gone(self, path: str) -> int:
+        """A folder deleted: its photos are gone. A library's own folder (or one above it) that
+        vanishes takes the library offline instead (see ``dir_moved``)."""
+        if self._is_library_root_or_above(path) or self.is_offline_path(path):
+            return 0
         p = path.rstrip(os.sep) + os.sep
         with self.index.tx() as conn:
             ids = [int(r[0]) for r in conn.execute(
@@ -390,6 +477,9 @@ class Ingest:
             if row is None or row["status"] != "queued":
                 return "stale"
             if payload.get("vanished"):
+                f = self.folder_of(row["path"])
+                if f is not None and (f.id in self.offline or self.offline_reason(f) is not None):
+                    return "offline"  # waits, queued, for its library (queued again when it is back)
                 if os.path.exists(row["path"]):
                     requeue = self._job(pid, row["path"])  # moved under us; the row has its new path
                     result = "requeued"
@@ -403,8 +493,8 @@ class Ingest:
                 result = "requeued"
             elif not payload["ok"]:
                 conn.execute(
-                    "UPDATE photos SET status = 'error', error = ?, analysed_at = ?, analyses = analyses + 1 WHERE id = ?",
-                    (payload["error"], now, pid),
+                    "UPDATE photos SET status = 'error', error = ?, analysed_at = ?, analyses = analyses + 1, worker = NULL "
+                    "WHERE id = ?", (payload["error"], now, pid),
                 )
                 sessions.mark_dirty(conn, [row["session_id"]])
                 log.warning("cannot analyse %s: %s", row["path"], payload["error"])
@@ -415,7 +505,7 @@ class Ingest:
                     thumb_rel = self.thumbs.write(payload["content_hash"], base64.b64decode(payload["thumb"]))
                 p, d = int(payload["phash"]), int(payload["dhash"])
                 conn.execute(
-                    """UPDATE photos SET status = 'ok', error = NULL, analysed_at = ?, analyses = analyses + 1,
+                    """UPDATE photos SET status = 'ok', error = NULL, analysed_at = ?, analyses = analyses + 1, worker = NULL,
                        content_hash = ?, phash = ?, dhash = ?, phash_dhash = ?, width = ?, height = ?, format = ?,
                        lossless = ?, jpeg_quality = ?, sharpness = ?, brightness = ?, contrast = ?, noise = ?, faces = ?,
                        taken_at = ?, camera = ?, has_gps = ?, thumb = ? WHERE id = ?""",
@@ -443,6 +533,21 @@ class Ingest:
                 if row is not None:
                     self._queue_row(conn, pid, now)
                     jobs.append(self._job(pid, row[0]))
+        for j in jobs:
+            self.enqueue(j)
+        return len(jobs)
+
+    def retry_unreadable(self, paths: Sequence[str]) -> int:
+        """Queue again photos recorded as unreadable that can be read now. Returns how many."""
+        now = self.clock()
+        jobs = []
+        with self.index.tx() as conn:
+            for p in paths:
+                row = conn.execute("SELECT id FROM photos WHERE path = ? AND status = 'error'", (p,)).fetchone()
+                if row is not None:
+                    self._queue_row(conn, int(row[0]), now)
+                    sessions.mark_dirty(conn, sessions.sessions_touching(conn, [int(row[0])]))
+                    jobs.append(self._job(int(row[0]), p))
         for j in jobs:
             self.enqueue(j)
         return len(jobs)
@@ -481,15 +586,25 @@ class Ingest:
                     on_unstable: Callable[[str], None] | None = None) -> dict[str, int]:
         """Compare a folder on disk with the index: new and changed files are queued (files
         changed less than ``stable_s`` ago go to ``on_unstable`` instead, for the stability
-        check), vanished ones marked gone. An unchanged file costs one stat and a dict lookup."""
+        check), vanished ones marked gone. An unchanged file costs one stat and a dict lookup.
+        A library that is offline is not scanned (``{"offline": 1}``): nothing of it is marked gone.
+        A file unchanged at its path on another device (a remount) keeps its row and figures."""
         now = self.clock()
-        known: dict[str, tuple[int, int, str]] = {}
+        if folder.id in self.offline or self.offline_reason(folder) is not None:
+            return {"offline": 1}
+        known: dict[str, tuple[int, int, str, int | None, int | None]] = {}
+        unreadable: set[str] = set()
         prefix = folder.path.rstrip(os.sep) + os.sep
         for r in self.index.conn.execute(
-            "SELECT path, size_bytes, mtime_ns, status FROM photos WHERE substr(path, 1, ?) = ? AND status != 'gone'",
+            "SELECT path, size_bytes, mtime_ns, status, dev, inode, error FROM photos "
+            "WHERE substr(path, 1, ?) = ? AND status != 'gone'",
             (len(prefix), prefix),
         ):
-            known[r[0]] = (r[1], r[2], r[3])
+            known[r[0]] = (r[1], r[2], r[3], r[4], r[5])
+            if r[3] == "error" and str(r[6] or "").startswith(UNREADABLE_PREFIX):
+                unreadable.add(r[0])
+        remounted: list[tuple[int, int, str]] = []
+        readable_again: list[str] = []
         seen: set[str] = set()
         todo: list[tuple[str, os.stat_result | None]] = []
         counts = {"files": 0, "unchanged": 0, "unstable": 0}
@@ -506,14 +621,24 @@ class Ingest:
             k = known.get(path)
             if k is not None and k[0] == st.st_size and k[1] == st.st_mtime_ns:
                 counts["unchanged"] += 1
+                if (k[3], k[4]) != (st.st_dev, st.st_ino):
+                    remounted.append((st.st_dev, st.st_ino, path))
+                if path in unreadable and os.access(path, os.R_OK):
+                    readable_again.append(path)  # its permissions were fixed: try again
                 continue
             if now - st.st_mtime_ns / 1e9 < stable_s and on_unstable is not None:
                 counts["unstable"] += 1
                 on_unstable(path)
                 continue
             todo.append((path, st))
+        if remounted:
+            self.index.refresh_identity(remounted)
+        if readable_again:
+            counts["readable again"] = self.retry_unreadable(readable_again)
         for k2, v in self.files_seen(todo).items():
             counts[k2] = counts.get(k2, 0) + v
+        if self.offline_reason(folder) is not None:
+            return {**counts, "offline": 1}  # it went away while we walked it: nothing is gone
         # A file replaced by a link is gone too: the link is never the photo.
         vanished = [p for p in known if p not in seen and self.folder_of(p) == folder
                     and (os.path.islink(p) or not os.path.exists(p))]

@@ -2,17 +2,43 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from dupligoned.adapters import outbox
+from dupligoned.adapters.config import Config
 from dupligoned.adapters.index import Index
+from dupligoned.adapters.state import low_space
 from dupligoned.services import sessions
 
 
-def status(index: Index) -> dict[str, Any]:
+def offline_libraries(index: Index) -> list[dict[str, Any]]:
+    """``[{"path", "offline_since", "reason", "line"}]``: the libraries the daemon found offline."""
+    out = []
+    for _fid, (path, since, reason) in sorted(index.offline_folders().items()):
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(since))
+        out.append({"path": path, "offline_since": since, "reason": reason,
+                    "line": f"library {path} is offline since {when} ({reason}); its photos, decisions and "
+                            "sessions are kept until it is back"})
+    return out
+
+
+def notices(index: Index, cfg: Config | None) -> list[str]:
+    """One line per fault a person should know of now: libraries offline, analysis paused."""
+    lines = [o["line"] for o in offline_libraries(index)]
+    if cfg is not None:
+        ls = low_space(cfg.state_dir, cfg.state_min_free_mb)
+        if ls is not None:
+            lines.append(ls.line())
+    return lines
+
+
+def status(index: Index, cfg: Config | None = None) -> dict[str, Any]:
     """``{"photos", "queued", "errors", "gone", "sessions": [{"token", "photos", "groups", "state", ...}],
-    "recent_errors": [{"path", "reason"}], "mirrors": [{"name", "pending", "lag_s", "last_error", ...}]}``;
-    photos counts analysed photos (``ok``); mirrors lists the enabled mirrors (``outbox.state``)."""
+    "recent_errors": [{"path", "reason"}], "mirrors": [{"name", "pending", "lag_s", "last_error", ...}],
+    "offline": [{"path", "offline_since", "reason", "line"}], "notices": [line]}``;
+    photos counts analysed photos (``ok``); mirrors lists the enabled mirrors (``outbox.state``);
+    notices says what is wrong now (a library offline, analysis paused for want of space)."""
     counts = {r[0]: int(r[1]) for r in index.query("SELECT status, COUNT(*) FROM photos GROUP BY status")}
     sess = []
     for s in sessions.list_sessions(index):
@@ -34,4 +60,6 @@ def status(index: Index) -> dict[str, Any]:
         "recent_errors": errors,
         "mirrors": outbox.state(index.conn),
         "progress": sessions.progress(index),
+        "offline": offline_libraries(index),
+        "notices": notices(index, cfg),
     }

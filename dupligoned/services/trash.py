@@ -20,7 +20,7 @@ import os
 import shutil
 import stat
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -245,11 +245,16 @@ def list_trash(index: Index) -> list[dict[str, object]]:
     return [dict(r) for r in index.query("SELECT * FROM trash WHERE state = 'trashed' ORDER BY moved_at DESC, id DESC")]
 
 
-def purge(index: Index, older_than_s: float, *, dry_run: bool = False, now: float | None = None) -> list[dict[str, object]]:
-    """Delete trashed files moved more than ``older_than_s`` ago; returns the entries."""
+def purge(index: Index, older_than_s: float, *, dry_run: bool = False, now: float | None = None,
+          skip_under: Sequence[str] = ()) -> list[dict[str, object]]:
+    """Delete trashed files moved more than ``older_than_s`` ago; returns the entries. Entries
+    whose file or original lies under ``skip_under`` (libraries offline) are left alone."""
     now = time.time() if now is None else now
     rows = [dict(r) for r in index.query("SELECT * FROM trash WHERE state = 'trashed' AND moved_at < ?",
                                          (now - older_than_s,))]
+    away = [p.rstrip(os.sep) + os.sep for p in skip_under]
+    rows = [r for r in rows if not any(str(r["trash_path"]).startswith(a) or str(r["original_path"]).startswith(a)
+                                       for a in away)]
     if dry_run:
         return rows
     for r in rows:

@@ -311,8 +311,12 @@ def on_trash_error(request: Request[Any, Any, Any], exc: trash.TrashError) -> Re
 
 def _common(request: Request[Any, Any, Any]) -> dict[str, Any]:
     st = _state(request)
+    from dupligoned.services.status import notices
+
     return {"logged_in": st.password_required and st.logged_in(dict(request.cookies)),
-            "password_required": st.password_required, "version": __version__, "path": request.url.path}
+            "password_required": st.password_required, "version": __version__, "path": request.url.path,
+            # A library offline, analysis paused for want of space: said on every page.
+            "notices": notices(st.index, st.cfg)}
 
 
 def _page(request: Request[Any, Any, Any], name: str, status: int = 200, **context: Any) -> Template:
@@ -811,7 +815,10 @@ async def close_finished_uploads(st: WebState) -> None:
 @get("/api/status", tags=["sessions"])
 async def api_status(request: Request[Any, Any, Any]) -> dict[str, Any]:
     """What the home page shows: sessions with counts and progress, library totals, recent errors."""
-    return rv.home(_state(request).index)
+    from dupligoned.services.status import notices
+
+    st = _state(request)
+    return {**rv.home(st.index), "notices": notices(st.index, st.cfg)}
 
 
 @get("/api/sessions", tags=["sessions"])
