@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -41,6 +42,22 @@ def _keys(words: npt.NDArray[np.uint64], params: CropParams) -> npt.NDArray[np.i
         out[:, t] = v.astype(np.int64)
     return out
 
+
+
+def _bucket_hits(
+    q: npt.NDArray[np.uint64], qo: npt.NDArray[np.int64], lo: npt.NDArray[np.int64], size: npt.NDArray[np.int64],
+    order_t: npt.NDArray[np.integer[Any]], words: npt.NDArray[np.uint64], own: npt.NDArray[np.integer[Any]],
+    match_bits: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The (query row, owner) pairs of one key table: every stored descriptor in the bucket
+    ``lo[i] : lo[i] + size[i]`` of sorted query ``qo[i]`` that lies within ``match_bits``."""
+    n = int(size.sum())
+    src = np.repeat(qo, size)
+    offs = np.arange(n, dtype=np.int64) - np.repeat(np.cumsum(size) - size, size)
+    hl = order_t[np.repeat(lo, size) + offs]
+    x = q[src] ^ words[hl]
+    close = (np.bitwise_count(x[:, 0]) + np.bitwise_count(x[:, 1])) <= match_bits
+    return src[close], own[hl[close]].astype(np.int64)
 
 class _Segment:
     """One batch of the index: descriptors, owners, and per table the keys sorted."""
@@ -133,16 +150,10 @@ class CropIndex:
                 hi = np.searchsorted(seg.keys[t], qk, "right")
                 size = hi - lo
                 size[size > self.params.max_bucket] = 0  # stop words
-                n = int(size.sum())
-                if not n:
-                    continue
-                src = np.repeat(qo, size)
-                offs = np.arange(n, dtype=np.int64) - np.repeat(np.cumsum(size) - size, size)
-                hl = seg.order[t][np.repeat(lo, size) + offs]
-                x = q[src] ^ seg.words[hl]
-                close = (np.bitwise_count(x[:, 0]) + np.bitwise_count(x[:, 1])) <= self.params.match_bits
-                hit_q.append(src[close])
-                hit_lib.append(seg.own[hl[close]].astype(np.int64))
+                if size.any():
+                    hq, hlib = _bucket_hits(q, qo, lo, size, seg.order[t], seg.words, seg.own, self.params.match_bits)
+                    hit_q.append(hq)
+                    hit_lib.append(hlib)
         if not hit_q:
             return empty
         hq, lib = np.concatenate(hit_q), np.concatenate(hit_lib)
@@ -249,16 +260,11 @@ def segment_votes(
         for s, seg in enumerate(segments):
             lo, size = spans[s]
             size = np.where(full, 0, size)
-            n = int(size.sum())
-            if not n:
+            if not size.any():
                 continue
-            src = np.repeat(qo, size)
-            offs = np.arange(n, dtype=np.int64) - np.repeat(np.cumsum(size) - size, size)
-            hl = seg.order[t][np.repeat(lo, size) + offs]
-            x = q[src] ^ seg.words[hl]
-            close = (np.bitwise_count(x[:, 0]) + np.bitwise_count(x[:, 1])) <= params.match_bits
-            hit_q.append(src[close])
-            hit_lib.append(seg.own[hl[close]].astype(np.int64))
+            hq, hlib = _bucket_hits(q, qo, lo, size, seg.order[t], seg.words, seg.own, params.match_bits)
+            hit_q.append(hq)
+            hit_lib.append(hlib)
             if release is not None:
                 release(s)
     if not hit_q:
