@@ -258,24 +258,26 @@ def purge(index: Index, older_than_s: float, *, dry_run: bool = False, now: floa
     if dry_run:
         return rows
     for r in rows:
-        try:
-            os.unlink(str(r["trash_path"]))
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            log.warning("cannot purge %s: %s", r["trash_path"], exc.strerror or exc)
-            continue
+        if not _purge_file(str(r["trash_path"])):
+            continue  # the entry stays; the next cleanup tries again
         for c in index.query("SELECT trash_path FROM trash_companions WHERE trash_id = ?", (r["id"],)):
-            try:
-                os.unlink(str(c["trash_path"]))
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                log.warning("cannot purge %s: %s", c["trash_path"], exc.strerror or exc)
+            _purge_file(str(c["trash_path"]))
         _prune_empty(os.path.dirname(str(r["trash_path"])), levels=2)
         with index.tx() as conn:
             conn.execute("UPDATE trash SET state = 'purged', purged_at = ? WHERE id = ?", (now, r["id"]))
     return rows
+
+
+def _purge_file(path: str) -> bool:
+    """Delete a file of the trash for good; False (and one log line) if it cannot be."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warning("cannot purge %s: %s", path, exc.strerror or exc)
+        return False
+    return True
 
 
 def _prune_empty(folder: str, levels: int) -> None:
