@@ -382,9 +382,36 @@ def _wait_clustered(db: Path, paths: list[str], timeout: float) -> float:
     raise TimeoutError(f"sessions not clustered after {timeout} s")
 
 
+def _timings(db: Path, paths: list[str], t_land: float, tag: str) -> dict[str, float]:
+    """The figures of one session, by the wall clock (the daemon's and ours are the same):
+
+    * ``end_to_end_<tag>_s``: the photos landing to their session's groups written;
+    * ``analysis_<tag>_s``: landing to the last of them analysed (the watcher, the stability
+      wait and the worker stage: decoding and measuring the new photos);
+    * ``session_<tag>_s``: the session's own work, from the later of its closing (after the
+      quiet wait) and its last photo analysed, to its groups written — hash neighbours, crop
+      candidates and verification, grouping, keeper, writes (what ``Done when`` times);
+    * ``quiet_wait_<tag>_s``: the last analysed to the closing, when the session closed later.
+    """
+    _wait_clustered(db, paths, 1800)
+    t_done = time.time()
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        q = ",".join("?" * len(paths))
+        last_analysed, closed = con.execute(
+            f"SELECT MAX(p.analysed_at), MAX(s.closed_at) FROM photos p JOIN sessions s ON s.id = p.session_id "
+            f"WHERE p.path IN ({q})", paths).fetchone()
+    finally:
+        con.close()
+    start = max(float(last_analysed), float(closed))
+    return {f"end_to_end_{tag}_s": round(t_done - t_land, 2), f"analysis_{tag}_s": round(float(last_analysed) - t_land, 2),
+            f"quiet_wait_{tag}_s": round(max(0.0, float(closed) - float(last_analysed)), 2),
+            f"session_{tag}_s": round(t_done - start, 2)}
+
+
 def _land(files: list[Path], dest: Path, part: bool = False) -> float:
     dest.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
+    t0 = time.time()
     for f in files:
         if part:  # renamed from a landing name: taken without the stability wait
             tmp = dest / (f.name + ".part")
@@ -438,15 +465,41 @@ def evaluate(db: Path, new_dir: Path, lib_dir: Path) -> dict[str, Any]:
             "false_pair_rate": round(false_pairs / max(1, grouped_pairs), 5)}
 
 
+def _photo_lists(tmp: Path) -> dict[str, Any]:
+    """The photos ``make_photos`` wrote (for a run from a snapshot of the built state)."""
+    stage = tmp / "staging"
+    order = {"copy": 0, "small": 1, "crop": 2, "new": 3}
+    new = sorted(stage.iterdir(), key=lambda q: (order[q.name.partition("_")[0]], q.name))
+    return {"lib": sorted((tmp / "lib" / "real").iterdir()), "new": new, "one": tmp / "staging1" / "one_crop.jpg"}
+
+
 def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    port = _free_port()
-    cfg = write_config(tmp, port, args.workers)
-    (tmp / "lib").mkdir(exist_ok=True)
-    t0 = time.perf_counter()
-    photos = make_photos(tmp)
-    prep_s = time.perf_counter() - t0
     out: dict[str, Any] = {"photos": args.photos}
-    out.update(build(tmp, args.photos, photos, cfg))
+    built = Path(str(tmp) + ".built")
+    if args.reuse:
+        # The state as built by an earlier --keep run of the same folder: copied back in place
+        # (the index holds absolute paths), so runs of changed daemon code compare like for like.
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        subprocess.run(["cp", "-a", "--reflink=auto", str(built), str(tmp)], check=True)
+        port = _free_port()
+        cfg = write_config(tmp, port, args.workers)
+        photos = _photo_lists(tmp)
+        out["photos"] = json.loads((tmp / "built.json").read_text())["photos"]
+        prep_s = 0.0
+    else:
+        port = _free_port()
+        cfg = write_config(tmp, port, args.workers)
+        (tmp / "lib").mkdir(exist_ok=True)
+        t0 = time.perf_counter()
+        photos = make_photos(tmp)
+        prep_s = time.perf_counter() - t0
+        out.update(build(tmp, args.photos, photos, cfg))
+        (tmp / "built.json").write_text(json.dumps(out))
+        if args.keep:
+            if built.exists():
+                shutil.rmtree(built)
+            subprocess.run(["cp", "-a", "--reflink=auto", str(tmp), str(built)], check=True)
     db = tmp / "state" / "index.db"
     env = dict(os.environ)
     log = open(tmp / "daemon.log", "wb")
@@ -470,15 +523,13 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         n_log = (tmp / "daemon.log").stat().st_size
         t_land = _land(photos["new"][: args.new], new_dir)
         paths = [str(new_dir / p.name) for p in photos["new"][: args.new]]
-        _wait_clustered(db, paths, 1800)
-        out["session_1000_s"] = round(time.perf_counter() - t_land, 2)
+        out.update(_timings(db, paths, t_land, "1000"))
         text = (tmp / "daemon.log").read_bytes()[n_log:].decode(errors="replace")
         out["cluster_1000_s"] = _log_seconds(text)
         time.sleep(1.0)
         n_log = (tmp / "daemon.log").stat().st_size
         t_land = _land([photos["one"]], new_dir, part=True)
-        _wait_clustered(db, [str(new_dir / photos["one"].name)], 600)
-        out["session_1_s"] = round(time.perf_counter() - t_land, 2)
+        out.update(_timings(db, [str(new_dir / photos["one"].name)], t_land, "1"))
         text = (tmp / "daemon.log").read_bytes()[n_log:].decode(errors="replace")
         out["cluster_1_s"] = _log_seconds(text)
         time.sleep(0.5)
@@ -513,7 +564,9 @@ def main() -> int:
     ap.add_argument("--photos", type=int, default=100_000)
     ap.add_argument("--new", type=int, default=1000)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--keep", help="build in this folder and leave it (default: a temporary one)")
+    ap.add_argument("--keep", help="build in this folder and leave it, the built state copied to DIR.built "
+                    "(default: a temporary folder)")
+    ap.add_argument("--reuse", action="store_true", help="with --keep DIR: start again from DIR.built (no build)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--evaluate", metavar="DIR", help="only score the groups of a --keep folder again")
     args = ap.parse_args()
@@ -522,7 +575,8 @@ def main() -> int:
         out = evaluate(d / "state" / "index.db", d / "lib" / "new", d / "lib" / "real")
     elif args.keep:
         tmp = Path(args.keep)
-        tmp.mkdir(parents=True, exist_ok=False)
+        if not args.reuse:
+            tmp.mkdir(parents=True, exist_ok=False)
         out = run(args, tmp)
     else:
         with tempfile.TemporaryDirectory(prefix="dg-library-scale-") as t:

@@ -1,20 +1,26 @@
-"""Face counting with OpenCV's bundled Haar cascade (loaded once per process)."""
+"""Face counting with OpenCV's bundled Haar cascade (loaded once per thread: a cascade must not
+detect in two threads at once)."""
 
 from __future__ import annotations
 
-import functools
+import threading
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
 
-@functools.cache
+_local = threading.local()
+
+
 def _cascade() -> cv2.CascadeClassifier:
-    path = str(cv2.data.haarcascades) + "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]
-    c = cv2.CascadeClassifier(path)
-    if c.empty():
-        raise RuntimeError(f"OpenCV face cascade missing or unreadable: {path}")
+    c: cv2.CascadeClassifier | None = getattr(_local, "cascade", None)
+    if c is None:
+        path = str(cv2.data.haarcascades) + "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]
+        c = cv2.CascadeClassifier(path)
+        if c.empty():
+            raise RuntimeError(f"OpenCV face cascade missing or unreadable: {path}")
+        _local.cascade = c
     return c
 
 

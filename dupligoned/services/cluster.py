@@ -19,8 +19,10 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +45,8 @@ from dupligoned.services.grouping import group_photos
 log = logging.getLogger("dupligone.cluster")
 
 Decider = Callable[[Sequence[PhotoInfo], KeeperParams], GroupDecision]
+
+DECIDE_THREADS = min(4, os.cpu_count() or 1)  # groups whose keeper is decided at once
 
 
 @dataclass(frozen=True)
@@ -244,9 +248,10 @@ def cluster_session(
         verified, infos = _crop_links(infos, [int(r["id"]) for r in rows], crop_pairs)
         # A RAW+JPEG pair is one shot whatever the hash distance of the two developments.
         verified = originals.join_links(verified, originals.pair_links(infos))
-        grouping = group_photos(infos, params, verified=verified)
+        grouping = group_photos(infos, params, verified=verified, eps=eps)  # the library's: no k-distances here
         rules = rules_service.effective(index, settings.rules)
         row_of = {str(r["path"]): r for r in rows}
+        todo: list[tuple[list[PhotoInfo], dict[str, str], frozenset[str]]] = []
         for g in grouping.groups:
             if not any(by_path[infos[k].path] in own_set for k in g):
                 continue  # a group of older photos only: another session's business
@@ -254,8 +259,18 @@ def cluster_session(
             kept, newcomers = _promises(index, [row_of[p.path] for p in members])
             if all(m.path in kept for m in members):
                 continue  # the person kept every one of them: never offered again
-            dec = decide_with_rules(members, settings.keeper, decider, rules, kept, newcomers)
-            groups.append(dec)
+            todo.append((members, kept, newcomers))
+
+        def decide(job: tuple[list[PhotoInfo], dict[str, str], frozenset[str]]) -> GroupDecision:
+            return decide_with_rules(job[0], settings.keeper, decider, rules, job[1], job[2])
+
+        # The keeper's closer look decodes and measures members again: numpy, OpenCV and the
+        # decoders let go of the GIL, so groups are decided on a few threads at once.
+        if len(todo) > 1 and DECIDE_THREADS > 1:
+            with ThreadPoolExecutor(min(DECIDE_THREADS, len(todo)), thread_name_prefix="keeper") as ex:
+                groups = list(ex.map(decide, todo))
+        else:
+            groups = [decide(j) for j in todo]
     with index.tx() as conn:
         old = [int(r[0]) for r in conn.execute("SELECT id FROM groups WHERE session_id = ?", (session_id,))]
         for gid in old:
