@@ -63,3 +63,23 @@ def test_halve_is_a_2x2_box_filter() -> None:
     big = np.random.default_rng(0).integers(0, 256, (512, 384), dtype=np.uint8)
     assert halve(big).shape == (256, 192)
     assert abs(float(halve(big).mean()) - float(big.mean())) < 1.0
+
+
+@pytest.mark.parametrize("shape", [(3, 3), (4, 7), (257, 130), (768, 1024)])
+def test_8_bit_figures_equal_the_floating_point_reference(shape: tuple[int, int]) -> None:
+    """The keeper measures hundreds of near-full-size images a session in integers; the figures
+    are those of the floating-point formulas (two-pass variance, the 3×3 noise mask)."""
+    rng = np.random.default_rng(shape[0])
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    grey = np.clip(128 + 90 * np.sin(xx / 7.0) * np.cos(yy / 11.0) + rng.normal(0, 12, shape), 0, 255)
+    grey[: shape[0] // 3] = 255  # a saturated band: the ends of the ranges
+    grey = grey.astype(np.uint8)
+    got, ref = measure(grey), measure(grey.astype(np.float32))
+    f = grey.astype(np.float64)
+    lap = f[1:-1, :-2] + f[1:-1, 2:] + f[:-2, 1:-1] + f[2:, 1:-1] - 4 * f[1:-1, 1:-1]
+    for name in ("sharpness", "brightness", "contrast", "noise"):
+        assert getattr(got, name) == pytest.approx(getattr(ref, name), rel=1e-9, abs=1e-9), name
+        assert type(getattr(got, name)) is float
+    assert got.sharpness == pytest.approx(lap.var(), rel=1e-12)
+    assert got.contrast == pytest.approx(f.std(), rel=1e-12)
+    assert estimate_noise(grey) == pytest.approx(estimate_noise(grey.astype(np.float32)), rel=1e-12)

@@ -288,6 +288,20 @@ def m009_offline_and_workers(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE photos ADD COLUMN worker TEXT")
 
 
+@migrations()
+def m010_photo_changes(db: sqlite_utils.Database) -> None:
+    # Which photos' status or hashes changed, whoever changed them (daemon, web, CLI): the
+    # daemon keeps the library's hashes in memory between sessions and reads only these.
+    db.execute("CREATE TABLE photo_changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, photo_id INTEGER NOT NULL)")
+    db.execute("CREATE TRIGGER photo_changes_insert AFTER INSERT ON photos WHEN NEW.status = 'ok' "
+               "BEGIN INSERT INTO photo_changes(photo_id) VALUES (NEW.id); END")
+    db.execute("CREATE TRIGGER photo_changes_update AFTER UPDATE OF status, phash, dhash ON photos "
+               "WHEN OLD.status IS NOT NEW.status OR OLD.phash IS NOT NEW.phash OR OLD.dhash IS NOT NEW.dhash "
+               "BEGIN INSERT INTO photo_changes(photo_id) VALUES (NEW.id); END")
+    db.execute("CREATE TRIGGER photo_changes_delete AFTER DELETE ON photos "
+               "BEGIN INSERT INTO photo_changes(photo_id) VALUES (OLD.id); END")
+
+
 def is_damage(exc: BaseException) -> bool:
     """Is ``exc`` SQLite saying the file is damaged (not busy, not a full disk)?"""
     return isinstance(exc, sqlite3.DatabaseError) and any(m in str(exc).lower() for m in DAMAGE_MARKERS)
@@ -379,6 +393,32 @@ class Index:
     def set_meta(self, conn: sqlite3.Connection, key: str, value: str) -> None:
         conn.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                      (key, value))
+
+    # ------------------------------------------------------------ library hashes
+
+    def ok_hashes(self, chunk: int = 50_000) -> Iterator[list[tuple[int, int, int]]]:
+        """(id, phash, dhash) of every analysed photo, by id, ``chunk`` rows at a time."""
+        cur = self.conn.execute("SELECT id, phash, dhash FROM photos WHERE status = 'ok' ORDER BY id")
+        while rows := cur.fetchmany(chunk):
+            yield rows
+
+    def ok_hashes_of(self, ids: Iterable[int]) -> list[tuple[int, int, int]]:
+        """(id, phash, dhash) of those of ``ids`` that are analysed."""
+        return [(int(r[0]), int(r[1]), int(r[2])) for r in self._by_ids(
+            "SELECT id, phash, dhash FROM photos WHERE id IN ({ids}) AND status = 'ok'", ids)]
+
+    def photo_change_seq(self) -> int:
+        """The last entry of the change log of photos' status and hashes (``m010``)."""
+        return int(self.scalar("SELECT COALESCE(MAX(seq), 0) FROM photo_changes") or 0)
+
+    def photos_changed(self, after: int, upto: int) -> list[int]:
+        """Photos whose status or hashes changed between two points of the change log."""
+        return [int(r[0]) for r in self.conn.execute(
+            "SELECT DISTINCT photo_id FROM photo_changes WHERE seq > ? AND seq <= ?", (after, upto))]
+
+    def forget_photo_changes(self, upto: int) -> None:
+        with self.tx() as conn:
+            conn.execute("DELETE FROM photo_changes WHERE seq <= ?", (upto,))
 
     # ------------------------------------------------------------ crop stage
 

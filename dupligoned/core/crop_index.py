@@ -273,9 +273,31 @@ def segment_votes(
     if query_ids is not None:
         keep = lib != np.asarray(query_ids, np.int64)[qrow[hq]]
         hq, lib = hq[keep], lib[keep]
-    # One vote per query descriptor and photo, however many partners it has there.
-    key = np.unique((hq << 32) | lib)
-    uniq, votes = np.unique((qrow[key >> 32] << 32) | (key & 0xFFFFFFFF), return_counts=True)
+    return _count_votes(hq, lib, qrow)
+
+
+def _count_votes(hq: npt.NDArray[np.int64], lib: npt.NDArray[np.int64], qrow: npt.NDArray[np.int64]) -> Pairs:
+    """(query photo, photo, votes) from (query descriptor, photo) hits: one vote per query
+    descriptor and photo, however many partners it has there.
+
+    One explicit sort of (query photo, photo, query descriptor) packed in 63 bits when they fit
+    (``np.unique`` hashes on numpy ≥ 2.3: its order is not relied on), else two ``np.unique``.
+    """
+    if not hq.size:
+        return Pairs(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))
+    bq, bl = int(hq.max()).bit_length(), int(lib.max()).bit_length()
+    br = int(qrow[-1]).bit_length()
+    if bq + bl + br <= 63:
+        key = (qrow[hq] << (bl + bq)) | (lib << bq) | hq
+        key.sort()
+        key = key[np.r_[True, key[1:] != key[:-1]]]  # each (descriptor, photo) once
+        pair = key >> bq
+        start = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]])
+        votes = np.diff(np.r_[start, pair.size])
+        uniq = pair[start]
+        return Pairs(uniq >> bl, uniq & ((1 << bl) - 1), votes.astype(np.float32))
+    k1 = np.unique((hq << 32) | lib)
+    uniq, votes = np.unique((qrow[k1 >> 32] << 32) | (k1 & 0xFFFFFFFF), return_counts=True)
     return Pairs(uniq >> 32, uniq & 0xFFFFFFFF, votes.astype(np.float32))
 
 

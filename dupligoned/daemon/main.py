@@ -61,6 +61,9 @@ PROGRESS_EVERY_S = 2.0  # how often the estimate of analysis time left is writte
 LIBRARY_CHECK_S = 2.0  # how often each library's root is looked at (offline / back)
 DISK_CHECK_S = 2.0  # how often the state folder's free space is looked at
 MAX_CRASHES = 2  # a photo whose worker died this many times is recorded as an error
+# Photos analysed while others of their session still wait are matched against the library in
+# batches of at least this many: a session that closes has only its last photos left to search.
+EARLY_CROP_BATCH = 100
 HOST = socket.gethostname()
 
 
@@ -141,6 +144,8 @@ class Daemon:
         self._backfill_done = False
         self._applied: list[tuple[float, int]] = []  # (when, results applied) for the estimate
         self._progress_at = 0.0
+        self._close_due: float | None = None  # when the next open session falls quiet
+        self.library = cluster.LibraryCache()  # the library's hashes, kept between sessions
         self.settings = cluster.settings_from(cfg.cluster, cfg.keeper, cfg.rules)
         self.lock = StateLock(cfg.state_dir)
         self.paused: LowSpace | None = None  # analysis paused for want of space
@@ -233,6 +238,7 @@ class Daemon:
 
         self._scheduler = start_scheduler(cfg, self.commands)
         self.start_web()
+        self.library.get(self.index)  # the library's hashes, read once (the page answers meanwhile)
         self.maybe_backup(time.time(), at_start=True)
         log.info("dupligoned %s running: %d folders, index %s", __version__, len(folders), cfg.index_path)
 
@@ -485,7 +491,7 @@ class Daemon:
                 return 0  # the sessions wait for the crop index (``crop_index_step``)
             library_crops.search_pending(self.index, store=self.crop_store,
                                          workers=self.cfg.queue.workers or os.cpu_count() or 1)
-        lib = cluster.Library.load(self.index)
+        lib = self.library.get(self.index)
         eps = cluster.library_eps(self.index, lib, self.settings)
         for sid in ready:
             if self.stopping:
@@ -498,6 +504,18 @@ class Daemon:
                      "; preliminary, the session is still open" if row and row["closed_at"] is None else "")
         _release_memory()
         return len(ready)
+
+    def crop_search_step(self) -> bool:
+        """While photos are being analysed, match those already analysed against the library once
+        ``EARLY_CROP_BATCH`` of them wait, so that their session, when its last photo is in,
+        searches only the rest. (``cluster_ready`` searches whatever is left.)"""
+        store = self.crop_store
+        if store is None or not store.ready or not orb.crops_enabled() or \
+                self.index.crop_pending_count() < EARLY_CROP_BATCH or \
+                not self.index.scalar("SELECT 1 FROM photos WHERE status = 'queued' LIMIT 1"):
+            return False
+        library_crops.search_pending(self.index, store=store, workers=self.cfg.queue.workers or os.cpu_count() or 1)
+        return True
 
     def note_progress(self, now: float, applied: int) -> None:
         """Keep the analysis rate over the last minute, and every few seconds while photos wait,
@@ -605,10 +623,12 @@ class Daemon:
                 break
             self.run_command(cmd)
             busy = True
-        if busy or now - self._last_housekeeping >= 1.0:
+        if busy or now - self._last_housekeeping >= 1.0 or (self._close_due is not None and now >= self._close_due):
             self._last_housekeeping = now
             self.check_held()
             sessions.close_quiet_sessions(self.index, now, self.cfg.sessions.quiet_s)
+            self._close_due = sessions.next_quiet_close(self.index, self.cfg.sessions.quiet_s)
+            busy |= self.crop_search_step()
             busy |= self.cluster_ready(now) > 0
             busy |= self.crop_index_step()
             busy |= self.backfill_step() > 0
@@ -685,6 +705,8 @@ class Daemon:
         due = self.tracker.next_due(now)
         if due is not None:
             wait = min(wait, due + 0.005)  # just past the moment the first file turns stable
+        if self._close_due is not None:
+            wait = min(wait, max(0.0, self._close_due - now) + 0.005)  # a session falls quiet
         return wait
 
     def run(self) -> None:

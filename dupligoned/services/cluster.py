@@ -71,15 +71,50 @@ class Library:
     @classmethod
     def load(cls, index: Index, chunk: int = 50_000) -> Library:
         """Read in chunks: 24 bytes a photo are kept, never a million rows as Python tuples."""
-        cur = index.conn.execute("SELECT id, phash, dhash FROM photos WHERE status = 'ok' ORDER BY id")
-        ids, codes = [], []
-        while rows := cur.fetchmany(chunk):
-            arr = np.array(rows, dtype=np.int64)
-            ids.append(arr[:, 0].copy())
-            codes.append(neighbours.pack(arr[:, 1].view(np.uint64), arr[:, 2].view(np.uint64)))
-        if not ids:
+        parts = [cls._of(rows) for rows in index.ok_hashes(chunk)]
+        if not parts:
             return cls(np.empty(0, np.int64), np.empty((0, neighbours.CODE_BYTES), np.uint8))
-        return cls(np.concatenate(ids), np.concatenate(codes))
+        return cls(np.concatenate([p.ids for p in parts]), np.concatenate([p.codes for p in parts]))
+
+    @classmethod
+    def _of(cls, rows: Sequence[tuple[int, int, int]]) -> Library:
+        arr = np.array(rows, dtype=np.int64).reshape(-1, 3)
+        return cls(arr[:, 0].copy(), neighbours.pack(arr[:, 1].view(np.uint64), arr[:, 2].view(np.uint64)))
+
+    def updated(self, changed: Sequence[int], rows: Sequence[tuple[int, int, int]]) -> Library:
+        """This library with the photos ``changed`` replaced by ``rows`` (those still analysed)."""
+        keep = ~np.isin(self.ids, np.asarray(changed, np.int64))
+        new = Library._of(sorted(rows))
+        ids, codes = self.ids[keep], self.codes[keep]
+        at = np.searchsorted(ids, new.ids)
+        return Library(np.insert(ids, at, new.ids), np.insert(codes, at, new.codes, axis=0))
+
+
+class LibraryCache:
+    """The daemon's ``Library`` between sessions: loaded once, then brought up to date from the
+    index's log of photos whose status or hashes changed (``photo_changes``, written by triggers
+    whoever made the change), so a session of one photo does not read a million rows."""
+
+    REBUILD_SHARE = 0.2  # more changes than this share of the library: read it all again
+
+    def __init__(self) -> None:
+        self.lib: Library | None = None
+        self.seq = 0
+
+    def get(self, index: Index) -> Library:
+        upto = index.photo_change_seq()
+        if self.lib is None:
+            self.lib = Library.load(index)
+        elif upto > self.seq:
+            changed = index.photos_changed(self.seq, upto)
+            if len(changed) > self.REBUILD_SHARE * max(1, len(self.lib.ids)):
+                self.lib = Library.load(index)
+            else:
+                self.lib = self.lib.updated(changed, index.ok_hashes_of(changed))
+        if upto > self.seq:
+            self.seq = upto
+            index.forget_photo_changes(upto)
+        return self.lib
 
 
 def library_eps(index: Index, lib: Library, settings: ClusterSettings) -> float:
@@ -267,8 +302,8 @@ def cluster_session(
         # The keeper's closer look decodes and measures members again: numpy, OpenCV and the
         # decoders let go of the GIL, so groups are decided on a few threads at once.
         if len(todo) > 1 and DECIDE_THREADS > 1:
-            with ThreadPoolExecutor(min(DECIDE_THREADS, len(todo)), thread_name_prefix="keeper") as ex:
-                groups = list(ex.map(decide, todo))
+            with ThreadPoolExecutor(min(DECIDE_THREADS, len(todo)), thread_name_prefix="keeper") as pool:
+                groups = list(pool.map(decide, todo))
         else:
             groups = [decide(j) for j in todo]
     with index.tx() as conn:

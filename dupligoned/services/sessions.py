@@ -117,6 +117,12 @@ def close_quiet_sessions(index: Index, now: float, quiet_s: float) -> list[int]:
     return ids
 
 
+def next_quiet_close(index: Index, quiet_s: float) -> float | None:
+    """When the next open burst or upload session falls quiet (``close_quiet_sessions`` closes it)."""
+    last = index.scalar("SELECT MIN(last_added_at) FROM sessions WHERE closed_at IS NULL AND kind IN ('burst', 'upload')")
+    return None if last is None else float(last) + quiet_s
+
+
 def finish_first_scan(index: Index, folder_id: int, now: float) -> None:
     """The first scan of a folder is complete: close its session; later files make bursts."""
     with index.tx() as conn:
@@ -166,18 +172,21 @@ def list_sessions(index: Index, token: str | None = None) -> list[dict[str, Any]
 
 
 PRELIMINARY_EVERY_S = 10.0  # an open upload or burst is grouped at most this often while it waits
+PRELIMINARY_AFTER_S = 2.0  # and first when open this long: a session about to close is grouped once
 
 
 def ready_to_cluster(index: Index, now: float | None = None) -> list[int]:
     """Dirty sessions with nothing left in the queue: closed ones, and (with ``now``) open
-    uploads and bursts not grouped in the last ``PRELIMINARY_EVERY_S``, whose preliminary groups
-    the page shows while the session waits for more photos."""
+    uploads and bursts not grouped in the last ``PRELIMINARY_EVERY_S`` (and open at least
+    ``PRELIMINARY_AFTER_S``), whose preliminary groups the page shows while the session waits
+    for more photos."""
     prelim = ("OR (s.closed_at IS NULL AND s.kind IN ('upload', 'burst') AND COALESCE(s.clustered_at, 0) <= :since "
-              "AND EXISTS (SELECT 1 FROM photos p WHERE p.session_id = s.id AND p.status = 'ok'))") if now is not None else ""
+              "AND s.created_at <= :young AND EXISTS (SELECT 1 FROM photos p WHERE p.session_id = s.id AND p.status = 'ok'))"
+              ) if now is not None else ""
     rows = index.query(
         f"SELECT s.id FROM sessions s WHERE s.dirty = 1 AND (s.closed_at IS NOT NULL {prelim}) "
         "AND NOT EXISTS (SELECT 1 FROM photos p WHERE p.session_id = s.id AND p.status = 'queued') ORDER BY s.id",
-        {"since": (now or 0) - PRELIMINARY_EVERY_S})
+        {"since": (now or 0) - PRELIMINARY_EVERY_S, "young": (now or 0) - PRELIMINARY_AFTER_S})
     return [int(r[0]) for r in rows]
 
 
