@@ -6,8 +6,9 @@
 **Build** (``build_s``): an index of N photos made with the product's own code — the index's
 migrations, ``analyse_for_index`` + ``Ingest.apply_result`` for the real photos, the crop index
 rebuilt from the index by ``CropStore`` (as a daemon finding it missing does), eps cached by
-``cluster.library_eps``. Of the N photos, 400 are real files (halves of dev photos, upscaled
-to 1024 px, analysed for real: 250); the rest are rows whose hashes have the structure of a real
+``cluster.library_eps``. Of the N photos, 250 are real files (halves of dev photos, scaled to
+1024 px, analysed for real; those of dev photos large enough that a half is upscaled at most 2x
+first); the rest are rows whose hashes have the structure of a real
 library (``bench/cluster_scale.py``: biased bits, about a tenth planted copies at distance
 0–14, look-alikes at 15–20) and whose crop features are real ORB descriptors of dev photos with
 bits flipped (``bench/crops.py``), with planted copies and crops among them too. Every library
@@ -17,11 +18,16 @@ photo is already searched (as in a daemon that has run), sessions of 10,000 revi
 answering. Then 1,000 real new photos land in the library at once (moved in): 150 re-encoded
 and 100 half-size copies of library photos, 150 crops of library photos (16:9, square, a
 quarter off each side; of the re-encoded ones' originals), 600 unrelated (other dev photos'
-halves, and the same mirrored). ``session_1000_s`` is the
-landing to the session's groups written (analysis on ``queue.workers`` processes, the
-``quiet_s`` wait, crop search, grouping, keeper, writes); ``cluster_1000_s`` the daemon's
-crop search and clustering of it alone (from its log). ``session_1_s``: one more crop, renamed
-from a ``.part`` name, to its groups. While it runs the review page (``/``, a session's page,
+halves, and the same mirrored and flipped). Times (see ``_timings``): ``end_to_end_1000_s``
+from the landing to the session's groups written; ``analysis_1000_s`` landing to the last
+photo analysed (the worker stage on ``queue.workers`` processes); ``session_1000_s`` the
+session's own work: from the later of its closing (after ``quiet_s``) and its last photo
+analysed to its groups written (crop search of what is left, hash neighbours, grouping,
+keeper, writes); ``cluster_1000_s`` the daemon's crop search and clustering of those photos
+as its log reports them (crop batches searched while analysis went on included).
+``*_1_s``: the same for one more crop, renamed from a ``.part`` name. ``--keep DIR`` also
+copies the built state to ``DIR.built``; ``--keep DIR --reuse`` starts from that copy (no
+build: runs of changed daemon code on one state). While it runs the review page (``/``, a session's page,
 ``/api/status``) is fetched every 0.2 s: ``page_p95_ms``. ``peak_rss_mb``: the daemon
 process's VmHWM (its analysis workers apart).
 
@@ -92,8 +98,12 @@ def _sources() -> list[Path]:
     return out
 
 
-def _halves(src: Path) -> list[Any]:
-    """Two photos from one: the two non-overlapping halves along the long side, 1024 px."""
+DETAILED_PX = 512  # a half at least this long natively is upscaled at most 2x to 1024 px
+
+
+def _halves(src: Path) -> tuple[list[Any], bool]:
+    """Two photos from one: the two non-overlapping halves along the long side, 1024 px; and
+    whether they have real detail (natively at least ``DETAILED_PX`` long)."""
     from PIL import Image, ImageOps
 
     im = ImageOps.exif_transpose(Image.open(src)).convert("RGB")
@@ -104,7 +114,7 @@ def _halves(src: Path) -> list[Any]:
     for p in parts:
         s = 1024 / max(p.size)
         out.append(p.resize((round(p.width * s), round(p.height * s)), Image.Resampling.LANCZOS))
-    return out
+    return out, max(parts[0].size) >= DETAILED_PX
 
 
 def _crop(im: Any, kind: int) -> Any:
@@ -126,18 +136,26 @@ def make_photos(tmp: Path) -> dict[str, Any]:
     lib_dir, stage = tmp / "lib" / "real", tmp / "staging"
     lib_dir.mkdir(parents=True)
     stage.mkdir()
-    halves: list[Any] = []
+    detailed: list[Any] = []
+    small: list[Any] = []
     for s in srcs:
         try:
-            halves += _halves(s)
+            pair, rich = _halves(s)
         except OSError:
             continue
-    # Unrelated new photos: the other halves, and the same mirrored (another picture to the
-    # hashes and to ORB, whose descriptors are not mirror-invariant).
+        (detailed if rich else small).extend(pair)
+    # The library's real photos are those with real detail first: the crops and copies are
+    # planted from them. (A half of a 320-px photo upscaled 6x to 1024 px is a blur no camera
+    # makes: ORB finds few repeatable corners in it, and its crops said more about the bench
+    # than the product.) Unrelated new photos: the other halves, and the same mirrored and
+    # flipped (another picture to the hashes and to ORB, whose descriptors are not
+    # mirror-invariant).
     from PIL import ImageOps
 
-    others = halves[REAL_LIB:] + [ImageOps.mirror(h) for h in halves[REAL_LIB:]]
-    assert len(others) >= 600, len(halves)
+    halves = detailed + small
+    rest = halves[REAL_LIB:]
+    others = rest + [ImageOps.mirror(h) for h in rest] + [ImageOps.flip(h) for h in rest]
+    assert len(others) >= 600 and len(detailed) >= 150, (len(detailed), len(small))
     lib: list[Path] = []
     for k, im in enumerate(halves[:REAL_LIB]):
         p = lib_dir / f"L{k:04d}.jpg"

@@ -195,3 +195,21 @@ def test_components_equal_scipy(seed: int, n: int) -> None:
     for k in range(n):
         first.setdefault(int(theirs[k]), k)
     assert [first[int(theirs[k])] for k in range(n)] == ours.tolist()
+
+
+def test_a_crop_verified_against_a_copy_keeps_the_original_in_its_group() -> None:
+    """A re-encoded copy (hash-identical to the original) and a heavy crop verified against the
+    copy: one group of the three, not the crop and the copy without the original (which the
+    diameter check would split off, the crop being far from it by hash)."""
+    p, d = _random_codes(2, 9)
+    orig = (int(p[0]), int(d[0]))
+    crop = (int(p[1]), int(d[1]))  # another picture to the hashes
+    codes = neighbours.pack([orig[0], crop[0], orig[0]], [orig[1], crop[1], _flip(orig[1], [3])])
+    # index 0: the copy, 1: the crop, 2: the original (path order: new/copy, new/crop, old/...)
+    params = clustering.ClusterParams()
+    verified = neighbours.Pairs(np.array([1]), np.array([0]), np.zeros(1, np.float32))
+    groups = clustering.cluster(codes, neighbours.within(codes, params.search_radius), 4.0, params, verified=verified)
+    assert groups == [[0, 1, 2]]
+    # Without the copy, the crop verified against nothing near the original stays apart.
+    alone = clustering.cluster(codes[[1, 2]], neighbours.within(codes[[1, 2]], params.search_radius), 4.0, params)
+    assert alone == []

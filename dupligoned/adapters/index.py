@@ -394,6 +394,16 @@ class Index:
         conn.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                      (key, value))
 
+    # ------------------------------------------------------------ scans
+
+    def live_rows_under(self, prefix: str, after: str, limit: int) -> list[sqlite3.Row]:
+        """(path, size_bytes, mtime_ns, status, dev, inode, error) of the photos not gone under
+        the folder ``prefix`` (ending with the separator), in path order, after the path ``after``."""
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        return list(self.conn.execute(
+            "SELECT path, size_bytes, mtime_ns, status, dev, inode, error FROM photos INDEXED BY photos_live_path "
+            "WHERE path > ? AND path < ? AND status != 'gone' ORDER BY path LIMIT ?", (max(after, prefix), end, limit)))
+
     # ------------------------------------------------------------ library hashes
 
     def ok_hashes(self, chunk: int = 50_000) -> Iterator[list[tuple[int, int, int]]]:

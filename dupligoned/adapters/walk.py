@@ -54,6 +54,50 @@ def walk_photos(roots: Iterable[str], excluded: Iterable[str] = ()) -> Iterator[
         yield from _walk(os.path.abspath(root), real_roots, skip, seen_dirs)
 
 
+def walk_photos_sorted(root: str, excluded: Iterable[str] = ()) -> Iterator[str]:
+    """Absolute paths of photo files under ``root`` (as ``walk_photos``), in the order of the
+    paths as strings — the index's order, so a scan merges the two in steps without holding
+    either: entries are sorted by name with a folder's name read as ``name/``."""
+    skip = tuple(os.path.realpath(e) for e in excluded)
+    yield from _walk_sorted(os.path.abspath(root), skip, set())
+
+
+def _walk_sorted(folder: str, skip: tuple[str, ...], seen_dirs: set[tuple[int, int]]) -> Iterator[str]:
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return
+    key = (st.st_dev, st.st_ino)
+    if key in seen_dirs:
+        return
+    seen_dirs.add(key)
+    if skip and _inside(os.path.realpath(folder), skip):
+        return
+    entries: list[tuple[str, str, bool]] = []
+    try:
+        with os.scandir(folder) as it:
+            for entry in it:
+                if is_ignored_name(entry.name):
+                    continue
+                try:
+                    if entry.is_symlink():
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        entries.append((entry.name + "/", entry.path, True))
+                    elif entry.is_file(follow_symlinks=False) and is_photo_name(entry.name):
+                        entries.append((entry.name, entry.path, False))
+                except OSError:
+                    continue
+    except OSError:
+        return
+    entries.sort()
+    for _, path, is_dir in entries:
+        if is_dir:
+            yield from _walk_sorted(path, skip, seen_dirs)
+        else:
+            yield path
+
+
 def _walk(
     folder: str,
     roots: tuple[str, ...],

@@ -218,7 +218,8 @@ def cluster(
     ``pairs`` must hold every pair within ``eps`` (more is fine). ``order`` is a permutation of
     the indices in a canonical order (e.g. sorted by path) so that the result does not depend
     on the order photos were given in. ``verified`` pairs (from a later matching stage, such as
-    crops) join the graph whatever their hash distance, and count as near in the diameter check.
+    crops) join the graph whatever their hash distance, and count as near in the diameter check
+    — as do a verified photo and the other one's neighbours within eps (its copies).
     Groups are returned sorted by their first member.
     """
     n = codes.shape[0]
@@ -232,9 +233,19 @@ def cluster(
     links: set[tuple[int, int]] = set()
     if verified is not None and len(verified):
         vi, vj = rank[verified.i], rank[verified.j]
+        # A photo verified against another is as near to that one's copies (its neighbours
+        # within eps): a crop of a re-encoded copy is a crop of the original too, and the
+        # diameter check must not split the original off the group it shares with them.
+        near: dict[int, list[int]] = {}
+        for a, b in zip(i.tolist(), j.tolist(), strict=True):
+            if a != b:
+                near.setdefault(a, []).append(b)
+                near.setdefault(b, []).append(a)
+        for a, b in zip(vi.tolist(), vj.tolist(), strict=True):
+            for x, y in ((a, b), (b, a)):
+                links.update((min(x, z), max(x, z)) for z in [y, *near.get(y, ())] if z != x)
         i, j = np.concatenate([i, vi]), np.concatenate([j, vj])
         d = np.concatenate([d, np.zeros(vi.size)])
-        links = {(int(min(a, b)), int(max(a, b))) for a, b in zip(vi, vj, strict=True)}
     labels = dbscan(n, i, j, d, eps, params.min_samples)
     ranked_codes = codes[perm]
     groups: list[list[int]] = []

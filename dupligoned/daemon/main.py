@@ -46,7 +46,7 @@ from dupligoned.daemon.queue import Queues, make_queues
 from dupligoned.daemon.watcher import RawEvent, StabilityTracker, Watcher
 from dupligoned.errors import ConfigError, DupliGoneError, IndexDamaged
 from dupligoned.services import cluster, library_crops, sessions, trash
-from dupligoned.services.ingest import Folder, Ingest
+from dupligoned.services.ingest import Folder, FolderScan, Ingest
 
 log = logging.getLogger("dupligone.daemon")
 
@@ -64,6 +64,7 @@ MAX_CRASHES = 2  # a photo whose worker died this many times is recorded as an e
 # Photos analysed while others of their session still wait are matched against the library in
 # batches of at least this many: a session that closes has only its last photos left to search.
 EARLY_CROP_BATCH = 100
+SCAN_STEP_S = 0.05  # a rescan walks this long a round of the loop
 HOST = socket.gethostname()
 
 
@@ -146,6 +147,7 @@ class Daemon:
         self._progress_at = 0.0
         self._close_due: float | None = None  # when the next open session falls quiet
         self.library = cluster.LibraryCache()  # the library's hashes, kept between sessions
+        self._scans: list[tuple[FolderScan, float]] = []  # rescans under way (and when each began)
         self.settings = cluster.settings_from(cfg.cluster, cfg.keeper, cfg.rules)
         self.lock = StateLock(cfg.state_dir)
         self.paused: LowSpace | None = None  # analysis paused for want of space
@@ -404,6 +406,32 @@ class Daemon:
             if done is None:
                 sessions.finish_first_scan(self.index, f.id, now)
 
+    def start_rescan(self) -> None:
+        """Rescan every folder, a bounded step each round of the loop (``scan_step``): a rescan
+        of a large library does not pause the loop (results, sessions, events go on)."""
+        busy = {sc.folder.id for sc, _ in self._scans}
+        todo = [f for f in self.ingest.folders if f.id not in busy]
+        if todo:
+            log.info("rescanning %d folders (in steps; the loop goes on)", len(todo))
+        for f in todo:
+            self._scans.append((FolderScan(self.ingest, f, stable_s=self.cfg.watch.stable_s,
+                                           on_unstable=lambda p: self.tracker.touch(p, time.time())),
+                                time.perf_counter()))
+
+    def scan_step(self) -> bool:
+        """One step of the running rescan, if any. Returns whether there was one."""
+        if not self._scans:
+            return False
+        scan, t0 = self._scans[0]
+        first = self.index.scalar("SELECT first_scan_done_at FROM folders WHERE id = ?", (scan.folder.id,)) is None
+        if scan.step(SCAN_STEP_S):
+            self._scans.pop(0)
+            log.info("scanned %s in %.1f s (%d steps): %s", scan.folder.path, time.perf_counter() - t0, scan.steps,
+                     ", ".join(f"{k} {v}" for k, v in scan.counts.items() if v))
+            if first:
+                sessions.finish_first_scan(self.index, scan.folder.id, time.time())
+        return True
+
     def scan_folder(self, f: Folder) -> None:
         t0 = time.perf_counter()
         counts = self.ingest.scan_folder(f, stable_s=self.cfg.watch.stable_s,
@@ -568,7 +596,7 @@ class Daemon:
 
     def run_command(self, name: str) -> None:
         if name == "rescan":
-            self.scan_all()
+            self.start_rescan()
         elif name == "recluster":
             cluster.mark_changed_settings(self.index, self.settings)
             self.cluster_ready()
@@ -615,6 +643,7 @@ class Daemon:
             busy = True
         applied = self.drain_results()
         busy |= applied > 0
+        busy |= self.scan_step()
         self.note_progress(now, applied)
         while True:
             try:

@@ -27,7 +27,7 @@ from dupligoned.adapters import orb
 from dupligoned.adapters.decode import decode_photo, hash_file
 from dupligoned.adapters.index import Index, to_signed64
 from dupligoned.adapters.thumbs import ThumbStore, encode_thumbnail
-from dupligoned.adapters.walk import is_ignored_name, offline_reason, walk_photos
+from dupligoned.adapters.walk import is_ignored_name, offline_reason, walk_photos_sorted
 from dupligoned.core.crops import LocalFeatures
 from dupligoned.core.hashing import combined_hex
 from dupligoned.errors import PhotoError, UnreadableFile
@@ -586,69 +586,143 @@ class Ingest:
                     on_unstable: Callable[[str], None] | None = None) -> dict[str, int]:
         """Compare a folder on disk with the index: new and changed files are queued (files
         changed less than ``stable_s`` ago go to ``on_unstable`` instead, for the stability
-        check), vanished ones marked gone. An unchanged file costs one stat and a dict lookup.
+        check), vanished ones marked gone. An unchanged file costs one stat and a comparison.
         A library that is offline is not scanned (``{"offline": 1}``): nothing of it is marked gone.
-        A file unchanged at its path on another device (a remount) keeps its row and figures."""
-        now = self.clock()
-        if folder.id in self.offline or self.offline_reason(folder) is not None:
-            return {"offline": 1}
-        known: dict[str, tuple[int, int, str, int | None, int | None]] = {}
-        unreadable: set[str] = set()
-        prefix = folder.path.rstrip(os.sep) + os.sep
-        for r in self.index.conn.execute(
-            "SELECT path, size_bytes, mtime_ns, status, dev, inode, error FROM photos "
-            "WHERE substr(path, 1, ?) = ? AND status != 'gone'",
-            (len(prefix), prefix),
-        ):
-            known[r[0]] = (r[1], r[2], r[3], r[4], r[5])
-            if r[3] == "error" and str(r[6] or "").startswith(UNREADABLE_PREFIX):
-                unreadable.add(r[0])
-        remounted: list[tuple[int, int, str]] = []
-        readable_again: list[str] = []
-        seen: set[str] = set()
-        todo: list[tuple[str, os.stat_result | None]] = []
-        counts = {"files": 0, "unchanged": 0, "unstable": 0}
-        for path in walk_photos([folder.path], excluded=self.excluded):
-            owner = self.folder_of(path)
-            if owner is not None and owner.id != folder.id:
-                continue  # a nested library scans its own files
-            try:
-                st = os.stat(path)
-            except OSError:
-                continue
-            seen.add(path)
-            counts["files"] += 1
-            k = known.get(path)
-            if k is not None and k[0] == st.st_size and k[1] == st.st_mtime_ns:
-                counts["unchanged"] += 1
-                if (k[3], k[4]) != (st.st_dev, st.st_ino):
-                    remounted.append((st.st_dev, st.st_ino, path))
-                if path in unreadable and os.access(path, os.R_OK):
-                    readable_again.append(path)  # its permissions were fixed: try again
-                continue
-            if now - st.st_mtime_ns / 1e9 < stable_s and on_unstable is not None:
-                counts["unstable"] += 1
-                on_unstable(path)
-                continue
-            todo.append((path, st))
-        if remounted:
-            self.index.refresh_identity(remounted)
-        if readable_again:
-            counts["readable again"] = self.retry_unreadable(readable_again)
-        for k2, v in self.files_seen(todo).items():
-            counts[k2] = counts.get(k2, 0) + v
-        if self.offline_reason(folder) is not None:
-            return {**counts, "offline": 1}  # it went away while we walked it: nothing is gone
-        # A file replaced by a link is gone too: the link is never the photo.
-        vanished = [p for p in known if p not in seen and self.folder_of(p) == folder
-                    and (os.path.islink(p) or not os.path.exists(p))]
-        if vanished:
-            with self.index.tx() as conn:
+        A file unchanged at its path on another device (a remount) keeps its row and figures.
+        All at once; ``FolderScan`` does the same in steps (the daemon's rescans)."""
+        scan = FolderScan(self, folder, stable_s=stable_s, on_unstable=on_unstable)
+        while not scan.step(None):
+            pass
+        return scan.counts
+
+
+class FolderScan:
+    """A scan of one folder (``Ingest.scan_folder``) in bounded steps, so the daemon's loop goes
+    on between them: the walk (in path order) is merged with the index's rows of the folder (in
+    path order, a page at a time), so neither a million rows nor a million paths are held."""
+
+    PAGE = 2_000  # index rows read at a time
+    BATCH = 500  # new and changed files handed to ``files_seen`` at a time
+    CHECK_EVERY = 64  # files walked between looks at the clock
+
+    def __init__(self, ingest: Ingest, folder: Folder, *, stable_s: float,
+                 on_unstable: Callable[[str], None] | None = None) -> None:
+        self.ingest, self.folder, self.stable_s, self.on_unstable = ingest, folder, stable_s, on_unstable
+        self.now = ingest.clock()
+        self.prefix = folder.path.rstrip(os.sep) + os.sep
+        self.counts: dict[str, int] = {"files": 0, "unchanged": 0, "unstable": 0}
+        self.steps = 0
+        self.done = False
+        self._walk = walk_photos_sorted(folder.path, excluded=ingest.excluded)
+        self._rows: list[sqlite3.Row] = []  # the current page, from ``_at``
+        self._at = 0
+        self._after = ""  # the last path read from the index
+        self._rows_done = False
+        self._todo: list[tuple[str, os.stat_result | None]] = []
+        self._remounted: list[tuple[int, int, str]] = []
+        self._readable_again: list[str] = []
+        self._vanished: list[str] = []
+        if folder.id in ingest.offline or ingest.offline_reason(folder) is not None:
+            self.counts = {"offline": 1}
+            self.done = True
+
+    def _row(self) -> sqlite3.Row | None:
+        """The next index row not yet merged (reading the next page when needed)."""
+        if self._at >= len(self._rows):
+            if self._rows_done:
+                return None
+            self._rows = self.ingest.index.live_rows_under(self.prefix, self._after, self.PAGE)
+            self._at = 0
+            if len(self._rows) < self.PAGE:
+                self._rows_done = True
+            if not self._rows:
+                return None
+            self._after = str(self._rows[-1][0])
+        return self._rows[self._at]
+
+    def _gone_maybe(self, row: sqlite3.Row) -> None:
+        p = str(row[0])
+        if self.ingest.folder_of(p) == self.folder and (os.path.islink(p) or not os.path.exists(p)):
+            self._vanished.append(p)  # (a file replaced by a link is gone too: the link is never the photo)
+
+    def _file(self, path: str) -> None:
+        ing = self.ingest
+        owner = ing.folder_of(path)
+        if owner is not None and owner.id != self.folder.id:
+            return  # a nested library scans its own files
+        try:
+            st = os.stat(path)
+        except OSError:
+            return
+        self.counts["files"] += 1
+        row = self._row()
+        while row is not None and str(row[0]) < path:
+            self._gone_maybe(row)
+            self._at += 1
+            row = self._row()
+        if row is not None and str(row[0]) == path:
+            self._at += 1
+            if row[1] == st.st_size and row[2] == st.st_mtime_ns:
+                self.counts["unchanged"] += 1
+                if (row[4], row[5]) != (st.st_dev, st.st_ino):
+                    self._remounted.append((st.st_dev, st.st_ino, path))
+                if row[3] == "error" and str(row[6] or "").startswith(UNREADABLE_PREFIX) and os.access(path, os.R_OK):
+                    self._readable_again.append(path)  # its permissions were fixed: try again
+                return
+        if self.now - st.st_mtime_ns / 1e9 < self.stable_s and self.on_unstable is not None:
+            self.counts["unstable"] += 1
+            self.on_unstable(path)
+            return
+        self._todo.append((path, st))
+
+    def _flush(self) -> None:
+        ing = self.ingest
+        if self._remounted:
+            ing.index.refresh_identity(self._remounted)
+            self._remounted = []
+        if self._readable_again:
+            self.counts["readable again"] = self.counts.get("readable again", 0) + ing.retry_unreadable(self._readable_again)
+            self._readable_again = []
+        if self._todo:
+            for k, v in ing.files_seen(self._todo).items():
+                self.counts[k] = self.counts.get(k, 0) + v
+            self._todo = []
+
+    def step(self, budget_s: float | None = 0.05) -> bool:
+        """Scan on for about ``budget_s`` (None: to the end). Returns whether the scan is done."""
+        if self.done:
+            return True
+        self.steps += 1
+        t_end = None if budget_s is None else time.monotonic() + budget_s
+        k = 0
+        for path in self._walk:
+            self._file(path)
+            k += 1
+            if len(self._todo) >= self.BATCH:
+                self._flush()
+            if t_end is not None and k % self.CHECK_EVERY == 0 and time.monotonic() >= t_end:
+                self._flush()
+                return False
+        while (row := self._row()) is not None:  # the walk is over: rows left are files gone
+            self._gone_maybe(row)
+            self._at += 1
+            k += 1
+            if t_end is not None and k % (4 * self.CHECK_EVERY) == 0 and time.monotonic() >= t_end:
+                self._flush()
+                return False
+        self._flush()
+        self.done = True
+        ing = self.ingest
+        if ing.offline_reason(self.folder) is not None:
+            self.counts = {**self.counts, "offline": 1}  # it went away while we walked it: nothing is gone
+            return True
+        if self._vanished:
+            with ing.index.tx() as conn:
                 ids = []
-                for p in vanished:
-                    row = conn.execute("SELECT id FROM photos WHERE path = ? AND status != 'gone'", (p,)).fetchone()
-                    if row is not None:
-                        ids.append(int(row[0]))
-                self._forget(conn, ids)
-        counts["gone"] = len(vanished)
-        return counts
+                for p in self._vanished:  # by path, now: a photo moved meanwhile keeps its row
+                    r = conn.execute("SELECT id FROM photos WHERE path = ? AND status != 'gone'", (p,)).fetchone()
+                    if r is not None and (os.path.islink(p) or not os.path.exists(p)):
+                        ids.append(int(r[0]))
+                ing._forget(conn, ids)
+        self.counts["gone"] = len(self._vanished)
+        return True
