@@ -18,7 +18,7 @@ photo is already searched (as in a daemon that has run), sessions of 10,000 revi
 answering. Then 1,000 real new photos land in the library at once (moved in): 150 re-encoded
 and 100 half-size copies of library photos, 150 crops of library photos (16:9, square, a
 quarter off each side; of the re-encoded ones' originals), 600 unrelated (other dev photos'
-halves, and the same mirrored and flipped). Times (see ``_timings``): ``end_to_end_1000_s``
+halves, then procedurally drawn scenes of ``tests/synth.py``). Times (see ``_timings``): ``end_to_end_1000_s``
 from the landing to the session's groups written; ``analysis_1000_s`` landing to the last
 photo analysed (the worker stage on ``queue.workers`` processes); ``session_1000_s`` the
 session's own work: from the later of its closing (after ``quiet_s``) and its last photo
@@ -77,10 +77,33 @@ def _free_port() -> int:
 # --- real photos ---------------------------------------------------------------------------
 
 
+def _scene_of() -> dict[Path, int]:
+    """Each dev photo's scene: a singleton alone, a group's members together."""
+    truth = json.loads((DEV / "truth.json").read_text())
+    photos = DEV / "photos"
+    out = {photos / s: k for k, s in enumerate(truth["singletons"])}
+    for k, g in enumerate(truth["groups"]):
+        out.update({photos / m: len(truth["singletons"]) + k for m in g["members"]})
+    return out
+
+
+def _pool_files(library_sources: list[Path], limit: int = 300) -> list[Path]:
+    """Dev photos for the synthetic features' descriptor pool, none of the scenes of the
+    library's real photos: in a real library the other photos do not hold copies of this photo's
+    descriptors (a pool drawn from the same photos filled their buckets with hundreds of
+    near-copies and turned the planted crops' descriptors into stop words)."""
+    scene = _scene_of()
+    taken = {scene[s] for s in library_sources if s in scene}
+    return sorted(p for p, k in scene.items() if k not in taken and p.is_file())[:limit]
+
+
 def _sources() -> list[Path]:
     truth = json.loads((DEV / "truth.json").read_text())
     photos = DEV / "photos"
-    out = [photos / s for s in truth["singletons"]]
+    # Not the singletons the truth calls ambiguous (two shots of one place): unrelated photos
+    # must be unrelated.
+    similar = {p for pair in truth.get("ambiguous", []) for p in pair}
+    out = [photos / s for s in truth["singletons"] if s not in similar]
     from PIL import Image
 
     import dupligoned.adapters.decode  # noqa: F401  (registers the HEIC opener)
@@ -138,23 +161,26 @@ def make_photos(tmp: Path) -> dict[str, Any]:
     stage.mkdir()
     detailed: list[Any] = []
     small: list[Any] = []
+    src_d: list[Path] = []
+    src_s: list[Path] = []
     for s in srcs:
         try:
             pair, rich = _halves(s)
         except OSError:
             continue
         (detailed if rich else small).extend(pair)
+        (src_d if rich else src_s).extend([s, s])
     # The library's real photos are those with real detail first: the crops and copies are
     # planted from them. (A half of a 320-px photo upscaled 6x to 1024 px is a blur no camera
     # makes: ORB finds few repeatable corners in it, and its crops said more about the bench
-    # than the product.) Unrelated new photos: the other halves, and the same mirrored and
-    # flipped (another picture to the hashes and to ORB, whose descriptors are not
-    # mirror-invariant).
-    from PIL import ImageOps
+    # than the product.) Unrelated new photos: the other halves, then procedurally drawn
+    # scenes (tests/synth.py, seeds of their own) — not mirrored halves: a mirrored half of one
+    # shot of a place is the other half of another shot of it, a look-alike, not a stranger.
+    from tests import synth
 
     halves = detailed + small
     rest = halves[REAL_LIB:]
-    others = rest + [ImageOps.mirror(h) for h in rest] + [ImageOps.flip(h) for h in rest]
+    others = rest + [synth.scene(9000 + k, (1024, 768) if k % 2 else (768, 1024)) for k in range(600 - len(rest))]
     assert len(others) >= 600 and len(detailed) >= 150, (len(detailed), len(small))
     lib: list[Path] = []
     for k, im in enumerate(halves[:REAL_LIB]):
@@ -186,6 +212,7 @@ def make_photos(tmp: Path) -> dict[str, Any]:
     one.mkdir()
     im = _crop(halves[200], 2)
     im.save(one / "one_crop.jpg", quality=88)
+    (tmp / "library_sources.json").write_text(json.dumps([str(p) for p in (src_d + src_s)[:REAL_LIB]]))
     return {"lib": lib, "new": new, "origin": origin, "kind": kind,
             "one": one / "one_crop.jpg", "one_origin": str(lib[200])}
 
@@ -237,8 +264,21 @@ def synthetic_features(n: int, pool: np.ndarray, rng: np.random.Generator) -> li
     return out
 
 
+def _pool_descriptors(files: list[Path]) -> np.ndarray:
+    """ORB descriptors of ``files``: the bit statistics of real photos (as bench/crops.py)."""
+    from dupligoned.adapters.decode import decode_photo
+    from dupligoned.adapters.orb import extract
+
+    out = []
+    for p in files:
+        try:
+            out.append(extract(decode_photo(str(p)).work).desc)
+        except Exception:  # noqa: BLE001 - a broken dev file is fine to skip here
+            continue
+    return np.concatenate(out)
+
+
 def build(tmp: Path, n: int, photos: dict[str, Any], cfg_path: Path) -> dict[str, Any]:
-    from crops import _real_descriptors
 
     from dupligoned.adapters.config import load_config
     from dupligoned.adapters.crop_store import CropStore, store_path
@@ -260,7 +300,7 @@ def build(tmp: Path, n: int, photos: dict[str, Any], cfg_path: Path) -> dict[str
     lib_folder = next(f for f in folders if f.path == cfg.libraries[0].path)
     n_syn = n - REAL_LIB
     codes = _codes(n_syn, rng)
-    pool = _real_descriptors(300)
+    pool = _pool_descriptors(_pool_files([Path(p) for p in json.loads((tmp / "library_sources.json").read_text())]))
     now = time.time()
     n_sessions = (n + LIB_SESSION - 1) // LIB_SESSION
     with idx.tx() as conn:
