@@ -59,3 +59,46 @@ def test_the_cached_library_follows_every_change(tmp_path: Path) -> None:
     assert _same(cache.get(index), Library.load(index))
     other.close()
     index.close()
+
+
+def test_kept_counts_equal_counting_the_photos(tmp_path: Path) -> None:
+    """``status`` and the page read photos per (session, status) from counts the index's
+    triggers keep: they equal counting the photos after any change, by any connection."""
+    rng = np.random.default_rng(4)
+    index = open_index(tmp_path / "index.db")
+    with index.tx() as conn:
+        _insert(conn, range(1, 301), "ok", rng)
+        _insert(conn, range(301, 351), "queued", rng)
+        conn.execute("INSERT INTO sessions(id, token, kind, created_at, last_added_at, dirty) VALUES (1, 't1', 'burst', 0, 0, 1)")
+        conn.execute("INSERT INTO sessions(id, token, kind, created_at, last_added_at, dirty) VALUES (2, 't2', 'burst', 0, 0, 1)")
+        conn.execute("UPDATE photos SET session_id = 1 WHERE id <= 200")
+        conn.execute("UPDATE photos SET session_id = 2 WHERE id > 250")
+
+    def counted() -> tuple[dict[str, int], dict[int, dict[str, int]]]:
+        st = {str(r[0]): int(r[1]) for r in index.conn.execute("SELECT status, COUNT(*) FROM photos GROUP BY status")}
+        per: dict[int, dict[str, int]] = {}
+        for r in index.conn.execute("SELECT session_id, status, COUNT(*) FROM photos WHERE session_id IS NOT NULL "
+                                    "GROUP BY session_id, status"):
+            per.setdefault(int(r[0]), {})[str(r[1])] = int(r[2])
+        return st, per
+
+    def kept() -> tuple[dict[str, int], dict[int, dict[str, int]]]:
+        return index.status_counts(), index.session_counts([1, 2])
+
+    assert kept() == counted()
+    other = sqlite3.connect(tmp_path / "index.db", isolation_level=None)
+    other.execute("UPDATE photos SET status = 'ok' WHERE id BETWEEN 301 AND 320")
+    other.execute("UPDATE photos SET status = 'error' WHERE id = 321")
+    other.execute("UPDATE photos SET status = 'gone' WHERE id IN (1, 2, 260)")
+    other.execute("UPDATE photos SET session_id = 2 WHERE id BETWEEN 10 AND 19")  # joined another session
+    other.execute("UPDATE photos SET session_id = NULL WHERE id = 20")
+    other.execute("DELETE FROM photos WHERE id IN (3, 330)")
+    _insert(other, range(400, 410), "queued", rng)
+    other.close()
+    assert kept() == counted()
+    from dupligoned.services import sessions
+
+    by_token = {s["token"]: s for s in sessions.list_sessions(index)}
+    assert by_token["t1"]["photos"] == 200 - 2 - 1 - 10 - 1 and by_token["t1"]["gone"] == 2
+    assert by_token["t2"]["queued"] == 50 - 20 - 1 - 1 and by_token["t2"]["errors"] == 1 and by_token["t2"]["state"] == "open"
+    index.close()

@@ -71,35 +71,14 @@ ORDER BY g.position, m.position
 def _session_rows(index: Index, token: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
     """Sessions (newest first, or the one with ``token``) with their photo counts and state.
 
-    Same figures as ``sessions.list_sessions``, computed from the indexes alone: a total per
-    session (covered by ``photos_session``) and the rare non-``ok`` statuses (``photos_status``),
-    instead of aggregating every photo row of the library at each request.
+    Same figures as ``sessions.list_sessions`` (``sessions.with_counts``: the counts the
+    index's triggers keep, not a count of every photo of the library at each request).
     """
     if token is not None:
         rows = [dict(r) for r in index.query("SELECT * FROM sessions WHERE token = ?", (token,))]
     else:
         rows = [dict(r) for r in index.query("SELECT * FROM sessions ORDER BY id DESC LIMIT ?", (limit,))]
-    if not rows:
-        return []
-    ids = [int(r["id"]) for r in rows]
-    q = ",".join("?" * len(ids))
-    total = {int(r[0]): int(r[1]) for r in index.query(
-        f"SELECT session_id, COUNT(*) FROM photos WHERE session_id IN ({q}) GROUP BY session_id", tuple(ids))}
-    by_status: dict[tuple[int, str], int] = {(int(r[0]), str(r[1])): int(r[2]) for r in index.query(
-        # INDEXED BY: the planner would rather walk every photo of the sessions.
-        f"SELECT session_id, status, COUNT(*) FROM photos INDEXED BY photos_status "
-        f"WHERE status IN ('queued', 'error', 'gone') AND session_id IN ({q}) GROUP BY session_id, status", tuple(ids))}
-    groups = {int(r[0]): int(r[1]) for r in index.query(
-        f"SELECT session_id, COUNT(*) FROM groups WHERE session_id IN ({q}) GROUP BY session_id", tuple(ids))}
-    for r in rows:
-        sid = int(r["id"])
-        r["gone"] = by_status.get((sid, "gone"), 0)
-        r["photos"] = total.get(sid, 0) - r["gone"]
-        r["queued"] = by_status.get((sid, "queued"), 0)
-        r["errors"] = by_status.get((sid, "error"), 0)
-        r["groups"] = groups.get(sid, 0)
-        r["state"] = sessions.state_of(r)
-    return rows
+    return sessions.with_counts(index, rows) if rows else []
 
 
 def session_by_token(index: Index, token: str) -> dict[str, Any]:
@@ -425,7 +404,7 @@ def home(index: Index, limit: int = 200) -> dict[str, Any]:
             done=int(s["photos"]) - int(s["queued"]) - int(s["errors"]),
         )
         out.append(d)
-    st = {r[0]: int(r[1]) for r in index.query("SELECT status, COUNT(*) FROM photos GROUP BY status")}
+    st = index.status_counts()
     errors = [{"id": int(r[0]), "path": r[1], "reason": r[2]} for r in index.query(
         "SELECT id, path, error FROM photos WHERE status = 'error' ORDER BY analysed_at DESC, id DESC LIMIT 50")]
     return {

@@ -133,19 +133,27 @@ def finish_first_scan(index: Index, folder_id: int, now: float) -> None:
         log.info("first-scan session of folder %d closed: the scan is done; grouping once its photos are analysed", folder_id)
 
 
-_STATE_SQL = """
-SELECT s.id, s.token, s.kind, s.folder_id, s.created_at, s.last_added_at, s.closed_at, s.clustered_at,
-       s.reviewed_at, s.dirty,
-       COALESCE(p.photos, 0) AS photos, COALESCE(p.queued, 0) AS queued, COALESCE(p.errors, 0) AS errors,
-       COALESCE(p.gone, 0) AS gone,
-       (SELECT COUNT(*) FROM groups g WHERE g.session_id = s.id) AS groups
-FROM sessions s
-LEFT JOIN (
-    SELECT session_id, SUM(status != 'gone') AS photos, SUM(status = 'queued') AS queued,
-           SUM(status = 'error') AS errors, SUM(status = 'gone') AS gone
-    FROM photos WHERE session_id IS NOT NULL GROUP BY session_id
-) p ON p.session_id = s.id
-"""
+def with_counts(index: Index, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Session rows with their photo counts (``photos`` not gone, ``queued``, ``errors``,
+    ``gone``), groups and ``state``: from the counts the index's triggers keep, not from
+    counting a library's photos at each request."""
+    ids = [int(r["id"]) for r in rows]
+    counts = index.session_counts(ids)
+    groups: dict[int, int] = {}
+    for k in range(0, len(ids), 500):
+        chunk = ids[k : k + 500]
+        groups.update({int(r[0]): int(r[1]) for r in index.conn.execute(
+            f"SELECT session_id, COUNT(*) FROM groups WHERE session_id IN ({','.join('?' * len(chunk))}) "
+            "GROUP BY session_id", chunk)})
+    for r in rows:
+        c = counts.get(int(r["id"]), {})
+        r["gone"] = c.get("gone", 0)
+        r["photos"] = sum(c.values()) - r["gone"]
+        r["queued"] = c.get("queued", 0)
+        r["errors"] = c.get("error", 0)
+        r["groups"] = groups.get(int(r["id"]), 0)
+        r["state"] = state_of(r)
+    return rows
 
 
 def state_of(row: sqlite3.Row | dict[str, Any]) -> str:
@@ -162,13 +170,8 @@ def state_of(row: sqlite3.Row | dict[str, Any]) -> str:
 
 def list_sessions(index: Index, token: str | None = None) -> list[dict[str, Any]]:
     """Every session (or the one with ``token``), newest first, with counts and its state."""
-    sql = _STATE_SQL + (" WHERE s.token = ?" if token else "") + " ORDER BY s.id DESC"
-    out = []
-    for r in index.query(sql, (token,) if token else ()):
-        d = dict(r)
-        d["state"] = state_of(d)
-        out.append(d)
-    return out
+    sql = "SELECT * FROM sessions" + (" WHERE token = ?" if token else "") + " ORDER BY id DESC"
+    return with_counts(index, [dict(r) for r in index.query(sql, (token,) if token else ())])
 
 
 PRELIMINARY_EVERY_S = 10.0  # an open upload or burst is grouped at most this often while it waits

@@ -39,7 +39,7 @@ def status(index: Index, cfg: Config | None = None) -> dict[str, Any]:
     "offline": [{"path", "offline_since", "reason", "line"}], "notices": [line]}``;
     photos counts analysed photos (``ok``); mirrors lists the enabled mirrors (``outbox.state``);
     notices says what is wrong now (a library offline, analysis paused for want of space)."""
-    counts = {r[0]: int(r[1]) for r in index.query("SELECT status, COUNT(*) FROM photos GROUP BY status")}
+    counts = index.status_counts()
     sess = []
     for s in sessions.list_sessions(index):
         sess.append({
