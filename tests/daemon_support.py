@@ -125,7 +125,8 @@ class Daemon:
         self.proc = subprocess.Popen(cmd + ["--config", str(self.cfg)], stdout=log, stderr=subprocess.STDOUT, env=env())
         log.close()
         try:
-            # "running:" is logged once the start-up scan is done.
+            # "running:" is logged once the first scans of new folders are done (known folders are
+            # rescanned in steps by the loop after it).
             wait_for(lambda: "running:" in self.log() or self.proc.poll() is not None, 60, "the daemon to start")  # type: ignore[union-attr]
             assert self.proc.poll() is None, self.log()
         except BaseException:

@@ -121,6 +121,7 @@ class CropStore:
         self.folder = Path(folder)
         self.index = index
         self.params = params
+        self.defer_merges = False  # a daemon merges small segments when idle (``merge_small``)
         self._mapped: list[_Mapped] = []
         self.manifest: dict[str, Any] = {}
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -242,8 +243,18 @@ class CropStore:
         """
         self._add_segment(desc, owners, photos)
         small = [k for k, m in enumerate(self._mapped) if m.photos < MERGE_BELOW]
-        if len(small) >= MERGE_COUNT:
+        # A daemon defers merging to its idle moments (``merge_small``), not inside a session's
+        # search — unless small segments pile up.
+        if len(small) >= (4 * MERGE_COUNT if self.defer_merges else MERGE_COUNT):
             self._merge(small)
+
+    def merge_small(self) -> bool:
+        """Merge the small segments when there are enough of them. Returns whether it did."""
+        small = [k for k, m in enumerate(self._mapped) if m.photos < MERGE_BELOW]
+        if len(small) < MERGE_COUNT:
+            return False
+        self._merge(small)
+        return True
 
     def _merge(self, which: Sequence[int]) -> None:
         t0 = time.perf_counter()

@@ -224,6 +224,7 @@ class Daemon:
 
         # Rebuilt (when missing or stale) a step at a time by the loop; the page answers meanwhile.
         self.crop_store = CropStore(store_path(cfg.index_path), self.index)
+        self.crop_store.defer_merges = True  # merged when idle (``crop_index_step``), not in a session's search
         changed = cluster.mark_changed_settings(self.index, self.settings)
         if changed:
             log.info("%d sessions will be clustered again (thresholds or weights changed)", changed)
@@ -399,22 +400,29 @@ class Daemon:
     # ------------------------------------------------------------ work
 
     def scan_all(self, *, first_only: bool = False) -> None:
+        """At start: a folder never scanned is scanned now (its first-scan session closes when
+        that is done); the others, unless ``first_only``, are rescanned in steps by the loop,
+        the page and sessions going on meanwhile (a restart beside a large library is ready in
+        seconds, not after a walk of every file)."""
         now = time.time()
+        known = []
         for f in self.ingest.folders:
             if self.stopping:
                 return
             done = self.index.scalar("SELECT first_scan_done_at FROM folders WHERE id = ?", (f.id,))
-            if first_only and done is not None:
+            if done is not None:
+                known.append(f)
                 continue
             self.scan_folder(f)
-            if done is None:
-                sessions.finish_first_scan(self.index, f.id, now)
+            sessions.finish_first_scan(self.index, f.id, now)
+        if not first_only and known:
+            self.start_rescan(known)
 
-    def start_rescan(self) -> None:
-        """Rescan every folder, a bounded step each round of the loop (``scan_step``): a rescan
-        of a large library does not pause the loop (results, sessions, events go on)."""
+    def start_rescan(self, folders: Sequence[Folder] | None = None) -> None:
+        """Rescan the folders (all), a bounded step each round of the loop (``scan_step``): a
+        rescan of a large library does not pause the loop (results, sessions, events go on)."""
         busy = {sc.folder.id for sc, _ in self._scans}
-        todo = [f for f in self.ingest.folders if f.id not in busy]
+        todo = [f for f in (self.ingest.folders if folders is None else folders) if f.id not in busy]
         if todo:
             log.info("rescanning %d folders (in steps; the loop goes on)", len(todo))
         for f in todo:
@@ -569,9 +577,16 @@ class Daemon:
             self._applied = []
 
     def crop_index_step(self) -> bool:
-        """One bounded step of rebuilding the crop index, when it is being rebuilt."""
+        """One bounded step of rebuilding the crop index, when it is being rebuilt; else, when
+        nothing waits, a merge of its small segments."""
         store = self.crop_store
-        if store is None or store.ready:
+        if store is None:
+            return False
+        if store.ready:
+            # Small segments (a session's batches) are merged while nothing waits.
+            if self._close_due is None and not sessions.ready_to_cluster(self.index) and \
+                    not self.index.scalar("SELECT 1 FROM photos WHERE status = 'queued' LIMIT 1"):
+                return bool(store.merge_small())
             return False
         done = store.rebuild_step()
         prog = store.progress()
