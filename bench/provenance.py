@@ -31,6 +31,7 @@ import io
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -289,15 +290,20 @@ class Builder:
         base, rel, fmt, q, cam = self.original(heic=r.random() < 0.15)
         members = [rel]
         nodes = [(base, q)]
+        history = {rel: f"original {fmt} q{q}"}
         for _ in range(r.randint(2, 4)):
-            parent, pq = nodes[0] if r.random() < 0.6 else r.choice(nodes)
+            pick = 0 if r.random() < 0.6 else r.randrange(len(nodes))
+            parent, pq = nodes[pick] if pick == 0 else nodes[pick]
             im = parent
-            for e in r.sample(sorted(EDITS), r.choice([1, 1, 2, 2, 3])):
+            edits = r.sample(sorted(EDITS), r.choice([1, 1, 2, 2, 3]))
+            for e in edits:
                 im = EDITS[e](im, r, self.wide)
             crel, back, cfmt, cq = self.save_copy(im, rel, pq, cam, ["JPEG", "JPEG", "JPEG", "PNG", "WEBPL", "HEIF"])
             members.append(crel)
             nodes.append((back, cq or 100))
+            history[crel] = f"from {members[pick]}: {'+'.join(edits)} -> {cfmt} q{cq}"
         self.add_group("chain", members, [rel])
+        self.groups[-1]["history"] = history
 
     def format_group(self) -> None:
         r = self.r
@@ -396,6 +402,7 @@ def main() -> int:
     for name in args.sets.split(","):
         corpus = Path(args.out) / name
         if args.rebuild or not (corpus / "truth.json").exists():
+            shutil.rmtree(corpus, ignore_errors=True)  # a half-built or older set must not mix in
             t0 = time.perf_counter()
             build(Path(args.out), name, args.n)
             print(f"built {name} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -39,7 +39,7 @@ import numpy.typing as npt
 from dupligoned.core import hashing, originals
 from dupligoned.core.crops import crop_reasons
 from dupligoned.core.model import GroupDecision, PhotoInfo, Verdict
-from dupligoned.core.provenance import Lineage
+from dupligoned.core.provenance import Lineage, tone_curve, unexplained
 from dupligoned.core.quality import QualityWeights, laplacian, score
 from dupligoned.core.quality import shown as on_card
 
@@ -56,6 +56,10 @@ class KeeperParams:
     blur_sharpness_ratio: float = 2.0  # a copy this much sharper, with a structured difference
     white_ratio: float = 12.0  # Laplacian/variance of a difference above this: white (noise-like)
     noise_sharpness_ratio: float = 1.2  # a copy this much "sharper" by white noise is noisier
+    sharpened_ratio: float = 1.6  # a sharper copy's unexplained detail below this × the softer's: sharpened
+    sharpened_max_residual: float = 8.0  # grey levels: a pair further apart is not one filter away
+    sharpened_fit: float = 0.7  # and at most this share of their mean difference
+    even_noise: float = 1.6  # texture_bias at most this: the difference is spread evenly (added noise)
     shot_distance: float = 5.0  # median hash distance above which photos are distinct shots
     weights: QualityWeights = QualityWeights()
     raw_jpeg_pairs: str = "keep-both"  # or "keep-raw": the JPEG of a RAW+JPEG pair may go
@@ -79,6 +83,23 @@ class Comparison:
     # and (child, parent) pairs among them whose pixels are the same.
     lineage: tuple[Lineage, ...] = ()
     identical: tuple[tuple[int, int], ...] = ()
+    # How much the difference follows the picture's texture (``texture_bias``): ~1 for noise
+    # added evenly; far above for detail smoothed away where there was detail (denoising).
+    textured: npt.NDArray[np.float64] | None = None
+    # The compared images themselves, for the measures only some pairs need (``unexplained``).
+    images: tuple[npt.NDArray[np.uint8] | None, ...] = ()
+    _unexplained: dict[tuple[int, int], float] = field(default_factory=dict, repr=False)
+
+    def unexplained(self, a: int, b: int) -> float | None:
+        """RMS grey levels of image ``a`` that image ``b`` cannot predict (``provenance.unexplained``)."""
+        if a >= len(self.images) or b >= len(self.images):
+            return None
+        ia, ib = self.images[a], self.images[b]
+        if ia is None or ib is None or ia.shape != ib.shape:
+            return None
+        if (a, b) not in self._unexplained:
+            self._unexplained[(a, b)] = unexplained(ia, ib)
+        return self._unexplained[(a, b)]
 
 
 def compare(images: Sequence[npt.NDArray[np.uint8] | None]) -> Comparison:
@@ -86,6 +107,7 @@ def compare(images: Sequence[npt.NDArray[np.uint8] | None]) -> Comparison:
     n = len(images)
     diff = np.zeros((n, n))
     white = np.zeros((n, n))
+    textured = np.ones((n, n))
     floats = [None if im is None else im.astype(np.float32) for im in images]
     for a in range(n):
         for b in range(a + 1, n):
@@ -97,7 +119,55 @@ def compare(images: Sequence[npt.NDArray[np.uint8] | None]) -> Comparison:
             diff[a, b] = diff[b, a] = float(np.abs(d).mean())
             var = float(d.var())
             white[a, b] = white[b, a] = float(laplacian(d).var()) / var if var > 1e-9 else 0.0
-    return Comparison(diff, white)
+            ia, ib = images[a], images[b]
+            assert ia is not None and ib is not None
+            textured[a, b] = textured[b, a] = texture_bias(ia, ib)
+    return Comparison(diff, white, textured=textured, images=tuple(images))
+
+
+TILE = 16  # pixels of the tiles texture_bias compares
+
+
+def texture_bias(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> float:
+    """How much the difference of two copies of one picture follows its texture: the difference's
+    energy (after matching b's tones to a's) in the most textured quarter of tiles over that in
+    the least textured quarter. Noise added to a copy is spread evenly (about 1, a little more
+    where bright areas show more); a denoiser or a heavy compressor takes away detail where there
+    was detail, so its difference is many times stronger in the textured tiles."""
+    h, w = (a.shape[0] // TILE) * TILE, (a.shape[1] // TILE) * TILE
+    if h < 4 * TILE or w < 4 * TILE:
+        return 1.0
+    a, b = a[:h, :w], b[:h, :w]
+    mask = (a > 2) & (a < 253) & (b > 2) & (b < 253)
+    # The tones are matched from the cleaner copy to the noisier (matched the other way, the
+    # noise flattens the fitted curve and leaves an error that grows with contrast): which is
+    # which is not known here, and the wrong way only reads higher, so the lower of the two.
+    return min(_bias(a, b, a.astype(np.float64) - tone_curve(b, a, mask)[b], mask, h, w),
+               _bias(a, b, b.astype(np.float64) - tone_curve(a, b, mask)[a], mask, h, w))
+
+
+def _bias(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8], d: npt.NDArray[np.float64],
+          mask: npt.NDArray[np.bool_], h: int, w: int) -> float:
+    mean = (a.astype(np.float64) + b) / 2
+    smooth = (mean[:-2, :-2] + mean[:-2, 1:-1] + mean[:-2, 2:] + mean[1:-1, :-2] + mean[1:-1, 1:-1]
+              + mean[1:-1, 2:] + mean[2:, :-2] + mean[2:, 1:-1] + mean[2:, 2:]) / 9.0
+    grad = np.zeros_like(mean)
+    gy = np.diff(smooth, axis=0)[:, :-1]
+    gx = np.diff(smooth, axis=1)[:-1, :]
+    grad[1:-2, 1:-2] = gy * gy + gx * gx
+
+    def tiles(x: npt.NDArray[np.generic]) -> npt.NDArray[np.float64]:
+        t = x.reshape(h // TILE, TILE, w // TILE, TILE).transpose(0, 2, 1, 3).reshape(-1, TILE * TILE)
+        return np.asarray(t, dtype=np.float64)
+
+    keep = tiles(mask).mean(axis=1) > 0.95
+    if int(keep.sum()) < 16:
+        return 1.0
+    tex = tiles(grad).mean(axis=1)[keep]
+    energy = tiles(d).var(axis=1)[keep]
+    lo, hi = np.quantile(tex, [0.25, 0.75])
+    low = float(energy[tex <= lo].mean())
+    return float(energy[tex >= hi].mean()) / max(low, 0.05)
 
 
 def pair_distances(photos: Sequence[PhotoInfo]) -> list[float]:
@@ -127,9 +197,13 @@ def fig(value: float) -> str:
     return str(round(float(value), 1))
 
 
-def _derived_reason(child: PhotoInfo, parent: PhotoInfo, same: bool) -> str:
+def _derived_reason(child: PhotoInfo, parent: PhotoInfo, same: bool, kind: str = "quantiser") -> str:
     """Why ``child`` is a copy of ``parent``, in the words of the evidence (core/provenance.py)."""
     pname = _name(parent)
+    if kind == "carried":
+        quality = f", quality {parent.jpeg_quality}" if parent.jpeg_quality else ""
+        return (f"edited copy of {pname} (made from it: it still carries the JPEG compression of "
+                f"{pname}{quality})")
     kind = _FORMAT_WORD.get(child.format, child.format)
     what = "conversion" if child.lossless else "re-encode"
     if same:
@@ -198,7 +272,7 @@ def decide(
         for li in comparison.lineage:
             c, par = li.child, li.parent
             if c in reps and c not in camera_original and rep_of[photos[par].content_hash] in reps:
-                derived[c] = (_derived_reason(photos[c], photos[par], (c, par) in same), par)
+                derived[c] = (_derived_reason(photos[c], photos[par], (c, par) in same, li.kind), par)
         if len(derived) >= len(reps):  # a cycle cannot be: keep the evidence out rather than drop all
             derived = {}
     reason.update({k: (why, par) for k, (why, par) in derived.items()})
@@ -246,6 +320,28 @@ def decide(
         # Sharpness relative to contrast²: an exposure or contrast change scales both alike,
         # so only blur and noise move it.
         sharp = {k: photos[k].quality.sharpness / max(1.0, photos[k].quality.contrast ** 2) for k in left}
+
+        def textured(a: int, b: int) -> float:
+            return 1.0 if comparison is None or comparison.textured is None else float(comparison.textured[a, b])
+        # A sharper copy that holds no detail the softer one lacks was sharpened from it: a blur
+        # loses detail for good, a sharpening filter can be undone (the data processing inequality).
+        sharpened: dict[int, tuple[str, int | None]] = {}
+        for k in left:
+            for o in left:
+                if (o != k and comparison.white[k, o] < params.white_ratio
+                        and sharp[k] > params.blur_sharpness_ratio * sharp[o]
+                        and pair_distances([photos[k], photos[o]])[0] <= params.shot_distance):
+                    held, lost = comparison.unexplained(k, o), comparison.unexplained(o, k)
+                    # ...and the softer one is made from the sharper by a filter (a frame of a
+                    # burst, moved, is not: what is left of it is as large as their difference).
+                    if (held is not None and lost is not None and lost <= params.sharpened_max_residual
+                            and lost <= params.sharpened_fit * comparison.diff[k, o]
+                            and held < params.sharpened_ratio * lost):
+                        sharpened[k] = (f"sharpened copy of {_name(photos[o])} (sharpness "
+                                        f"{fig(card[k].quality.sharpness)} vs {fig(card[o].quality.sharpness)}, "
+                                        f"with no detail {_name(photos[o])} lacks)", o)
+                        break
+        drop(sharpened)
         blurred: dict[int, tuple[str, int | None]] = {}
         for k in left:
             for o in left:
@@ -264,7 +360,8 @@ def decide(
                     continue
                 if (comparison.white[k, o] >= params.white_ratio
                         and sharp[k] > params.noise_sharpness_ratio * sharp[o]
-                        and photos[k].quality.noise > 1.2 * photos[o].quality.noise):
+                        and photos[k].quality.noise > 1.2 * photos[o].quality.noise
+                        and textured(k, o) <= params.even_noise):
                     noisy[k] = (f"noisier copy of {_name(photos[o])}: noise added after capture "
                                 f"(noise {fig(card[k].quality.noise)} vs {fig(card[o].quality.noise)})", o)
                     break
@@ -285,9 +382,9 @@ def decide(
         return (
             protected_first,
             0.0 if k in ancestors else 1.0,
+            0.0 if (p.camera or p.taken_at) else 1.0,  # messengers and web exports strip EXIF
             0.0 if p.lossless else 1.0,
             0.0 if (q(k) or 0) >= params.camera_jpeg_quality else 1.0,
-            0.0 if (p.camera or p.taken_at) else 1.0,  # messengers and web exports strip EXIF
             round(totals[k] / worst, 2),
             -float(q(k) or 0),
             -float(p.size_bytes),

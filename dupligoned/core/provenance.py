@@ -96,7 +96,10 @@ class Lineage:
 
     child: int
     parent: int
-    score: float  # the child's lattice score on the parent's table
+    score: float  # the child's lattice score on the parent's table (or 1 - carried error)
+    # "quantiser": the child's coefficients sit on the parent's lattice (a conversion or re-save);
+    # "carried": an edited child carries the parent's quantisation error (``carried_error``).
+    kind: str = "quantiser"
 
 
 def quantiser_lineage(
@@ -189,3 +192,114 @@ def same_pixels(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> bool:
         return False
     d = np.abs(a.astype(np.int16) - b.astype(np.int16))
     return bool(float(d.mean()) < 0.6 and float((d > 2).mean()) < 0.005)
+
+
+# --- a copy carries its source's quantisation error ------------------------------------------------
+#
+# A JPEG's decoded coefficients differ from the picture its camera saw by a quantisation error
+# as large as its steps (uniform over ±step/2 for every non-zero coefficient: 12·mean((e/step)²)
+# is 1). That error is in the JPEG's pixels and in nothing made before it. A copy made from the
+# JPEG after an edit that can be undone (a tone curve, exposure, contrast, a colour filter, a
+# mild linear filter) and saved finer (a higher JPEG quality, PNG, lossless WebP, a fine HEIC)
+# still carries it: undo the edit on the copy and the JPEG's own error comes back, far below a
+# step. Nothing can predict the error of a photo from one made before it, so the test reads one
+# way only. An edit that cannot be undone (noise, blur, denoising) leaves no trace here.
+
+DESCENT = 0.3  # 12·mean((error/step)²) below this: the copy carries the JPEG's quantisation error
+DESCENT_SIDE = 256  # the centre square (pixels, a multiple of 8) the test reads
+DESCENT_GLANCE = 128  # a smaller square first: most pairs fail there at a quarter of the cost
+DESCENT_MIN_STEP = 4  # finer steps drown in the copy's own rounding
+_TAPS = 2  # the linear filter is (2·_TAPS+1)² pixels
+
+
+def tone_curve(src: npt.NDArray[np.uint8], dst: npt.NDArray[np.generic],
+                mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
+    """The tone curve (256 levels) that best maps ``src`` onto ``dst``: the mean of ``dst`` at
+    each level of ``src``, levels not seen interpolated."""
+    s = src[mask].astype(np.int64)
+    cnt = np.bincount(s, minlength=256)
+    tot = np.bincount(s, weights=dst[mask].astype(np.float64), minlength=256)
+    seen = cnt > 0
+    xs = np.arange(256, dtype=np.float64)
+    if int(seen.sum()) < 2:
+        return xs
+    return np.asarray(np.interp(xs, xs[seen], tot[seen] / cnt[seen]), dtype=np.float64)
+
+
+def predict(src: npt.NDArray[np.uint8], dst: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """``dst`` as well as a tone curve, then a small linear filter, then a tone curve again make
+    it from ``src`` (least squares), and the pixels the fit used (neither side near clipping)."""
+    mask = (src > 2) & (src < 253) & (dst > 2) & (dst < 253)
+    s1 = tone_curve(src, dst, mask)[src]
+    r = _TAPS
+    h, w = s1.shape
+    padded = np.pad(s1, r, mode="edge")
+    shifts = [padded[r + dy:r + dy + h, r + dx:r + dx + w] for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
+    idx = np.flatnonzero(mask.ravel())
+    if idx.size < 1000:
+        return s1, mask
+    idx = idx[:: max(1, idx.size // 20000)]
+    ys, xs = np.divmod(idx, w)
+    base = ys * padded.shape[1] + xs  # the pixel's top-left tap in the padded image
+    flat = padded.ravel()
+    x = np.stack([flat[base + dy * padded.shape[1] + dx] for dy in range(2 * r + 1) for dx in range(2 * r + 1)]
+                 + [np.ones(idx.size)], axis=1)
+    # Normal equations (26 unknowns): far cheaper than an SVD, and a touch of ridge keeps a flat
+    # picture's singular system solvable.
+    gram = x.T @ x
+    gram[np.diag_indices_from(gram)] += 1e-6 * float(np.trace(gram)) / gram.shape[0]
+    coef = np.linalg.solve(gram, x.T @ dst.ravel()[idx].astype(np.float64))
+    p = np.full(s1.shape, coef[-1])
+    for c, sh in zip(coef[:-1], shifts, strict=True):
+        p += c * sh
+    levels = np.clip(np.round(p), 0, 255).astype(np.uint8)
+    return np.asarray(np.interp(p, np.arange(256.0), tone_curve(levels, dst, mask)), dtype=np.float64), mask
+
+
+def carried_error(parent: npt.NDArray[np.uint8], table: Sequence[int], child: npt.NDArray[np.uint8],
+                  side: int = DESCENT_SIDE) -> float | None:
+    """12·mean((e/step)²) of the parent JPEG's non-zero coefficients, e the parent's value less the
+    best prediction of it from ``child`` (same stored size): about 1 when the child does not carry
+    the parent's quantisation error, far below when it does (the child was made from the parent).
+    None when too few coefficients can tell."""
+    if parent.shape != child.shape:
+        return None
+    h, w = (parent.shape[0] // 8) * 8, (parent.shape[1] // 8) * 8
+    bh, bw = min(h, side), min(w, side)
+    y0, x0 = ((h - bh) // 16) * 8, ((w - bw) // 16) * 8
+    a = parent[y0:y0 + bh, x0:x0 + bw]
+    p, mask = predict(child[y0:y0 + bh, x0:x0 + bw], a)
+    whole = mask.reshape(bh // 8, 8, bw // 8, 8).transpose(0, 2, 1, 3).reshape(-1, 64).all(axis=1)
+    t = np.asarray(table, dtype=np.float64)
+    use = np.flatnonzero(t >= DESCENT_MIN_STEP)
+    ca = block_dct(a, max_blocks=1 << 30)[whole][:, use]
+    cp = block_dct(p, max_blocks=1 << 30)[whole][:, use]
+    steps = t[use][None, :]
+    live = np.abs(ca) >= 0.5 * steps
+    if int(live.sum()) < 500:
+        return None
+    e = np.clip((ca - cp) / steps, -1.0, 1.0)[live]
+    return float(12.0 * np.mean(e * e))
+
+
+def finer(child: Sequence[int] | None, parent: Sequence[int]) -> bool:
+    """Whether a child stored with table ``child`` (None: not a JPEG) could carry the parent's
+    error: its own steps clearly finer where the parent's are large enough to read."""
+    if child is None:
+        return True
+    return _coarser(parent, child)
+
+
+def unexplained(target: npt.NDArray[np.uint8], source: npt.NDArray[np.uint8], side: int = DESCENT_SIDE) -> float:
+    """RMS grey levels of ``target`` that ``predict`` cannot make from ``source`` (same size, the
+    centre square): what ``target`` holds that ``source`` does not. A copy holds nothing its
+    source lacks but its own compression and added noise (the data processing inequality); a
+    blurred or denoised copy has lost detail its source still holds."""
+    h, w = target.shape
+    bh, bw = min(h, side), min(w, side)
+    y0, x0 = (h - bh) // 2, (w - bw) // 2
+    t = target[y0:y0 + bh, x0:x0 + bw]
+    p, mask = predict(source[y0:y0 + bh, x0:x0 + bw], t)
+    if not mask.any():
+        return 0.0
+    return float(np.sqrt(np.mean((t.astype(np.float64) - p)[mask] ** 2)))

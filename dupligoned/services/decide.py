@@ -76,11 +76,12 @@ def look_closer(
         out.append(replace(p, quality=replace(measure(img), faces=faces)))
         images.append(img)
         planes.append(plane)
-    return out, _with_history(keeper.compare(images), planes, photos), counted
+    return out, _with_history(keeper.compare(images), planes, photos, params), counted
 
 
 def _with_history(
-    comparison: keeper.Comparison, planes: Sequence[LumaPlane | None], photos: Sequence[PhotoInfo]
+    comparison: keeper.Comparison, planes: Sequence[LumaPlane | None], photos: Sequence[PhotoInfo],
+    params: keeper.KeeperParams = keeper.KeeperParams(),
 ) -> keeper.Comparison:
     """The comparison with what the members' compression history says: which member carries
     another's JPEG quantiser (made from it), and which lossless member has exactly a lossy
@@ -104,11 +105,41 @@ def _with_history(
                  else provenance.block_dct(pl.raw) for k, pl in enumerate(planes)]
         for li in provenance.quantiser_lineage(coefs, [None if pl is None else pl.jpeg_table for pl in planes]):
             lineage.setdefault(li.child, li)
+        for li in _carried(planes, shapes, set(lineage), photos, params):
+            lineage.setdefault(li.child, li)
     if not lineage:
         return comparison
     return replace(comparison, lineage=tuple(lineage[k] for k in sorted(lineage)), identical=tuple(identical))
 
 
+
+
+def _carried(planes: Sequence[LumaPlane | None], shapes: Sequence[object], known: set[int],
+             photos: Sequence[PhotoInfo], params: keeper.KeeperParams) -> list[provenance.Lineage]:
+    """Edited copies that carry a JPEG member's quantisation error (``provenance.carried_error``):
+    each child once, from the parent it carries most clearly; a pair that reads both ways says
+    nothing. Distinct shots (frames of a burst) are not one another's copies: not tested."""
+    shots = {(a, b) for a in range(len(photos)) for b in range(len(photos))
+             if keeper.pair_distances([photos[a], photos[b]])[0] > params.shot_distance} if len(photos) > 1 else set()
+    found: dict[tuple[int, int], float] = {}
+    for par, pp in enumerate(planes):
+        if pp is None or not pp.jpeg_table:
+            continue
+        for c, pc in enumerate(planes):
+            if (c == par or c in known or pc is None or shapes[c] != shapes[par]
+                    or not provenance.finer(pc.jpeg_table, pp.jpeg_table) or (c, par) in shots):
+                continue
+            glance = provenance.carried_error(pp.raw, pp.jpeg_table, pc.raw, provenance.DESCENT_GLANCE)
+            if glance is not None and glance >= 2 * provenance.DESCENT:
+                continue
+            stat = provenance.carried_error(pp.raw, pp.jpeg_table, pc.raw)
+            if stat is not None and stat < provenance.DESCENT:
+                found[(c, par)] = 1.0 - stat
+    best: dict[int, provenance.Lineage] = {}
+    for (c, par), score in found.items():
+        if (par, c) not in found and (c not in best or score > best[c].score):
+            best[c] = provenance.Lineage(c, par, score, "carried")
+    return list(best.values())
 
 
 def decide_group(photos: Sequence[PhotoInfo], params: keeper.KeeperParams = keeper.KeeperParams()) -> GroupDecision:
