@@ -50,15 +50,19 @@ _COPY_NAME = re.compile(r"(\(\d+\)|\bcopy\b|\bkopie\b|\bcopie\b|-\d+$|_\d$)", re
 class KeeperParams:
     resolution_ratio: float = 0.8  # below this share of the largest pixel count: lower resolution
     heavy_jpeg_quality: int = 50  # below: a messenger-grade re-save
-    camera_jpeg_quality: int = 90  # at or above: camera-grade
+    camera_jpeg_quality: int = 0  # at or above: camera-grade (0: not a rank of its own)
     exposure_outlier: float = 0.25  # share of the group's median brightness a copy may differ by
     exposure_outlier_min: float = 10.0  # grey levels: never stricter than this
     blur_sharpness_ratio: float = 2.0  # a copy this much sharper, with a structured difference
     white_ratio: float = 12.0  # Laplacian/variance of a difference above this: white (noise-like)
     noise_sharpness_ratio: float = 1.2  # a copy this much "sharper" by white noise is noisier
-    sharpened_ratio: float = 1.6  # a sharper copy's unexplained detail below this × the softer's: sharpened
-    sharpened_max_residual: float = 8.0  # grey levels: a pair further apart is not one filter away
+    sharpened_ratio: float = 2.0  # a sharper copy's unexplained detail below this × the softer's: sharpened
+    medoid_over_all: bool = True  # the medoid over every same-size copy, not only those left
+    blur_lost_ratio: float = 0.0  # a blur loses detail: the sharper holds this × what the softer does
+    sharpened_max_residual: float = 12.0  # grey levels: a pair further apart is not one filter away
     sharpened_fit: float = 0.7  # and at most this share of their mean difference
+    sharpened_white: float = 4.0  # a filter's difference is at least this white...
+    sharpened_tone_fit: float = 0.3  # ...unless a tone change makes most of it (then this share)
     even_noise: float = 1.6  # texture_bias at most this: the difference is spread evenly (added noise)
     shot_distance: float = 5.0  # median hash distance above which photos are distinct shots
     weights: QualityWeights = QualityWeights()
@@ -325,18 +329,30 @@ def decide(
             return 1.0 if comparison is None or comparison.textured is None else float(comparison.textured[a, b])
         # A sharper copy that holds no detail the softer one lacks was sharpened from it: a blur
         # loses detail for good, a sharpening filter can be undone (the data processing inequality).
+        def detail_ratio(k: int, o: int) -> float | None:
+            """What sharper ``k`` holds that softer ``o`` cannot predict, over the reverse, when
+            ``o`` is a filter away from ``k`` (a frame of a burst, moved, is not: what is left of
+            it is as large as their difference). None: not a filter pair, or not measured."""
+            if comparison is None or pair_distances([photos[k], photos[o]])[0] > params.shot_distance:
+                return None
+            held, lost = comparison.unexplained(k, o), comparison.unexplained(o, k)
+            if held is None or lost is None or lost > params.sharpened_max_residual:
+                return None
+            # A filter's difference is fine detail (whitish); a moved frame's is a band of edges.
+            # With a tone change the difference is mostly tone, and the fit must be closer still.
+            fit = lost / max(float(comparison.diff[k, o]), 1e-6)
+            if fit > params.sharpened_fit or (comparison.white[k, o] < params.sharpened_white
+                                              and fit > params.sharpened_tone_fit):
+                return None
+            return held / max(lost, 0.05)
+
         sharpened: dict[int, tuple[str, int | None]] = {}
         for k in left:
             for o in left:
                 if (o != k and comparison.white[k, o] < params.white_ratio
-                        and sharp[k] > params.blur_sharpness_ratio * sharp[o]
-                        and pair_distances([photos[k], photos[o]])[0] <= params.shot_distance):
-                    held, lost = comparison.unexplained(k, o), comparison.unexplained(o, k)
-                    # ...and the softer one is made from the sharper by a filter (a frame of a
-                    # burst, moved, is not: what is left of it is as large as their difference).
-                    if (held is not None and lost is not None and lost <= params.sharpened_max_residual
-                            and lost <= params.sharpened_fit * comparison.diff[k, o]
-                            and held < params.sharpened_ratio * lost):
+                        and sharp[k] > params.blur_sharpness_ratio * sharp[o]):
+                    ratio = detail_ratio(k, o)
+                    if ratio is not None and ratio < params.sharpened_ratio:
                         sharpened[k] = (f"sharpened copy of {_name(photos[o])} (sharpness "
                                         f"{fig(card[k].quality.sharpness)} vs {fig(card[o].quality.sharpness)}, "
                                         f"with no detail {_name(photos[o])} lacks)", o)
@@ -346,7 +362,8 @@ def decide(
         for k in left:
             for o in left:
                 if (o != k and comparison.white[k, o] < params.white_ratio
-                        and sharp[o] > params.blur_sharpness_ratio * sharp[k]):
+                        and sharp[o] > params.blur_sharpness_ratio * sharp[k]
+                        and ((ratio := detail_ratio(o, k)) is None or ratio >= params.blur_lost_ratio)):
                     blurred[k] = (f"blurrier copy of {_name(photos[o])} (sharpness "
                                   f"{fig(card[k].quality.sharpness)} vs {fig(card[o].quality.sharpness)})", o)
                     break
@@ -370,7 +387,10 @@ def decide(
     # 5. rank what is left.
     hd = pair_distances([photos[k] for k in left])
     distinct_shots = bool(hd) and float(np.median(hd)) > params.shot_distance
-    totals = {k: (float(comparison.diff[k, left].sum()) if comparison is not None else 0.0) for k in left}
+    # The medoid over every same-size copy, the ones already dropped too: they are branches of
+    # the same tree, and the source sits nearest its copies (one change from each).
+    tree = contenders if params.medoid_over_all else left
+    totals = {k: (float(comparison.diff[k, tree].sum()) if comparison is not None else 0.0) for k in left}
     worst = max(totals.values()) or 1.0
 
     def rank(k: int) -> tuple[float, ...]:
@@ -384,7 +404,7 @@ def decide(
             0.0 if k in ancestors else 1.0,
             0.0 if (p.camera or p.taken_at) else 1.0,  # messengers and web exports strip EXIF
             0.0 if p.lossless else 1.0,
-            0.0 if (q(k) or 0) >= params.camera_jpeg_quality else 1.0,
+            0.0 if params.camera_jpeg_quality and (q(k) or 0) >= params.camera_jpeg_quality else 1.0,
             round(totals[k] / worst, 2),
             -float(q(k) or 0),
             -float(p.size_bytes),
