@@ -39,7 +39,7 @@ import numpy.typing as npt
 from dupligoned.core import hashing, originals
 from dupligoned.core.crops import crop_reasons
 from dupligoned.core.model import GroupDecision, PhotoInfo, Verdict
-from dupligoned.core.provenance import Lineage, tone_curve, unexplained
+from dupligoned.core.provenance import Lineage, band_gains, tone_curve, unexplained
 from dupligoned.core.quality import QualityWeights, laplacian, score
 from dupligoned.core.quality import shown as on_card
 
@@ -57,10 +57,12 @@ class KeeperParams:
     white_ratio: float = 12.0  # Laplacian/variance of a difference above this: white (noise-like)
     noise_sharpness_ratio: float = 1.2  # a copy this much "sharper" by white noise is noisier
     sharpened_ratio: float = 2.0  # a sharper copy's unexplained detail below this × the softer's: sharpened
+    medoid_shape: bool = True  # the medoid on differences with tones matched (an exposure copy is one change)
     medoid_over_all: bool = True  # the medoid over every same-size copy, not only those left
     blur_lost_ratio: float = 0.0  # a blur loses detail: the sharper holds this × what the softer does
     sharpened_max_residual: float = 12.0  # grey levels: a pair further apart is not one filter away
     sharpened_fit: float = 0.7  # and at most this share of their mean difference
+    sharpened_floor: tuple[float, float] = (0.3, 0.8)  # share of amplitude a sharpening undone keeps
     sharpened_white: float = 4.0  # a filter's difference is at least this white...
     sharpened_tone_fit: float = 0.3  # ...unless a tone change makes most of it (then this share)
     even_noise: float = 1.6  # texture_bias at most this: the difference is spread evenly (added noise)
@@ -90,6 +92,8 @@ class Comparison:
     # How much the difference follows the picture's texture (``texture_bias``): ~1 for noise
     # added evenly; far above for detail smoothed away where there was detail (denoising).
     textured: npt.NDArray[np.float64] | None = None
+    # Mean difference with the tones matched (``shape_difference``): the medoid's distance.
+    shape: npt.NDArray[np.float64] | None = None
     # The compared images themselves, for the measures only some pairs need (``unexplained``).
     images: tuple[npt.NDArray[np.uint8] | None, ...] = ()
     _unexplained: dict[tuple[int, int], float] = field(default_factory=dict, repr=False)
@@ -105,6 +109,13 @@ class Comparison:
             self._unexplained[(a, b)] = unexplained(ia, ib)
         return self._unexplained[(a, b)]
 
+    def gains(self, soft: int, sharp: int) -> npt.NDArray[np.float64] | None:
+        """The share of ``sharp``'s amplitude ``soft`` keeps, by frequency band (``band_gains``)."""
+        if soft >= len(self.images) or sharp >= len(self.images):
+            return None
+        a, b = self.images[soft], self.images[sharp]
+        return None if a is None or b is None or a.shape != b.shape else band_gains(a, b)
+
 
 def compare(images: Sequence[npt.NDArray[np.uint8] | None]) -> Comparison:
     """Compare same-shape greyscale images pairwise; ``None`` (unreadable) is far from all."""
@@ -112,6 +123,7 @@ def compare(images: Sequence[npt.NDArray[np.uint8] | None]) -> Comparison:
     diff = np.zeros((n, n))
     white = np.zeros((n, n))
     textured = np.ones((n, n))
+    shape = np.zeros((n, n))
     floats = [None if im is None else im.astype(np.float32) for im in images]
     for a in range(n):
         for b in range(a + 1, n):
@@ -126,7 +138,18 @@ def compare(images: Sequence[npt.NDArray[np.uint8] | None]) -> Comparison:
             ia, ib = images[a], images[b]
             assert ia is not None and ib is not None
             textured[a, b] = textured[b, a] = texture_bias(ia, ib)
-    return Comparison(diff, white, textured=textured, images=tuple(images))
+            shape[a, b] = shape[b, a] = shape_difference(ia, ib)
+    return Comparison(diff, white, textured=textured, images=tuple(images), shape=shape)
+
+
+def shape_difference(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> float:
+    """Mean grey-level difference once each copy's tones are matched to the other's (the lower of
+    the two ways): what a filter, noise or a blur changed, not an exposure or contrast change."""
+    mask = (a > 2) & (a < 253) & (b > 2) & (b < 253)
+    if not mask.any():
+        return 255.0
+    fa, fb = a.astype(np.float64), b.astype(np.float64)
+    return min(float(np.abs(fa - tone_curve(b, a, mask)[b]).mean()), float(np.abs(fb - tone_curve(a, b, mask)[a]).mean()))
 
 
 TILE = 16  # pixels of the tiles texture_bias compares
@@ -346,13 +369,25 @@ def decide(
                 return None
             return held / max(lost, 0.05)
 
+        def undone_sharpening(soft: int, sharp: int) -> bool:
+            """Whether ``soft`` is ``sharp`` with a sharpening undone: the same share of the
+            sharper's amplitude kept at every higher frequency (1 / (1 + amount), a flat floor).
+            A blur takes the highest frequencies to almost nothing; a denoiser keeps nearly all
+            of the picture, less and less of the highest frequencies where the grain was."""
+            g = comparison.gains(soft, sharp) if comparison is not None else None
+            if g is None:
+                return False
+            upper = g[len(g) // 2:]
+            lo, hi = float(upper.min()), float(upper.max())
+            return lo >= params.sharpened_floor[0] and hi <= params.sharpened_floor[1] and hi <= 1.4 * lo
+
         sharpened: dict[int, tuple[str, int | None]] = {}
         for k in left:
             for o in left:
                 if (o != k and comparison.white[k, o] < params.white_ratio
                         and sharp[k] > params.blur_sharpness_ratio * sharp[o]):
                     ratio = detail_ratio(k, o)
-                    if ratio is not None and ratio < params.sharpened_ratio:
+                    if ratio is not None and ratio < params.sharpened_ratio and undone_sharpening(o, k):
                         sharpened[k] = (f"sharpened copy of {_name(photos[o])} (sharpness "
                                         f"{fig(card[k].quality.sharpness)} vs {fig(card[o].quality.sharpness)}, "
                                         f"with no detail {_name(photos[o])} lacks)", o)
@@ -390,7 +425,9 @@ def decide(
     # The medoid over every same-size copy, the ones already dropped too: they are branches of
     # the same tree, and the source sits nearest its copies (one change from each).
     tree = contenders if params.medoid_over_all else left
-    totals = {k: (float(comparison.diff[k, tree].sum()) if comparison is not None else 0.0) for k in left}
+    dist = None if comparison is None else (comparison.shape if comparison.shape is not None and params.medoid_shape
+                                             else comparison.diff)
+    totals = {k: (float(dist[k, tree].sum()) if dist is not None else 0.0) for k in left}
     worst = max(totals.values()) or 1.0
 
     def rank(k: int) -> tuple[float, ...]:

@@ -205,7 +205,7 @@ def same_pixels(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> bool:
 # step. Nothing can predict the error of a photo from one made before it, so the test reads one
 # way only. An edit that cannot be undone (noise, blur, denoising) leaves no trace here.
 
-DESCENT = 0.3  # 12·mean((error/step)²) below this: the copy carries the JPEG's quantisation error
+DESCENT = 0.6  # 12·mean((error/step)²) below this: the copy carries the JPEG's quantisation error
 DESCENT_SIDE = 256  # the centre square (pixels, a multiple of 8) the test reads
 DESCENT_GLANCE = 128  # a smaller square first: most pairs fail there at a quarter of the cost
 DESCENT_MIN_STEP = 4  # finer steps drown in the copy's own rounding
@@ -303,3 +303,29 @@ def unexplained(target: npt.NDArray[np.uint8], source: npt.NDArray[np.uint8], si
     if not mask.any():
         return 0.0
     return float(np.sqrt(np.mean((t.astype(np.float64) - p)[mask] ** 2)))
+
+
+def band_gains(soft: npt.NDArray[np.uint8], sharp: npt.NDArray[np.uint8], side: int = DESCENT_SIDE,
+               bands: int = 8) -> npt.NDArray[np.float64]:
+    """How much of ``sharp``'s amplitude ``soft`` keeps in each of ``bands`` rings of spatial
+    frequency (low to high; centre square, same size): sqrt of the ratio of their power spectra.
+    A sharpening filter, undone, keeps a floor at every frequency (1 / (1 + amount)); a blur
+    takes the highest frequencies (a box blur some in between) down to almost nothing."""
+    h, w = soft.shape
+    bh, bw = min(h, side), min(w, side)
+    y0, x0 = (h - bh) // 2, (w - bw) // 2
+    win = np.outer(np.hanning(bh), np.hanning(bw))
+
+    def power(img: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64]:
+        g = img[y0:y0 + bh, x0:x0 + bw].astype(np.float64)
+        return np.asarray(np.abs(np.fft.rfft2((g - g.mean()) * win)) ** 2, dtype=np.float64)
+
+    fy = np.fft.fftfreq(bh)[:, None]
+    fx = np.fft.rfftfreq(bw)[None, :]
+    ring = np.minimum((np.sqrt(fy * fy + fx * fx) / 0.5 * bands).astype(np.int64), bands)
+    ps, pk = power(soft), power(sharp)
+    out = np.zeros(bands)
+    for b in range(bands):
+        sel = ring == b
+        out[b] = math.sqrt(float(ps[sel].sum()) / max(float(pk[sel].sum()), 1e-9))
+    return out
