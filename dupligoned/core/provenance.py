@@ -207,7 +207,7 @@ def same_pixels(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> bool:
 
 DESCENT = 0.6  # 12·mean((error/step)²) below this: the copy carries the JPEG's quantisation error
 DESCENT_SIDE = 256  # the centre square (pixels, a multiple of 8) the test reads
-DESCENT_GLANCE = 128  # a smaller square first: most pairs fail there at a quarter of the cost
+DESCENT_GLANCE = 128  # a glance first (a smaller square, tones only): most pairs fail there, cheaply
 DESCENT_MIN_STEP = 4  # finer steps drown in the copy's own rounding
 _TAPS = 2  # the linear filter is (2·_TAPS+1)² pixels
 
@@ -226,12 +226,15 @@ def tone_curve(src: npt.NDArray[np.uint8], dst: npt.NDArray[np.generic],
     return np.asarray(np.interp(xs, xs[seen], tot[seen] / cnt[seen]), dtype=np.float64)
 
 
-def predict(src: npt.NDArray[np.uint8], dst: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+def predict(src: npt.NDArray[np.uint8], dst: npt.NDArray[np.uint8],
+            taps: int = _TAPS) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
     """``dst`` as well as a tone curve, then a small linear filter, then a tone curve again make
     it from ``src`` (least squares), and the pixels the fit used (neither side near clipping)."""
     mask = (src > 2) & (src < 253) & (dst > 2) & (dst < 253)
     s1 = tone_curve(src, dst, mask)[src]
-    r = _TAPS
+    if taps == 0:
+        return s1, mask
+    r = taps
     h, w = s1.shape
     padded = np.pad(s1, r, mode="edge")
     shifts = [padded[r + dy:r + dy + h, r + dx:r + dx + w] for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
@@ -257,7 +260,7 @@ def predict(src: npt.NDArray[np.uint8], dst: npt.NDArray[np.uint8]) -> tuple[npt
 
 
 def carried_error(parent: npt.NDArray[np.uint8], table: Sequence[int], child: npt.NDArray[np.uint8],
-                  side: int = DESCENT_SIDE) -> float | None:
+                  side: int = DESCENT_SIDE, taps: int = _TAPS) -> float | None:
     """12·mean((e/step)²) of the parent JPEG's non-zero coefficients, e the parent's value less the
     best prediction of it from ``child`` (same stored size): about 1 when the child does not carry
     the parent's quantisation error, far below when it does (the child was made from the parent).
@@ -268,7 +271,7 @@ def carried_error(parent: npt.NDArray[np.uint8], table: Sequence[int], child: np
     bh, bw = min(h, side), min(w, side)
     y0, x0 = ((h - bh) // 16) * 8, ((w - bw) // 16) * 8
     a = parent[y0:y0 + bh, x0:x0 + bw]
-    p, mask = predict(child[y0:y0 + bh, x0:x0 + bw], a)
+    p, mask = predict(child[y0:y0 + bh, x0:x0 + bw], a, taps)
     whole = mask.reshape(bh // 8, 8, bw // 8, 8).transpose(0, 2, 1, 3).reshape(-1, 64).all(axis=1)
     t = np.asarray(table, dtype=np.float64)
     use = np.flatnonzero(t >= DESCENT_MIN_STEP)

@@ -129,7 +129,7 @@ def _carried(planes: Sequence[LumaPlane | None], shapes: Sequence[object], known
             if (c == par or c in known or pc is None or shapes[c] != shapes[par]
                     or not provenance.finer(pc.jpeg_table, pp.jpeg_table) or (c, par) in shots):
                 continue
-            glance = provenance.carried_error(pp.raw, pp.jpeg_table, pc.raw, provenance.DESCENT_GLANCE)
+            glance = provenance.carried_error(pp.raw, pp.jpeg_table, pc.raw, provenance.DESCENT_GLANCE, taps=0)
             if glance is not None and glance >= 2 * provenance.DESCENT:
                 continue
             stat = provenance.carried_error(pp.raw, pp.jpeg_table, pc.raw)
