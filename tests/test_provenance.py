@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from dupligoned.adapters.decode import decode_luma
 from dupligoned.core import provenance as pv
@@ -74,9 +74,18 @@ def _library(root: Path) -> dict[str, Path]:
     lib["blurred"] = synth.save(synth.blur(pixels, 2.5), root / "Edited" / "soft.jpg", quality=97)
     lib["dark"] = synth.save(synth.brightness(pixels, 0.45), root / "Edited" / "dark.jpg", quality=95)
     lib["heic"] = synth.save(pixels, root / "Phone" / "IMG_0001.heic", quality=90)
+    # Edits that make a copy look better by the old quality rules, each saved higher than 78.
+    lib["sharpened"] = synth.save(pixels.filter(ImageFilter.UnsharpMask(2, 150, 0)), root / "Edited" / "crisp.jpg",
+                                  quality=96)
+    lib["gamma"] = synth.save(_gamma(pixels, 0.7), root / "Export" / "brighter.png")
     lib["chat"] = synth.save(synth.resize(pixels, 640), root / "WhatsApp" / "IMG-20210612-WA0001.jpg", quality=60)
     synth.photo(root / "DCIM" / "IMG_0002.JPG", 12, (1024, 768), quality=80)
     return lib
+
+
+def _gamma(im: Image.Image, g: float) -> Image.Image:
+    a = np.asarray(im, dtype=np.float64) / 255.0
+    return Image.fromarray(np.clip(255.0 * a ** g + 0.5, 0, 255).astype(np.uint8))
 
 
 _FIGURE = re.compile(r"\((sharpness|brightness|noise|quality score) ([\d.]+) vs ([\d.]+)\)")
@@ -95,6 +104,12 @@ def test_the_camera_original_is_kept_and_reasons_quote_the_cards_figures(tmp_pat
     assert why["IMG_0001-edited.jpg"] == "re-saved from IMG_0001.JPG (first saved at JPEG quality 78, then 95)"
     assert why["IMG_0001.heic"].startswith("HEIC re-encode of IMG_0001.JPG")
     assert why["grain.jpg"].startswith("noisier copy of IMG_0001.JPG")
+    # A gamma edit keeps the original's compression history (its lattice, or its quantisation
+    # error once the edit is undone): made from it, whatever lossless format it was saved in.
+    assert re.match(r"(PNG conversion|edited copy) of IMG_0001\.JPG \((it keeps|made from it)", why["brighter.png"]), \
+        why["brighter.png"]
+    # Sharper by the numbers, yet it holds nothing the original lacks: never the keeper.
+    assert "IMG_0001.JPG" in why["crisp.jpg"], why["crisp.jpg"]
 
     # The same scan in-process: every reason names a kept photo, and each figure it quotes is the
     # one the review card shows for that photo (card_figures is what the page renders).
@@ -131,3 +146,59 @@ def test_same_pixels_allows_only_colour_rounding() -> None:
     assert pv.same_pixels(a, b)
     b[::3, ::3] += 5
     assert not pv.same_pixels(a, b)
+
+
+def _edited(seed: int) -> tuple[np.ndarray, Image.Image]:
+    """A camera-like JPEG (quality 80) of a drawn scene: its luma plane and its decoded pixels."""
+    buf = io.BytesIO(_jpeg(synth.noise(synth.scene(seed, (512, 384)), 1.5, seed=seed), 80))
+    with Image.open(buf) as im:
+        pixels = im.convert("RGB")
+        im.draft("L", im.size)
+        luma = np.asarray(im.convert("L"))
+    return luma, pixels
+
+
+def _luma(im: Image.Image, quality: int | None = None) -> np.ndarray:
+    if quality is not None:
+        im = Image.open(io.BytesIO(_jpeg(im, quality)))
+    return np.asarray(im.convert("L"))
+
+
+def test_a_copy_carries_its_sources_quantisation_error_one_way_only() -> None:
+    parent, pixels = _edited(21)
+    table = pv.ijg_table(80)
+    edited = _luma(_gamma(pixels, 0.75))  # an exposure edit, saved lossless
+    stat = pv.carried_error(parent, table, edited)
+    assert stat is not None and stat < pv.DESCENT
+    # Nothing made before the JPEG can predict its error: a source it was saved from, a sibling.
+    source = np.asarray(synth.noise(synth.scene(21, (512, 384)), 1.5, seed=21).convert("L"))
+    assert pv.carried_error(parent, table, source) > 2 * pv.DESCENT
+    other, _ = _edited(22)
+    assert pv.carried_error(parent, table, other) > 2 * pv.DESCENT
+    # Added noise cannot be undone: no evidence either way (the noise rule decides).
+    assert pv.carried_error(parent, table, _luma(synth.noise(pixels, 6, seed=3), 95)) > pv.DESCENT
+
+
+def test_a_sharpening_undone_keeps_a_floor_a_blur_does_not() -> None:
+    _, pixels = _edited(23)
+    base = _luma(pixels)
+    sharp = _luma(pixels.filter(ImageFilter.UnsharpMask(2, 120, 0)), 96)
+    soft = _luma(pixels.filter(ImageFilter.GaussianBlur(1.5)), 96)
+    undone = pv.band_gains(base, sharp)[4:]  # the original, seen from its sharpened copy
+    blurred = pv.band_gains(soft, base)[4:]
+    assert undone.min() > 0.3 and undone.max() < 0.8 and undone.max() < 1.4 * undone.min()
+    assert blurred.min() < 0.15
+    # What each holds that the other cannot predict: a blur loses detail for good.
+    assert pv.unexplained(base, soft) > 2 * pv.unexplained(soft, base)
+    assert pv.unexplained(sharp, base) < 2 * pv.unexplained(base, sharp)
+
+
+def test_added_noise_is_spread_evenly_a_denoiser_takes_detail() -> None:
+    from dupligoned.core.keeper import texture_bias
+
+    _, pixels = _edited(24)
+    base = _luma(pixels)
+    noisy = _luma(synth.noise(pixels, 6, seed=4))
+    denoised = _luma(pixels.filter(ImageFilter.MedianFilter(5)))
+    assert texture_bias(noisy, base) < 1.6
+    assert texture_bias(base, denoised) > 3.0

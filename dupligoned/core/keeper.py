@@ -63,7 +63,7 @@ class KeeperParams:
     sharpened_max_residual: float = 12.0  # grey levels: a pair further apart is not one filter away
     sharpened_fit: float = 0.7  # and at most this share of their mean difference
     sharpened_floor: tuple[float, float] = (0.3, 0.8)  # share of amplitude a sharpening undone keeps
-    sharpened_white: float = 4.0  # a filter's difference is at least this white...
+    sharpened_white: float = 2.5  # a filter's difference is at least this white...
     sharpened_tone_fit: float = 0.3  # ...unless a tone change makes most of it (then this share)
     even_noise: float = 1.6  # texture_bias at most this: the difference is spread evenly (added noise)
     shot_distance: float = 5.0  # median hash distance above which photos are distinct shots
