@@ -5,19 +5,26 @@ The questions, in order, each with the reason it gives:
 1. Protected photos are never recommended for deletion; among same-size copies the protected
    one is the keeper.
 2. Byte-identical files are one photo: keep the one whose name does not look like a copy.
+   Provenance (``core/provenance.py``): a member that carries another member's JPEG history (its
+   quantiser lattice, or its quantisation error once a tone or filter edit is undone) was made
+   from it and is never the keeper while its source is in the group.
 3. Resolution: a copy with clearly fewer pixels than the largest is a down-scaled or cropped copy.
 4. Among copies of (about) the largest size, drop the degraded ones:
    - heavy JPEG compression (quality below 50: what messengers do, never a camera);
    - an exposure outlier (more than a quarter off the group's median brightness);
+   - sharpened: a copy much "sharper" than another that holds no detail the other cannot
+     predict (a sharpening filter can be undone, a blur cannot: the data processing
+     inequality), the softer keeping a flat share of every higher frequency (``band_gains``);
    - blur: a structured (low-frequency) difference to a copy more than twice as sharp
      (sharpness taken relative to contrast², which exposure changes scale alike);
-   - added noise: a white (high-frequency) difference to a less sharp copy of the same
-     compression, with more measured noise. White noise has a Laplacian-to-variance ratio of
-     20; a blur or exposure difference is far lower, so the ratio tells the two apart.
-5. Of the rest: lossless over lossy, a camera-grade JPEG (quality ≥ 90) over re-saves, a copy
-   with camera EXIF over a stripped one (messengers strip it), then the medoid of the pixel differences (the source differs from each copy by one change, copies from
-   each other by two), higher JPEG quality, more bytes; for distinct shots (a burst) the
-   weighted quality score instead.
+   - added noise: a white (high-frequency) difference, spread evenly over the picture (a
+     denoiser's is not: it takes detail where there is detail), to a less sharp copy, with
+     more measured noise. White noise has a Laplacian-to-variance ratio of 20; a blur or
+     exposure difference is far lower, so the ratio tells the two apart.
+5. Of the rest: a copy with camera EXIF over a stripped one (messengers strip it), lossless over
+   lossy, then the medoid of the tone-matched pixel differences over every same-size copy (the
+   source differs from each copy by one change, copies from each other by two), higher JPEG
+   quality, more bytes; for distinct shots (a burst) the weighted quality score instead.
 6. Then a deterministic tie-break: not a copy-looking name, earliest capture date, shortest path.
 
 Camera originals (``core/originals.py``) come before 3–5: a RAW is the original of every JPEG or
@@ -533,7 +540,7 @@ def _uncertain(
     a, b = rank(ranked[0]), rank(ranked[1])
     if distinct_shots:
         return abs(a[1] - b[1]) < 0.02
-    if a[:4] != b[:4]:  # protected, made-from by history, lossless, camera-grade JPEG
+    if a[:4] != b[:4]:  # protected, made-from by history, camera data, lossless
         return not (photos[ranked[0]].camera or photos[ranked[0]].taken_at) and bool(
             photos[ranked[1]].camera or photos[ranked[1]].taken_at)
     return not history
