@@ -116,3 +116,28 @@ def test_burst_keeps_the_sharpest_frame(tmp_path: Path) -> None:
     paths[1].write_bytes(buf.getvalue())
     decision = decide_group([analyse_file(str(p)) for p in paths])
     assert str(paths[1]) in decision.delete
+
+
+def test_a_proven_source_is_not_dropped_for_a_quality_figure() -> None:
+    """The original was provably the source of one copy (it carries the original's compression);
+    another copy reads twice as sharp with a structured difference: the blur rule alone would call
+    the original the blurrier copy. Provenance outranks a quality figure."""
+    from dupligoned.core.keeper import Comparison, KeeperParams
+    from dupligoned.core.provenance import Lineage
+
+    photos = [_info("/lib/DCIM/IMG_1.JPG", camera="Canon", quality=Quality(300, 120, 50, 2)),
+              _info("/lib/Export/IMG_1.png", format="PNG", lossless=True, jpeg_quality=None,
+                    quality=Quality(320, 121, 50, 2)),
+              _info("/lib/Edited/crisp.jpg", camera="Canon", jpeg_quality=97, quality=Quality(900, 120, 50, 3))]
+    n = len(photos)
+    diff = np.full((n, n), 4.0)
+    white = np.full((n, n), 3.0)  # structured differences: what a blur leaves
+    np.fill_diagonal(diff, 0.0)
+    comparison = Comparison(diff, white, lineage=(Lineage(1, 0, 0.9, "carried"),))
+    decision = decide(photos, comparison)
+    assert decision.keep == ["/lib/DCIM/IMG_1.JPG"]
+    why = {v.path: v.reason for v in decision.verdicts}
+    assert why["/lib/Export/IMG_1.png"].startswith("edited copy of IMG_1.JPG")
+    # Without the history the same figures make the original the "blurrier copy": the test bites.
+    plain = decide(photos, Comparison(diff, white), KeeperParams())
+    assert plain.keep != ["/lib/DCIM/IMG_1.JPG"]

@@ -72,6 +72,8 @@ class KeeperParams:
     sharpened_floor: tuple[float, float] = (0.3, 0.8)  # share of amplitude a sharpening undone keeps
     sharpened_white: float = 2.5  # a filter's difference is at least this white...
     sharpened_tone_fit: float = 0.3  # ...unless a tone change makes most of it (then this share)
+    ancestors_stay: bool = True  # a member others were made from is not dropped for a quality figure
+    noise_ratio: float = 1.2  # measured noise this much higher (with an even, white difference): noisier
     even_noise: float = 1.6  # texture_bias at most this: the difference is spread evenly (added noise)
     shot_distance: float = 5.0  # median hash distance above which photos are distinct shots
     weights: QualityWeights = QualityWeights()
@@ -337,6 +339,10 @@ def decide(
 
     def drop(why: dict[int, tuple[str, int | None]]) -> None:
         nonlocal left
+        # A member others were provably made from is earlier than any copy the quality rules
+        # compare it with: those rules only choose among members the history does not order.
+        if params.ancestors_stay:
+            why = {k: v for k, v in why.items() if k not in ancestors or (v[1] is not None and v[1] in ancestors)}
         if why and len(why) < len(left):  # never drop every contender
             reason.update(why)
             left = [k for k in left if k not in why]
@@ -428,7 +434,7 @@ def decide(
                     continue
                 if (comparison.white[k, o] >= params.white_ratio
                         and sharp[k] > params.noise_sharpness_ratio * sharp[o]
-                        and photos[k].quality.noise > 1.2 * photos[o].quality.noise
+                        and photos[k].quality.noise > params.noise_ratio * photos[o].quality.noise
                         and textured(k, o) <= params.even_noise):
                     noisy[k] = (f"noisier copy of {_name(photos[o])}: noise added after capture "
                                 f"(noise {fig(card[k].quality.noise)} vs {fig(card[o].quality.noise)})", o)
