@@ -110,6 +110,8 @@ def test_the_camera_original_is_kept_and_reasons_quote_the_cards_figures(tmp_pat
         why["brighter.png"]
     # Sharper by the numbers, yet it holds nothing the original lacks: never the keeper.
     assert "IMG_0001.JPG" in why["crisp.jpg"], why["crisp.jpg"]
+    assert why["crisp.jpg"].startswith(("sharpened copy of IMG_0001.JPG (sharpness", "edited copy of IMG_0001.JPG")), \
+        why["crisp.jpg"]
 
     # The same scan in-process: every reason names a kept photo, and each figure it quotes is the
     # one the review card shows for that photo (card_figures is what the page renders).

@@ -411,8 +411,8 @@ def decide(
                     ratio = detail_ratio(k, o)
                     if ratio is not None and ratio < params.sharpened_ratio and undone_sharpening(o, k):
                         sharpened[k] = (f"sharpened copy of {_name(photos[o])} (sharpness "
-                                        f"{fig(card[k].quality.sharpness)} vs {fig(card[o].quality.sharpness)}, "
-                                        f"with no detail {_name(photos[o])} lacks)", o)
+                                        f"{fig(card[k].quality.sharpness)} vs {fig(card[o].quality.sharpness)}): "
+                                        f"it holds no detail {_name(photos[o])} lacks", o)
                         break
         drop(sharpened)
         blurred: dict[int, tuple[str, int | None]] = {}
