@@ -32,7 +32,7 @@ def _resize(img: npt.NDArray[np.uint8], w: int, h: int) -> npt.NDArray[np.uint8]
 
 def look_closer(
     photos: Sequence[PhotoInfo], params: keeper.KeeperParams = keeper.KeeperParams()
-) -> tuple[list[PhotoInfo], keeper.Comparison, dict[str, int]]:
+) -> tuple[list[PhotoInfo], keeper.Comparison, dict[str, int], list[LumaPlane | None]]:
     """The same-size copies re-measured at one common size near full resolution (blur, noise
     and compression show there, not at the working size), their faces when they are distinct
     shots, and their comparison; and the faces counted, by path.
@@ -76,7 +76,7 @@ def look_closer(
         out.append(replace(p, quality=replace(measure(img), faces=faces)))
         images.append(img)
         planes.append(plane)
-    return out, _with_history(keeper.compare(images), planes, photos, params), counted
+    return out, _with_history(keeper.compare(images), planes, photos, params), counted, planes
 
 
 def _with_history(
@@ -105,8 +105,6 @@ def _with_history(
                  else provenance.block_dct(pl.raw) for k, pl in enumerate(planes)]
         for li in provenance.quantiser_lineage(coefs, [None if pl is None else pl.jpeg_table for pl in planes]):
             lineage.setdefault(li.child, li)
-        for li in _carried(planes, shapes, set(lineage), photos, params):
-            lineage.setdefault(li.child, li)
     if not lineage:
         return comparison
     return replace(comparison, lineage=tuple(lineage[k] for k in sorted(lineage)), identical=tuple(identical))
@@ -114,27 +112,30 @@ def _with_history(
 
 
 
-def _carried(planes: Sequence[LumaPlane | None], shapes: Sequence[object], known: set[int],
-             photos: Sequence[PhotoInfo], params: keeper.KeeperParams) -> list[provenance.Lineage]:
+def _carried_pairs(planes: Sequence[LumaPlane | None], known: set[int]) -> list[tuple[int, int]]:
+    """(parent, child) pairs the carried-error test can read: a JPEG parent, a child stored at the
+    same size and orientation and finer (or not a JPEG), not already known to be a copy."""
+    shapes = [None if pl is None else (pl.raw.shape, pl.orientation) for pl in planes]
+    return [(par, c) for par, pp in enumerate(planes) if pp is not None and pp.jpeg_table
+            for c, pc in enumerate(planes)
+            if c != par and c not in known and pc is not None and shapes[c] == shapes[par]
+            and provenance.finer(pc.jpeg_table, pp.jpeg_table)]
+
+
+def _carried(planes: Sequence[LumaPlane | None], pairs: Sequence[tuple[int, int]]) -> list[provenance.Lineage]:
     """Edited copies that carry a JPEG member's quantisation error (``provenance.carried_error``):
     each child once, from the parent it carries most clearly; a pair that reads both ways says
-    nothing. Distinct shots (frames of a burst) are not one another's copies: not tested."""
-    shots = {(a, b) for a in range(len(photos)) for b in range(len(photos))
-             if keeper.pair_distances([photos[a], photos[b]])[0] > params.shot_distance} if len(photos) > 1 else set()
+    nothing. A glance first (tones only, a smaller square): most pairs stop there."""
     found: dict[tuple[int, int], float] = {}
-    for par, pp in enumerate(planes):
-        if pp is None or not pp.jpeg_table:
+    for par, c in pairs:
+        pp, pc = planes[par], planes[c]
+        assert pp is not None and pc is not None and pp.jpeg_table is not None
+        glance = provenance.carried_error(pp.raw, pp.jpeg_table, pc.raw, provenance.DESCENT_GLANCE, taps=0)
+        if glance is not None and glance >= 2 * provenance.DESCENT:
             continue
-        for c, pc in enumerate(planes):
-            if (c == par or c in known or pc is None or shapes[c] != shapes[par]
-                    or not provenance.finer(pc.jpeg_table, pp.jpeg_table) or (c, par) in shots):
-                continue
-            glance = provenance.carried_error(pp.raw, pp.jpeg_table, pc.raw, provenance.DESCENT_GLANCE, taps=0)
-            if glance is not None and glance >= 2 * provenance.DESCENT:
-                continue
-            stat = provenance.carried_error(pp.raw, pp.jpeg_table, pc.raw)
-            if stat is not None and stat < provenance.DESCENT:
-                found[(c, par)] = 1.0 - stat
+        stat = provenance.carried_error(pp.raw, pp.jpeg_table, pc.raw)
+        if stat is not None and stat < provenance.DESCENT:
+            found[(c, par)] = 1.0 - stat
     best: dict[int, provenance.Lineage] = {}
     for (c, par), score in found.items():
         if (par, c) not in found and (c not in best or score > best[c].score):
@@ -145,6 +146,20 @@ def _carried(planes: Sequence[LumaPlane | None], shapes: Sequence[object], known
 def decide_group(photos: Sequence[PhotoInfo], params: keeper.KeeperParams = keeper.KeeperParams()) -> GroupDecision:
     if len({p.content_hash for p in photos}) == 1:
         return keeper.decide(photos, None, params)
-    closer, comparison, faces = look_closer(photos, params)
+    closer, comparison, faces, planes = look_closer(photos, params)
     decision = keeper.decide(closer, comparison, params, shown=photos)
+    # The carried-error test (the costliest evidence) only where it can change the keeper: a pair
+    # it could read whose source is not the keeper already (its copies made from the keeper only
+    # make the keeper's case stronger).
+    keeper_at = next(k for k, p in enumerate(photos) if p.path in decision.keep)
+    known = {li.child for li in comparison.lineage}
+    pairs = _carried_pairs(planes, known)
+    if any(par != keeper_at for par, _ in pairs):
+        carried = _carried(planes, pairs)
+        if carried:
+            lineage = {li.child: li for li in comparison.lineage}
+            for li in carried:
+                lineage.setdefault(li.child, li)
+            comparison = replace(comparison, lineage=tuple(lineage[k] for k in sorted(lineage)))
+            decision = keeper.decide(closer, comparison, params, shown=photos)
     return replace(decision, faces=tuple(sorted(faces.items()))) if faces else decision
