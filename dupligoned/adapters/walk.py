@@ -62,15 +62,23 @@ def walk_photos_sorted(root: str, excluded: Iterable[str] = ()) -> Iterator[str]
     yield from _walk_sorted(os.path.abspath(root), skip, set())
 
 
-def _walk_sorted(folder: str, skip: tuple[str, ...], seen_dirs: set[tuple[int, int]]) -> Iterator[str]:
+def _first_visit(folder: str, seen_dirs: set[tuple[int, int]]) -> bool:
+    """Whether ``folder`` can be read and was not walked yet (a folder linked twice, or a loop,
+    is walked once): it is marked walked."""
     try:
         st = os.stat(folder)
     except OSError:
-        return
+        return False
     key = (st.st_dev, st.st_ino)
     if key in seen_dirs:
-        return
+        return False
     seen_dirs.add(key)
+    return True
+
+
+def _walk_sorted(folder: str, skip: tuple[str, ...], seen_dirs: set[tuple[int, int]]) -> Iterator[str]:
+    if not _first_visit(folder, seen_dirs):
+        return
     if skip and _inside(os.path.realpath(folder), skip):
         return
     entries: list[tuple[str, str, bool]] = []
@@ -104,14 +112,8 @@ def _walk(
     skip: tuple[str, ...],
     seen_dirs: set[tuple[int, int]],
 ) -> Iterator[str]:
-    try:
-        st = os.stat(folder)
-    except OSError:
+    if not _first_visit(folder, seen_dirs):
         return
-    key = (st.st_dev, st.st_ino)
-    if key in seen_dirs:
-        return
-    seen_dirs.add(key)
     real = os.path.realpath(folder)
     if skip and _inside(real, skip):
         return
