@@ -112,6 +112,11 @@ def test_the_camera_original_is_kept_and_reasons_quote_the_cards_figures(tmp_pat
     assert "IMG_0001.JPG" in why["crisp.jpg"], why["crisp.jpg"]
     assert why["crisp.jpg"].startswith(("sharpened copy of IMG_0001.JPG (sharpness", "edited copy of IMG_0001.JPG")), \
         why["crisp.jpg"]
+    # The overview's filter has a word for each of these reasons, not "other".
+    from dupligoned.services.review import reason_kind
+    assert {n: reason_kind(r) for n, r in why.items() if n in ("crisp.jpg", "IMG_0001.heic", "IMG_0001.png")} == {
+        "crisp.jpg": reason_kind(why["crisp.jpg"]), "IMG_0001.heic": "re-encoded", "IMG_0001.png": "re-encoded"}
+    assert reason_kind(why["crisp.jpg"]) in ("sharpened", "edited")
 
     # The same scan in-process: every reason names a kept photo, and each figure it quotes is the
     # one the review card shows for that photo (card_figures is what the page renders).

@@ -514,7 +514,8 @@ def decide(
         elif keeper.lossless and not p.lossless:
             verdicts[k] = Verdict(p.path, False, f"lossy copy of lossless {_name(keeper)}")
         elif (qb := q(best)) and (qk := q(k)) and qk < qb:
-            verdicts[k] = Verdict(p.path, False, f"re-saved copy of {_name(keeper)} (JPEG quality {qk} vs {qb})")
+            # Nothing shows which was made from which: say only what is known.
+            verdicts[k] = Verdict(p.path, False, f"lower JPEG quality than {_name(keeper)} (JPEG quality {qk} vs {qb})")
         else:
             verdicts[k] = Verdict(p.path, False, f"re-encoded copy of {_name(keeper)}")
     # Every reason names a photo that stays: a copy of a copy also names the keeper.

@@ -182,11 +182,12 @@ def _shots(photos: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return shots
 # What a reason says, in a word, for the overview's filter (first match wins).
 REASON_KINDS = (
-    ("identical", "identical copy"), ("uploaded", "upload already in the library"), ("your rule", "your rule"),
+    ("identical copy", "identical copy"), ("uploaded", "upload already in the library"), ("your rule", "your rule"),
     ("lower resolution", "smaller copy"), ("smaller copy", "smaller copy"), ("cropped", "crop"),
     ("heavily compressed", "heavily compressed"), ("darker", "exposure"), ("brighter", "exposure"),
-    ("blurrier", "blurrier"), ("noisier", "noisier"), ("weaker shot", "weaker shot"), ("lossy", "re-encoded"),
-    ("re-saved", "re-encoded"), ("re-encoded", "re-encoded"),
+    ("blurrier", "blurrier"), ("noisier", "noisier"), ("sharpened", "sharpened"), ("edited copy", "edited"),
+    ("weaker shot", "weaker shot"), ("lossy", "re-encoded"), ("re-saved", "re-encoded"),
+    ("lower jpeg quality", "re-encoded"), ("conversion", "re-encoded"), ("re-encode", "re-encoded"),
 )
 
 
