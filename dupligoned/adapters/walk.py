@@ -76,11 +76,9 @@ def _first_visit(folder: str, seen_dirs: set[tuple[int, int]]) -> bool:
     return True
 
 
-def _walk_sorted(folder: str, skip: tuple[str, ...], seen_dirs: set[tuple[int, int]]) -> Iterator[str]:
-    if not _first_visit(folder, seen_dirs):
-        return
-    if skip and _inside(os.path.realpath(folder), skip):
-        return
+def _listing(folder: str) -> list[tuple[str, str, bool]]:
+    """(name, path, is a folder) of what a walk looks at in ``folder``: its photos and its
+    sub-folders, neither hidden nor NAS junk, no symlinks (empty when it cannot be read)."""
     entries: list[tuple[str, str, bool]] = []
     try:
         with os.scandir(folder) as it:
@@ -91,14 +89,24 @@ def _walk_sorted(folder: str, skip: tuple[str, ...], seen_dirs: set[tuple[int, i
                     if entry.is_symlink():
                         continue
                     if entry.is_dir(follow_symlinks=False):
-                        entries.append((entry.name + "/", entry.path, True))
+                        entries.append((entry.name, entry.path, True))
                     elif entry.is_file(follow_symlinks=False) and is_photo_name(entry.name):
                         entries.append((entry.name, entry.path, False))
                 except OSError:
                     continue
     except OSError:
+        return []
+    return entries
+
+
+def _walk_sorted(folder: str, skip: tuple[str, ...], seen_dirs: set[tuple[int, int]]) -> Iterator[str]:
+    if not _first_visit(folder, seen_dirs):
         return
-    entries.sort()
+    if skip and _inside(os.path.realpath(folder), skip):
+        return
+    entries = _listing(folder)
+    # A folder's name is read as "name/": the order a path-sorted index lists its photos in.
+    entries.sort(key=lambda e: e[0] + "/" if e[2] else e[0])
     for _, path, is_dir in entries:
         if is_dir:
             yield from _walk_sorted(path, skip, seen_dirs)
@@ -117,25 +125,9 @@ def _walk(
     real = os.path.realpath(folder)
     if skip and _inside(real, skip):
         return
-    try:
-        with os.scandir(folder) as it:
-            entries = sorted(it, key=lambda e: e.name)
-    except OSError:
-        return
-    subdirs = []
-    for entry in entries:
-        if is_ignored_name(entry.name):
-            continue
-        try:
-            if entry.is_symlink():
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                subdirs.append(entry.path)
-            elif entry.is_file(follow_symlinks=False) and is_photo_name(entry.name):
-                yield entry.path
-        except OSError:
-            continue
-    for sub in subdirs:
+    entries = sorted(_listing(folder))
+    yield from (path for _, path, is_dir in entries if not is_dir)
+    for sub in (path for _, path, is_dir in entries if is_dir):
         yield from _walk(sub, roots, skip, seen_dirs)
 
 

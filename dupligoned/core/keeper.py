@@ -57,22 +57,17 @@ _COPY_NAME = re.compile(r"(\(\d+\)|\bcopy\b|\bkopie\b|\bcopie\b|-\d+$|_\d$)", re
 class KeeperParams:
     resolution_ratio: float = 0.8  # below this share of the largest pixel count: lower resolution
     heavy_jpeg_quality: int = 50  # below: a messenger-grade re-save
-    camera_jpeg_quality: int = 0  # at or above: camera-grade (0: not a rank of its own)
     exposure_outlier: float = 0.25  # share of the group's median brightness a copy may differ by
     exposure_outlier_min: float = 10.0  # grey levels: never stricter than this
     blur_sharpness_ratio: float = 2.0  # a copy this much sharper, with a structured difference
     white_ratio: float = 12.0  # Laplacian/variance of a difference above this: white (noise-like)
     noise_sharpness_ratio: float = 1.2  # a copy this much "sharper" by white noise is noisier
     sharpened_ratio: float = 2.0  # a sharper copy's unexplained detail below this × the softer's: sharpened
-    medoid_shape: bool = True  # the medoid on differences with tones matched (an exposure copy is one change)
-    medoid_over_all: bool = True  # the medoid over every same-size copy, not only those left
-    blur_lost_ratio: float = 0.0  # a blur loses detail: the sharper holds this × what the softer does
     sharpened_max_residual: float = 12.0  # grey levels: a pair further apart is not one filter away
     sharpened_fit: float = 0.7  # and at most this share of their mean difference
     sharpened_floor: tuple[float, float] = (0.3, 0.8)  # share of amplitude a sharpening undone keeps
     sharpened_white: float = 2.5  # a filter's difference is at least this white...
     sharpened_tone_fit: float = 0.3  # ...unless a tone change makes most of it (then this share)
-    ancestors_stay: bool = True  # a member others were made from is not dropped for a quality figure
     noise_ratio: float = 1.2  # measured noise this much higher (with an even, white difference): noisier
     even_noise: float = 1.6  # texture_bias at most this: the difference is spread evenly (added noise)
     shot_distance: float = 5.0  # median hash distance above which photos are distinct shots
@@ -341,8 +336,7 @@ def decide(
         nonlocal left
         # A member others were provably made from is earlier than any copy the quality rules
         # compare it with: those rules only choose among members the history does not order.
-        if params.ancestors_stay:
-            why = {k: v for k, v in why.items() if k not in ancestors or (v[1] is not None and v[1] in ancestors)}
+        why = {k: v for k, v in why.items() if k not in ancestors or (v[1] is not None and v[1] in ancestors)}
         if why and len(why) < len(left):  # never drop every contender
             reason.update(why)
             left = [k for k in left if k not in why]
@@ -419,8 +413,7 @@ def decide(
         for k in left:
             for o in left:
                 if (o != k and comparison.white[k, o] < params.white_ratio
-                        and sharp[o] > params.blur_sharpness_ratio * sharp[k]
-                        and ((ratio := detail_ratio(o, k)) is None or ratio >= params.blur_lost_ratio)):
+                        and sharp[o] > params.blur_sharpness_ratio * sharp[k]):
                     blurred[k] = (f"blurrier copy of {_name(photos[o])} (sharpness "
                                   f"{fig(card[k].quality.sharpness)} vs {fig(card[o].quality.sharpness)})", o)
                     break
@@ -446,10 +439,8 @@ def decide(
     distinct_shots = bool(hd) and float(np.median(hd)) > params.shot_distance
     # The medoid over every same-size copy, the ones already dropped too: they are branches of
     # the same tree, and the source sits nearest its copies (one change from each).
-    tree = contenders if params.medoid_over_all else left
-    dist = None if comparison is None else (comparison.shape if comparison.shape is not None and params.medoid_shape
-                                             else comparison.diff)
-    totals = {k: (float(dist[k, tree].sum()) if dist is not None else 0.0) for k in left}
+    dist = None if comparison is None else (comparison.shape if comparison.shape is not None else comparison.diff)
+    totals = {k: (float(dist[k, contenders].sum()) if dist is not None else 0.0) for k in left}
     worst = max(totals.values()) or 1.0
 
     def rank(k: int) -> tuple[float, ...]:
@@ -463,7 +454,6 @@ def decide(
             0.0 if k in ancestors else 1.0,
             0.0 if (p.camera or p.taken_at) else 1.0,  # messengers and web exports strip EXIF
             0.0 if p.lossless else 1.0,
-            0.0 if params.camera_jpeg_quality and (q(k) or 0) >= params.camera_jpeg_quality else 1.0,
             round(totals[k] / worst, 2),
             -float(q(k) or 0),
             -float(p.size_bytes),

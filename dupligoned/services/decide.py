@@ -76,12 +76,11 @@ def look_closer(
         out.append(replace(p, quality=replace(measure(img), faces=faces)))
         images.append(img)
         planes.append(plane)
-    return out, _with_history(keeper.compare(images), planes, photos, params), counted, planes
+    return out, _with_history(keeper.compare(images), planes, photos), counted, planes
 
 
 def _with_history(
     comparison: keeper.Comparison, planes: Sequence[LumaPlane | None], photos: Sequence[PhotoInfo],
-    params: keeper.KeeperParams = keeper.KeeperParams(),
 ) -> keeper.Comparison:
     """The comparison with what the members' compression history says: which member carries
     another's JPEG quantiser (made from it), and which lossless member has exactly a lossy
