@@ -65,7 +65,6 @@ from _common import SHARED  # noqa: E402
 DEV = SHARED / "datasets" / "dev"
 LIB_SESSION = 10_000
 REAL_LIB = 250
-K = 99  # CropParams.max_keypoints
 
 
 def _free_port() -> int:
@@ -239,15 +238,16 @@ def _flip_bits(desc: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarr
 def synthetic_features(n: int, pool: np.ndarray, rng: np.random.Generator) -> list[bytes]:
     """Feature blobs: real descriptors with ~20 of 128 bits flipped; 5% copies of an earlier
     photo (6 bits flipped), 2% crops of one (the descriptors of a region, 8 bits flipped)."""
-    from dupligoned.core.crops import quantise
+    from dupligoned.core.crops import CropParams, quantise
 
+    k_max = CropParams().max_keypoints
     thumb = np.zeros((16, 16), np.uint8)
     out: list[bytes] = []
     chunk = 5_000
     for c0 in range(0, n, chunk):
         m = min(chunk, n - c0)
-        desc = _flip_bits(pool[rng.integers(0, len(pool), (m, K))], 20 / 128, rng)
-        pos = rng.uniform(0, [511, 383], (m, K, 2))
+        desc = _flip_bits(pool[rng.integers(0, len(pool), (m, k_max))], 20 / 128, rng)
+        pos = rng.uniform(0, [511, 383], (m, k_max, 2))
         kinds = rng.random(m)
         for i in range(m):
             if i > 10 and kinds[i] < 0.05:

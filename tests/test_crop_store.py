@@ -211,6 +211,52 @@ def test_photos_analysed_before_features_are_backfilled_and_a_missing_store_rebu
     assert man["building"] is None and man["photos"] == 4
 
 
+def test_features_of_an_older_extraction_are_made_again_and_the_store_rebuilt(tmp_path: Path) -> None:
+    """Photos whose crop features an older extraction made (``photo_features.version`` below
+    ``orb.FEATURES_VERSION``) are analysed again; once all are searched, the crop index, which
+    then holds their old descriptors beside the new, is rebuilt to hold each photo once."""
+    from dupligoned.adapters import orb
+
+    lib = tmp_path / "lib"
+    original = synth.photo(lib / "Camera" / "IMG_0001.jpg", 11, quality=95)
+    others = [synth.photo(lib / "Camera" / f"IMG_000{k}.jpg", 20 + k) for k in (2, 3)]
+    cfg = write_config(tmp_path, [lib])
+    with Daemon(cfg) as d:
+        wait_for(lambda: settled(cfg), 40, "the first scan")
+        feats = rows(cfg, "SELECT photo_id, version, data FROM photo_features")
+        assert len(feats) == 3 and {r["version"] for r in feats} == {orb.FEATURES_VERSION}
+        d.stop()
+    # As an older version left them: few keypoints (too few to find any crop), version 1.
+    idx = open_index(tmp_path / "state" / "index.db")
+    with idx.tx() as conn:
+        for r in feats:
+            f = LocalFeatures.from_bytes(r["data"])
+            few = LocalFeatures(f.width, f.height, f.pos[:4].copy(), f.desc[:4].copy(), f.thumb)
+            conn.execute("UPDATE photo_features SET version = 1, data = ? WHERE photo_id = ?",
+                         (few.to_bytes(), r["photo_id"]))
+    idx.close()
+    crop = synth.save(synth.CROPS["16x9"](synth.scene(11)), lib / "Shared" / "story.jpg", 85)
+    with Daemon(cfg):
+        def done() -> bool:
+            fs = rows(cfg, "SELECT version, crops_searched FROM photo_features")
+            man = json.loads((tmp_path / "state" / "crop_index" / "manifest.json").read_text())
+            return (len(fs) == 4 and all(r["version"] == orb.FEATURES_VERSION and r["crops_searched"] == 1 for r in fs)
+                    and man["building"] is None and man["photos"] == 4 and settled(cfg) is not None)
+        wait_for(done, 60, "the old features to be made again and the crop index rebuilt")
+        analyses = {r["path"]: r["analyses"] for r in rows(cfg, "SELECT path, analyses FROM photos")}
+        assert analyses == {str(original): 2, **{str(p): 2 for p in others}, str(crop): 1}
+        assert all(len(LocalFeatures.from_bytes(r["data"])) > 4 for r in rows(cfg, "SELECT data FROM photo_features"))
+        with_orig = [c for c in groups(cfg)["clusters"] if str(original) in c["members"]]
+        assert with_orig and set(with_orig[0]["members"]) == {str(original), str(crop)}, groups(cfg)
+        assert rows(cfg, "SELECT value FROM meta WHERE key = 'crop_features_remade'")[0]["value"] == "0"
+    # The rebuilt store holds each photo's current descriptors once.
+    man = json.loads((tmp_path / "state" / "crop_index" / "manifest.json").read_text())
+    idx = open_index(tmp_path / "state" / "index.db")
+    want = sum(len(LocalFeatures.from_bytes(b)) for _, b in idx.crop_searched_blobs_after(-1, 100))
+    idx.close()
+    assert man["photos"] == 4 and man["descriptors"] == want
+
+
 def test_status_and_the_page_estimate_the_time_left(tmp_path: Path) -> None:
     """What the daemon notes while it works (analysis rate, crop index rebuild) becomes an
     estimate of the time left in ``status``; an old note (a stopped daemon) is not shown."""

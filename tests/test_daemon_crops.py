@@ -57,7 +57,7 @@ def _features_ok(cfg: Path, n: int) -> list:
                       "FROM photo_features f JOIN photos p ON p.id = f.photo_id")
     assert len(feats) == n
     for r in feats:
-        assert 0 < r["size"] <= 2048 and r["crops_searched"] == 1 and r["analyses"] == 1
+        assert 0 < r["size"] <= 3072 and r["crops_searched"] == 1 and r["analyses"] == 1
     return feats
 
 

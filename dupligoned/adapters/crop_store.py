@@ -285,6 +285,12 @@ class CropStore:
 
     # ------------------------------------------------------------ rebuild
 
+    def start_rebuild(self) -> None:
+        """Rebuild the store from the index (``rebuild_step``), e.g. to drop the descriptors of
+        photos whose features were made again: until then it holds both, old and new."""
+        log.info("crop index: rebuilding from the index (asked)")
+        self._start_rebuild()
+
     def _start_rebuild(self) -> None:
         self._unmap()
         store_id = uuid.uuid4().hex

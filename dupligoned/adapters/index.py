@@ -26,11 +26,12 @@ Tables (times are Unix seconds, REAL):
   written before the file moves, so an interrupted move is finished or undone at the next start.
 * ``meta``: small key/value facts (the library's eps, schema notes).
 * ``photo_features``: the crop stage's local features of an analysed photo (``data``, the
-  ``LocalFeatures.to_bytes`` blob, about 2 KB), beside ``photos`` so that the many queries reading
+  ``LocalFeatures.to_bytes`` blob, about 3 KB), beside ``photos`` so that the many queries reading
   whole photo rows never load them; ``crops_searched`` is 1 once the photo was matched against
   the library. ``crop_pairs``: verified heavy crops (``crop_id`` is cut from ``original_id``).
   Both go with their photo rows (``ON DELETE CASCADE``). ``crop_kth``: the votes a later photo
   needs to be among this photo's crop candidates (``adapters/crop_store.py``, both-way matching).
+  ``version``: the extraction that made the features (``orb.FEATURES_VERSION``).
 * ``trash_companions``: the companion files (Live Photo video, sidecars, Takeout JSON; see
   ``adapters/companions.py``) that went to the trash with a ``trash`` entry: ``original_path``,
   ``trash_path``, ``size_bytes``, ``sha256`` (of the bytes when they left). Written in the same
@@ -320,6 +321,13 @@ def m011_photo_counts(db: sqlite_utils.Database) -> None:
                f"WHEN OLD.status IS NOT NEW.status OR OLD.session_id IS NOT NEW.session_id BEGIN {sub} {add} END")
 
 
+@migrations()
+def m012_feature_version(db: sqlite_utils.Database) -> None:
+    # Which extraction made a photo's crop features (``orb.FEATURES_VERSION``): the daemon
+    # analyses photos with older ones again. Those stored so far are version 1.
+    db.execute("ALTER TABLE photo_features ADD COLUMN version INTEGER NOT NULL DEFAULT 1")
+
+
 def is_damage(exc: BaseException) -> bool:
     """Is ``exc`` SQLite saying the file is damaged (not busy, not a full disk)?"""
     return isinstance(exc, sqlite3.DatabaseError) and any(m in str(exc).lower() for m in DAMAGE_MARKERS)
@@ -537,13 +545,14 @@ class Index:
                 "AND a.status = 'ok' AND b.status = 'ok'", chunk + chunk))
         return sorted(out)
 
-    def photos_without_features(self, after_id: int, limit: int) -> list[tuple[int, str]]:
-        """(id, path) of analysed photos with no crop features (analysed before the crop stage
-        existed), ids above ``after_id`` in id order: the backfill's work."""
-        return [(int(r[0]), str(r[1])) for r in self.conn.execute(
-            "SELECT p.id, p.path FROM photos p WHERE p.status = 'ok' AND p.id > ? "
-            "AND NOT EXISTS (SELECT 1 FROM photo_features f WHERE f.photo_id = p.id) ORDER BY p.id LIMIT ?",
-            (after_id, limit))]
+    def photos_needing_features(self, version: int, after_id: int, limit: int) -> list[tuple[int, bool]]:
+        """(id, has older features) of analysed photos with no crop features (analysed before
+        the crop stage existed) or features older than ``version``, ids above ``after_id`` in
+        id order: the backfill's work."""
+        return [(int(r[0]), bool(r[1])) for r in self.conn.execute(
+            "SELECT p.id, f.photo_id IS NOT NULL FROM photos p LEFT JOIN photo_features f ON f.photo_id = p.id "
+            "WHERE p.status = 'ok' AND p.id > ? AND (f.photo_id IS NULL OR f.version < ?) ORDER BY p.id LIMIT ?",
+            (after_id, version, limit))]
 
 
     # ------------------------------------------------------------ libraries offline

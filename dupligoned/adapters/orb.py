@@ -19,8 +19,9 @@ from dupligoned.core.crops import CropMatch, CropParams, LocalFeatures, check_cr
 FEATURES_KEY = "crop_features"  # the key in ``PhotoInfo.extra``
 DISABLE_ENV = "DUPLIGONE_NO_CROPS"  # set to 1 to turn the crop stage off (features and matching)
 
+FEATURES_VERSION = 2  # of what ``extract`` keeps; photos with older features are analysed again
 GRID = 4  # cells a side for spreading the kept keypoints
-_orb_cache: dict[int, cv2.ORB] = {}
+_orb_cache: dict[tuple[int, int], cv2.ORB] = {}
 _matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
 
 
@@ -28,19 +29,28 @@ def crops_enabled() -> bool:
     return os.environ.get(DISABLE_ENV, "").strip().lower() not in ("1", "true", "yes", "on")
 
 
-def _orb(n: int) -> cv2.ORB:
-    orb = _orb_cache.get(n)
+def _orb(n: int, levels: int = len(CropParams().level_weights)) -> cv2.ORB:
+    orb = _orb_cache.get((n, levels))
     if orb is None:
         # edgeThreshold 15 (not 31) lets keypoints sit nearer the border: a crop's border is
         # in the middle of its original, where both must have features.
-        orb = _orb_cache[n] = cv2.ORB_create(  # type: ignore[attr-defined]
-            nfeatures=n, scaleFactor=1.2, nlevels=8, edgeThreshold=15, patchSize=31, fastThreshold=10
+        orb = _orb_cache[n, levels] = cv2.ORB_create(  # type: ignore[attr-defined]
+            nfeatures=n, scaleFactor=1.2, nlevels=levels, edgeThreshold=15, patchSize=31, fastThreshold=10
         )
     return orb
 
 
+def level_quotas(params: CropParams) -> npt.NDArray[np.int64]:
+    """Keypoints kept per pyramid level (finest first): ``max_keypoints`` by ``level_weights``."""
+    w = np.asarray(params.level_weights, np.float64)
+    q: npt.NDArray[np.int64] = np.floor(w / w.sum() * params.max_keypoints).astype(np.int64)
+    q[int(np.argmax(w))] += params.max_keypoints - int(q.sum())
+    return q
+
+
 def extract(work: npt.NDArray[np.uint8], params: CropParams = CropParams()) -> LocalFeatures:
-    """The strongest ``max_keypoints`` ORB keypoints of a greyscale working image.
+    """At most ``max_keypoints`` ORB keypoints of a greyscale working image: per pyramid level
+    its quota (``level_quotas``) of the strongest, spread over a grid.
 
     Keypoints are detected first and only the kept ones are described: the same descriptors
     ``detectAndCompute`` gives them (tested), for a fraction of the cost (1,500 detected, 99
@@ -48,7 +58,8 @@ def extract(work: npt.NDArray[np.uint8], params: CropParams = CropParams()) -> L
     """
     h, w = work.shape[:2]
     thumb = np.asarray(cv2.resize(work, (params.thumb_px, params.thumb_px), interpolation=cv2.INTER_AREA), np.uint8)
-    orb = _orb(params.detect_keypoints)
+    levels = len(params.level_weights)
+    orb = _orb(params.detect_keypoints, levels)
     kps = orb.detect(work, None)
     if not kps:
         return quantise(np.empty((0, 2)), np.zeros((0, 32), np.uint8), w, h, thumb)
@@ -60,14 +71,18 @@ def extract(work: npt.NDArray[np.uint8], params: CropParams = CropParams()) -> L
     order = np.lexsort((xy[:, 1], xy[:, 0], -resp))
     g = GRID
     cell = (np.minimum(xy[:, 0] * g // w, g - 1) * g + np.minimum(xy[:, 1] * g // h, g - 1)).astype(np.int64)
-    # A photo needs fine features to be matched as an original and coarse ones to be matched as
-    # a crop (a 2× crop's coarse levels meet its original's fine ones): part of the budget is
-    # kept for the coarse pyramid levels.
-    coarse = level >= params.coarse_level
-    n_coarse = round(params.coarse_share * params.max_keypoints)
-    hi = _spread(order[coarse[order]], cell, n_coarse, params.cell_share)
-    lo = _spread(order[~coarse[order]], cell, params.max_keypoints - hi.size, params.cell_share)
-    chosen = np.concatenate([lo, hi])
+    # Each level on its own: a crop shown s× larger than in its original has at level l + log(s)
+    # / log(1.2) what the original has at level l, and keeps the same strongest points there
+    # when both choose within the level. A level short of points (a small or smooth image's
+    # coarse levels) leaves its quota to the next finer one.
+    quota = level_quotas(params)
+    parts = []
+    spare = 0
+    for lv in range(levels - 1, -1, -1):
+        take = _spread(order[level[order] == lv], cell, int(quota[lv]) + spare, params.cell_share)
+        spare += int(quota[lv]) - take.size
+        parts.append(take)
+    chosen = np.concatenate(parts)
     # ``compute`` returns keypoints grouped by pyramid level, as ``detect`` made them: pass them
     # in detection order, check each came back, and put the descriptors in the chosen order.
     idx = np.sort(chosen)
@@ -89,6 +104,8 @@ def _spread(
     """The first ``n`` of ``order``, at most ``share`` × the even share in each grid cell: the
     strongest responses cluster on one textured patch, and a crop of another part of the photo
     would find nothing to match."""
+    if n <= 0 or not order.size:
+        return order[:0]
     per_cell = max(1, math.ceil(share * n / (GRID * GRID)))
     cells = cell[order]
     by_cell = np.argsort(cells, kind="stable")  # within a cell, still strongest first

@@ -5,7 +5,7 @@ as an unrelated photo, so a second stage finds it from local features:
 
 1. ``LocalFeatures``: per photo, a capped set of binary keypoint descriptors (the first 128 bits
    of ORB, which are its most discriminative tests) with positions quantised to 1/255 of the
-   working image: 18 bytes a keypoint, 112 keypoints ≈ 2 KB. The adapter computes them.
+   working image: 18 bytes a keypoint, 150 keypoints ≈ 2.9 KB. The adapter computes them.
 2. ``CropIndex`` (``core/crop_index.py``): every descriptor in locality-sensitive hash tables
    (buckets keyed by fixed bit choices), no training, so it is the same whatever the library
    holds and grows by ``add``. A photo votes for the photos whose
@@ -43,11 +43,18 @@ class CropParams:
     """
 
     # Features.
-    max_keypoints: int = 99  # strongest ORB keypoints kept: 99 × 18 B + a 256 B thumbnail ≤ 2 KB
+    # A crop keeping a quarter of the frame finds only the original's keypoints inside it: a
+    # quarter of them. 99 (≤ 2 KB) left most such crops under 6 matches; 150 (2.9 KB) finds
+    # 1.6× more of them (bench/README "Library scale").
+    max_keypoints: int = 150  # 150 × 18 B + a 256 B thumbnail ≈ 2.9 KB
     detect_keypoints: int = 1500  # detected before the cap, so the cap keeps the strongest
     cell_share: float = 2.0  # no cell of a 4×4 grid keeps more than twice its even share
-    coarse_level: int = 2  # ORB pyramid levels from here (scale ≥ 1.44) are "coarse"
-    coarse_share: float = 0.5  # ... and get half the budget: a 1.4–4× crop shifts 2–8 levels
+    # The budget per ORB pyramid level (scale 1.2 apart), finest first. A crop shown 2× larger
+    # than in its original matches with its levels 4–7 the original's levels 0–3: each level
+    # chosen on its own (not the strongest over all levels), a crop keeps at its coarse levels
+    # the same points its original keeps at its fine ones. The fine levels get more: they are
+    # what every crop of the photo is matched against.
+    level_weights: tuple[float, ...] = (3, 3, 2, 1, 1, 1, 1, 1)
     # Candidates.
     match_bits: int = 32  # of 128: unrelated ORB descriptors sit near 64 ± 8, so 32 is 4σ away
     min_votes: int = 3  # descriptors that must find a partner before a pair is worth checking
@@ -80,6 +87,8 @@ class CropParams:
             problems.append("min_resolution_ratio must be in [0, 1]")
         if self.max_keypoints < 8 or self.detect_keypoints < self.max_keypoints:
             problems.append("need 8 ≤ max_keypoints ≤ detect_keypoints")
+        if not 1 <= len(self.level_weights) <= 16 or min(self.level_weights) < 0 or sum(self.level_weights) <= 0:
+            problems.append("level_weights: 1 to 16 weights ≥ 0, not all 0")
         if not 0 < self.match_bits < DESC_BYTES * 8:
             problems.append("match_bits must be in (0, 128)")
         if not 8 <= self.hash_bits <= 32 or self.hash_bits * self.hash_tables > DESC_BYTES * 8:

@@ -64,6 +64,7 @@ MAX_CRASHES = 2  # a photo whose worker died this many times is recorded as an e
 # Photos analysed while others of their session still wait are matched against the library in
 # batches of at least this many: a session that closes has only its last photos left to search.
 EARLY_CROP_BATCH = 100
+REMADE_KEY = "crop_features_remade"  # meta: the crop index holds descriptors of remade features
 SCAN_STEP_S = 0.05  # a rescan walks this long a round of the loop
 HOST = socket.gethostname()
 
@@ -143,6 +144,7 @@ class Daemon:
         self.crop_store: Any = None
         self._backfill_after = -1
         self._backfill_done = False
+        self._remade: bool | None = None  # meta REMADE_KEY, once read
         self._applied: list[tuple[float, int]] = []  # (when, results applied) for the estimate
         self._progress_at = 0.0
         self._close_due: float | None = None  # when the next open session falls quiet
@@ -597,20 +599,39 @@ class Daemon:
         return True
 
     def backfill_step(self, batch: int = 200) -> int:
-        """Photos analysed before the crop stage existed have no features: queue a few of them for
-        analysis again, only while nothing else waits (new photos go first). Each photo once
-        a run (``_backfill_after``); a photo whose analysis fails keeps its old figures' errors."""
-        if self._backfill_done or not orb.crops_enabled() or \
-                self.index.scalar("SELECT 1 FROM photos WHERE status = 'queued' LIMIT 1"):
+        """Photos analysed before the crop stage existed have no features, those analysed before
+        its last change (``orb.FEATURES_VERSION``) older ones: queue a few of them for analysis
+        again, only while nothing else waits (new photos go first). Each photo once a run
+        (``_backfill_after``); a photo whose analysis fails keeps its old figures' errors.
+
+        The crop index keeps a remade photo's old descriptors beside its new ones (harmless but
+        for their room and time): once the pass is over and everything is searched, it is
+        rebuilt. ``meta.crop_features_remade`` remembers across restarts that it must be."""
+        if not orb.crops_enabled() or self.index.scalar("SELECT 1 FROM photos WHERE status = 'queued' LIMIT 1"):
             return 0
-        todo = self.index.photos_without_features(self._backfill_after, batch)
+        if self._backfill_done:
+            if self._remade is None:
+                self._remade = self.index.get_meta(REMADE_KEY) == "1"
+            store = self.crop_store
+            if self._remade and store is not None and store.ready and not self.index.crop_pending_count():
+                store.start_rebuild()
+                with self.index.tx() as conn:
+                    self.index.set_meta(conn, REMADE_KEY, "0")
+                self._remade = False
+            return 0
+        todo = self.index.photos_needing_features(orb.FEATURES_VERSION, self._backfill_after, batch)
         self._backfill_done = len(todo) < batch  # new photos come with features: one pass a run
         if not todo:
             return 0
         self._backfill_after = todo[-1][0]
+        remade = sum(old for _, old in todo)
+        if remade:
+            with self.index.tx() as conn:
+                self.index.set_meta(conn, REMADE_KEY, "1")
+            self._remade = True
         n = self.ingest.requeue_for_features([pid for pid, _ in todo])
         if n:
-            log.info("crop features: %d photos analysed before the crop stage queued again", n)
+            log.info("crop features: %d photos queued again (%d with features of an older extraction)", n, remade)
         return n
 
     def run_command(self, name: str) -> None:

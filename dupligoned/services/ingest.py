@@ -96,13 +96,14 @@ def analyse_for_index(job: AnalysisJob, *, last_attempt: bool = True) -> dict[st
         "taken_at": info.taken_at, "camera": info.camera, "has_gps": info.has_gps,
         "thumb": base64.b64encode(thumb).decode("ascii"),
         "features": None if feats is None else base64.b64encode(feats.to_bytes()).decode("ascii"),
+        "features_version": orb.FEATURES_VERSION,
     }
 
 
-MAX_FEATURE_BYTES = 8192  # a result claiming more is not ours (a stored blob is about 2 KB)
+MAX_FEATURE_BYTES = 8192  # a result claiming more is not ours (a stored blob is about 3 KB)
 
 
-def _store_features(conn: sqlite3.Connection, photo_id: int, encoded: str | None) -> None:
+def _store_features(conn: sqlite3.Connection, photo_id: int, encoded: str | None, version: int) -> None:
     """Keep a photo's crop features, to be matched against the library at the next clustering.
 
     New content drops whatever was known about the old one: its verified crops, and its
@@ -116,8 +117,9 @@ def _store_features(conn: sqlite3.Connection, photo_id: int, encoded: str | None
     if len(data) > MAX_FEATURE_BYTES:
         raise ValueError(f"crop features of {len(data)} bytes")
     LocalFeatures.from_bytes(data)  # parses, or raises ValueError
-    conn.execute("INSERT INTO photo_features(photo_id, data, crops_searched) VALUES (?, ?, 0) "
-                 "ON CONFLICT(photo_id) DO UPDATE SET data = excluded.data, crops_searched = 0", (photo_id, data))
+    conn.execute("INSERT INTO photo_features(photo_id, data, crops_searched, version) VALUES (?, ?, 0, ?) "
+                 "ON CONFLICT(photo_id) DO UPDATE SET data = excluded.data, crops_searched = 0, version = excluded.version",
+                 (photo_id, data, version))
 
 
 @dataclass(frozen=True)
@@ -515,7 +517,7 @@ class Ingest:
                      payload["noise"], payload["faces"], payload["taken_at"], payload["camera"],
                      int(payload["has_gps"]), thumb_rel, pid),
                 )
-                _store_features(conn, pid, payload.get("features"))
+                _store_features(conn, pid, payload.get("features"), int(payload.get("features_version") or 1))
                 sessions.mark_dirty(conn, sessions.sessions_touching(conn, [pid]))
                 return "ok"
         if requeue is not None:
@@ -523,7 +525,8 @@ class Ingest:
         return result
 
     def requeue_for_features(self, photo_ids: list[int]) -> int:
-        """Analyse these analysed photos again (their crop features are missing); their figures
+        """Analyse these analysed photos again (their crop features are missing or made by an
+        older extraction); their figures
         are replaced by the same ones and their sessions grouped again. Returns how many."""
         now = self.clock()
         jobs = []
