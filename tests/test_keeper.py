@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image, ImageFilter
 
 from dupligoned.core.keeper import decide
@@ -141,3 +142,24 @@ def test_a_proven_source_is_not_dropped_for_a_quality_figure() -> None:
     # Without the history the same figures make the original the "blurrier copy": the test bites.
     plain = decide(photos, Comparison(diff, white), KeeperParams())
     assert plain.keep != ["/lib/DCIM/IMG_1.JPG"]
+
+
+def test_a_member_gone_or_swapped_for_a_link_since_analysis_is_decided_without_it(tmp_path: Path) -> None:
+    """A file deleted, or replaced by a link, between its analysis and its group's decision (a
+    daemon started on a library changed while it was stopped): the closer look reads around it,
+    never through the link, and the daemon goes on."""
+    from dupligoned.adapters.decode import decode_luma
+    from dupligoned.errors import NotAnImage, UnreadableFile
+
+    v = _variants(tmp_path)
+    photos = [analyse_file(str(p)) for p in v.values()]
+    v["noisy"].unlink()
+    v["blurred"].unlink()
+    v["blurred"].symlink_to(v["original"])
+    with pytest.raises(UnreadableFile):
+        decode_luma(str(v["noisy"]))
+    with pytest.raises(NotAnImage, match="link"):
+        decode_luma(str(v["blurred"]))
+    decision = decide_group(photos)
+    assert decision.keep == [str(v["original"])]
+    assert len(decision.verdicts) == len(photos)

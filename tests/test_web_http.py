@@ -347,3 +347,41 @@ def test_wheel_carries_templates_and_static_files(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path,
                        env={**os.environ, "PYTHONPATH": str(site)}, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_confirm_never_moves_the_copies_of_a_keeper_gone_or_swapped_for_a_link(tmp_path: Path) -> None:
+    """`dupligone web` serves the index with no watcher: a keeper deleted by another program, or
+    swapped for a link to one of its own copies, is not seen. Its group's copies would be all
+    that is left, so a confirm moves none of them and says why."""
+    port = free_port()
+    cfg_path = write_config(tmp_path, port)
+    lib = tmp_path / "lib"
+    for rel in RESIZED + IDENTICAL + [SINGLE]:
+        copy(rel, lib)
+    build_index(cfg_path)
+    server = WebServer(load_config(cfg_path))
+    assert server.start(), server.error
+    api = Api(f"http://127.0.0.1:{port}")
+    try:
+        assert api.login().status_code == 200
+        (token,) = [s["token"] for s in api.get("/api/sessions").json()]
+        groups = api.get(f"/api/sessions/{token}/result").json()["groups"]
+        assert len(groups) == 2
+        keepers = [next(p["path"] for p in g["photos"] if p["verdict"] == "keep") for g in groups]
+        copies = [p["path"] for g in groups for p in g["photos"] if p["verdict"] == "delete"]
+        os.remove(keepers[0])  # deleted behind the daemon's back
+        os.remove(keepers[1])
+        os.symlink(next(p["path"] for p in groups[1]["photos"] if p["verdict"] == "delete"), keepers[1])
+        before = {p: sha256(p) for p in copies}
+
+        assert api.post(f"/api/sessions/{token}/accept-all").status_code == 200
+        dry = api.post(f"/api/sessions/{token}/confirm", json={"dry_run": True}).json()
+        assert dry["moves"] == []
+        assert sorted(s["group"] for s in dry["skipped"]) == sorted(g["position"] for g in groups)
+        assert all("is no longer at" in s["why"] for s in dry["skipped"])
+        done = api.post(f"/api/sessions/{token}/confirm", json={"dry_run": False}).json()
+        assert done["moved"] == [] and done["failed"] is None
+        assert {p: sha256(p) for p in copies} == before  # every copy still there, untouched
+    finally:
+        api.close()
+        server.stop()

@@ -240,19 +240,7 @@ def decode_photo(
     Raises ``EmptyFile``, ``NotAnImage``, ``CorruptImage``, ``TooManyPixels`` or
     ``UnreadableFile``; never modifies the file.
     """
-    try:
-        # O_NOFOLLOW: a symbolic link is never read as a photo (it is no copy, and may lead
-        # out of the libraries), even one swapped in after the file was queued.
-        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as fh:
-            data = fh.read()
-    except IsADirectoryError:
-        raise NotAnImage(path, "is a directory") from None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise NotAnImage(path, "a symbolic link (links are never analysed)") from None
-        raise UnreadableFile(path, f"cannot read: {exc.strerror or exc}") from None
-    if not data:
-        raise EmptyFile(path, "empty file (0 bytes)")
+    data = _read_photo(path)
     try:
         dec = _decode_bytes(path, data, max_pixels=max_pixels, work_px=work_px, colour_px=colour_px)
         return replace(dec, content_hash=content_hash(data)) if hash_bytes else dec
@@ -425,14 +413,34 @@ class LumaPlane:
         return np.ascontiguousarray(g)
 
 
+def _read_photo(path: str) -> bytes:
+    """A photo file's bytes. Raises ``NotAnImage`` (a directory or a link), ``UnreadableFile``
+    (missing, no permission, an I/O error) or ``EmptyFile``."""
+    try:
+        # O_NOFOLLOW: a symbolic link is never read as a photo (it is no copy, and may lead
+        # out of the libraries), even one swapped in after the file was queued.
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as fh:
+            data = fh.read()
+    except IsADirectoryError:
+        raise NotAnImage(path, "is a directory") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotAnImage(path, "a symbolic link (links are never analysed)") from None
+        raise UnreadableFile(path, f"cannot read: {exc.strerror or exc}") from None
+    if not data:
+        raise EmptyFile(path, "empty file (0 bytes)")
+    return data
+
+
 def decode_luma(path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> LumaPlane:
     """The full-resolution luma plane of ``path`` (a JPEG's Y channel as its decoder outputs it),
     its EXIF orientation and, for a JPEG, its luminance quantisation table. Raises like
-    ``decode_photo``."""
+    ``decode_photo`` (a file gone or swapped for a link since it was analysed included)."""
+    data = _read_photo(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(path, formats=_FORMATS) as im:
+            with Image.open(io.BytesIO(data), formats=_FORMATS) as im:
                 fmt = im.format or "?"
                 if im.size[0] * im.size[1] > max_pixels:
                     raise TooManyPixels(path, f"too many pixels: {im.size[0]}×{im.size[1]}")
@@ -444,7 +452,7 @@ def decode_luma(path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> LumaPlane
                     im.draft("L", im.size)  # the Y plane itself, no colour conversion
                 im.load()
                 raw = np.asarray(_to_grey(im))
-    except (TooManyPixels, FileNotFoundError):
+    except TooManyPixels:
         raise
     except OSError as exc:
         raise CorruptImage(path, f"corrupt image: {exc}") from None

@@ -47,7 +47,7 @@ from dupligoned.core import hashing, originals
 from dupligoned.core.crops import crop_reasons
 from dupligoned.core.model import GroupDecision, PhotoInfo, Verdict
 from dupligoned.core.provenance import Lineage, band_gains, tone_curve, unexplained
-from dupligoned.core.quality import QualityWeights, laplacian, score
+from dupligoned.core.quality import QualityWeights, mean_var, score
 from dupligoned.core.quality import shown as on_card
 
 _COPY_NAME = re.compile(r"(\(\d+\)|\bcopy\b|\bkopie\b|\bcopie\b|-\d+$|_\d$)", re.IGNORECASE)
@@ -138,17 +138,23 @@ def compare(images: Sequence[npt.NDArray[np.uint8] | None]) -> Comparison:
     diff = np.zeros((n, n))
     white = np.zeros((n, n))
     shape = np.zeros((n, n))
-    floats = [None if im is None else im.astype(np.float32) for im in images]
+    wide = [None if im is None else im.astype(np.int16) for im in images]
     for a in range(n):
         for b in range(a + 1, n):
-            fa, fb = floats[a], floats[b]
-            if fa is None or fb is None or fa.shape != fb.shape:
+            wa, wb = wide[a], wide[b]
+            if wa is None or wb is None or wa.shape != wb.shape:
                 diff[a, b] = diff[b, a] = 255.0
                 continue
-            d = fa - fb
-            diff[a, b] = diff[b, a] = float(np.abs(d).mean())
-            var = float(d.var())
-            white[a, b] = white[b, a] = float(laplacian(d).var()) / var if var > 1e-9 else 0.0
+            # In integers (exact, and a fraction of the floating-point cost): the difference
+            # lies in ±255 and its Laplacian in ±2040.
+            d = wa - wb
+            diff[a, b] = diff[b, a] = float(np.abs(d).sum(dtype=np.int64)) / d.size
+            var = mean_var(d)[1]
+            lap = d[1:-1, :-2] + d[1:-1, 2:]
+            lap += d[:-2, 1:-1]
+            lap += d[2:, 1:-1]
+            lap -= 4 * d[1:-1, 1:-1]
+            white[a, b] = white[b, a] = mean_var(lap)[1] / var if var > 1e-9 else 0.0
             ia, ib = images[a], images[b]
             assert ia is not None and ib is not None
             shape[a, b] = shape[b, a] = shape_difference(ia[::4, ::4], ib[::4, ::4])

@@ -82,12 +82,11 @@ def lattice_score(coef: npt.NDArray[np.float64], table: Sequence[int],
     if use.size == 0:
         return None
     c = coef[:, use]
-    steps = t[use][None, :]
+    steps = np.broadcast_to(t[use][None, :], c.shape)
     live = np.abs(c) > 0.6 * steps
     if int(live.sum()) < 200:
         return None
-    phase = np.cos(2 * np.pi * c / steps)
-    return float(phase[live].mean())
+    return float(np.cos(2 * np.pi * c[live] / steps[live]).mean())
 
 
 @dataclass(frozen=True)
@@ -155,12 +154,13 @@ def agreement(child: npt.NDArray[np.float64], parent: npt.NDArray[np.float64], t
     use = use[use != 0]
     if use.size == 0 or child.shape != parent.shape:
         return 0.0
-    steps = t[use][None, :]
     c, p = child[:, use], parent[:, use]
+    steps = np.broadcast_to(t[use][None, :], c.shape)
     live = np.abs(c) > 0.6 * steps
     if not live.any():
         return 0.0
-    return float((np.round(c / steps) == np.round(p / steps))[live].mean())
+    c, p, steps = c[live], p[live], steps[live]
+    return float((np.round(c / steps) == np.round(p / steps)).mean())
 
 
 def _coarser(a: Sequence[int], b: Sequence[int]) -> bool:

@@ -66,14 +66,12 @@ def estimate_noise(grey: npt.NDArray[np.uint8]) -> float:
     return float(math.sqrt(math.pi / 2) * total / (6.0 * (w - 2) * (h - 2)))
 
 
-def _mean_var(values: npt.NDArray[np.int16], lo: int, hi: int) -> tuple[float, float]:
-    """Mean and variance of integers in [lo, hi], exactly, from their histogram."""
-    h = np.bincount((values.ravel() - np.int16(lo)).astype(np.intp, copy=False), minlength=hi - lo + 1)
-    v = np.arange(lo, hi + 1, dtype=np.float64)
-    hf = h.astype(np.float64)
-    n = float(hf.sum())
-    mean = float(hf @ v) / n
-    return mean, float(hf @ ((v - mean) ** 2)) / n
+def mean_var(values: npt.NDArray[np.int16]) -> tuple[float, float]:
+    """Mean and variance of 16-bit integers, exactly, from their integer sum and sum of squares."""
+    w = values.ravel().astype(np.int64)
+    n = w.size
+    s1, s2 = int(w.sum()), int(np.einsum("i,i->", w, w))
+    return s1 / n, (n * s2 - s1 * s1) / (n * n)
 
 
 def halve(grey: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
@@ -95,8 +93,8 @@ def measure(grey: npt.NDArray[np.uint8]) -> Quality:
         lap += g16[:-2, 1:-1]
         lap += g16[2:, 1:-1]
         lap -= 4 * g16[1:-1, 1:-1]
-        brightness, var = _mean_var(g16, 0, 255)
-        return Quality(sharpness=_mean_var(lap, -1020, 1020)[1], brightness=brightness,
+        brightness, var = mean_var(g16)
+        return Quality(sharpness=mean_var(lap)[1], brightness=brightness,
                        contrast=math.sqrt(var), noise=estimate_noise(grey))
     g = grey.astype(np.float32)
     return Quality(

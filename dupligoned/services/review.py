@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import time
 import weakref
 from collections.abc import Callable, Collection, Iterable
@@ -594,6 +595,13 @@ def plan_confirm(index: Index, token: str, include: Include = False) -> Plan:
         if not g["keep"]:
             plan.skipped.append({"group": g["position"], "why": "every photo of this group is marked for deletion"})
             continue
+        gone = [p for p in g["photos"] if p["id"] in g["keep"] and not _as_analysed(p)]
+        if gone:
+            # Its copies would be all that is left: a keeper deleted, moved or changed by
+            # another program since it was analysed, or on a disk gone offline.
+            plan.skipped.append({"group": g["position"], "why": f"the photo to keep, {gone[0]['name']}, is no longer "
+                                 f"at {gone[0]['path']} as it was analysed: nothing of this group moves"})
+            continue
         plan.keepers += g["keep"]
         for p in dels:
             plan.moves.append({"photo_id": p["id"], "path": p["path"], "name": p["name"], "size_bytes": p["size_bytes"],
@@ -611,6 +619,16 @@ def plan_confirm(index: Index, token: str, include: Include = False) -> Plan:
     for p in maybe:
         p["companions"] = list(going[p["path"]])
     return plan
+
+
+def _as_analysed(photo: dict[str, Any]) -> bool:
+    """Whether a photo's file is still where it was analysed: a regular file (not a link) of the
+    size the index holds."""
+    try:
+        st = os.lstat(photo["path"])
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size == int(photo["size_bytes"])
 
 
 @dataclass
