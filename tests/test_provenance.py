@@ -209,3 +209,34 @@ def test_added_noise_is_spread_evenly_a_denoiser_takes_detail() -> None:
     denoised = _luma(pixels.filter(ImageFilter.MedianFilter(5)))
     assert texture_bias(noisy, base) < 1.6
     assert texture_bias(base, denoised) > 3.0
+
+
+def test_a_copy_clipped_where_another_shows_detail_is_not_the_original() -> None:
+    _, pixels = _edited(11)  # a bright sky
+    base = _luma(pixels)
+    bright = _luma(synth.brightness(pixels, 1.7), 95)  # an exposure gain: the highlights go white
+    got = pv.clipped_detail(base, bright)
+    assert got is not None and got[1] == "white" and got[0] >= pv.CLIP_DETAIL
+    assert pv.clipped_detail(bright, base) is None  # nothing is clipped in the original
+    # A darkened copy of a photo whose highlights are white already shows nothing there either
+    # (a lower ceiling): it says nothing about which came first.
+    dimmed = _luma(synth.brightness(synth.brightness(pixels, 1.7), 0.6), 95)
+    assert pv.clipped_detail(dimmed, bright) is None and pv.clipped_detail(bright, dimmed) is None
+    # A blurred copy spreads the edges of a white area into it, not its detail.
+    soft = _luma(synth.blur(synth.brightness(pixels, 1.7), 1.5), 95)
+    assert pv.clipped_detail(soft, bright) is None
+
+
+def test_a_dim_camera_heic_is_kept_over_its_brightened_copies(tmp_path: Path) -> None:
+    from dupligoned.services.analyse import analyse_file
+    from dupligoned.services.decide import decide_group
+
+    _, pixels = _edited(11)
+    original = synth.save(pixels, tmp_path / "DCIM" / "IMG_0001.HEIC", quality=80, camera=CAMERA)
+    bright = synth.brightness(pixels, 1.7)
+    copies = [synth.save(bright, tmp_path / "Edited" / "IMG_0001-edited.jpg", quality=95),
+              synth.save(synth.contrast(bright, 1.1), tmp_path / "Export" / "IMG_0001.png")]
+    decision = decide_group([analyse_file(str(p)) for p in [original, *copies]])
+    assert decision.keep == [str(original)]
+    why = {Path(v.path).name: v.reason for v in decision.verdicts}
+    assert any("clipped to white where IMG_0001.HEIC still shows detail" in r for r in why.values()), why

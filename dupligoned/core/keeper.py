@@ -46,7 +46,7 @@ import numpy.typing as npt
 from dupligoned.core import hashing, originals
 from dupligoned.core.crops import crop_reasons
 from dupligoned.core.model import GroupDecision, PhotoInfo, Verdict
-from dupligoned.core.provenance import Lineage, band_gains, tone_curve, unexplained
+from dupligoned.core.provenance import Lineage, band_gains, clipped_detail, tone_curve, unexplained
 from dupligoned.core.quality import QualityWeights, mean_var, score
 from dupligoned.core.quality import shown as on_card
 
@@ -71,6 +71,9 @@ class KeeperParams:
     noise_ratio: float = 1.2  # measured noise this much higher (with an even, white difference): noisier
     even_noise: float = 1.6  # texture_bias at most this: the difference is spread evenly (added noise)
     shot_distance: float = 5.0  # median hash distance above which photos are distinct shots
+    # Mean grey-level difference, tones matched, under which two members are one shot whatever
+    # their hashes say (copies: 1–4 after an exposure change; burst frames moved: 6 and more).
+    same_shot_shape: float = 4.0
     weights: QualityWeights = QualityWeights()
     raw_jpeg_pairs: str = "keep-both"  # or "keep-raw": the JPEG of a RAW+JPEG pair may go
 
@@ -99,6 +102,7 @@ class Comparison:
     images: tuple[npt.NDArray[np.uint8] | None, ...] = ()
     _unexplained: dict[tuple[int, int], float] = field(default_factory=dict, repr=False)
     _textured: dict[tuple[int, int], float] = field(default_factory=dict, repr=False)
+    _clipped: dict[tuple[int, int], tuple[float, str] | None] = field(default_factory=dict, repr=False)
 
     def unexplained(self, a: int, b: int) -> float | None:
         """RMS grey levels of image ``a`` that image ``b`` cannot predict (``provenance.unexplained``)."""
@@ -110,6 +114,18 @@ class Comparison:
         if (a, b) not in self._unexplained:
             self._unexplained[(a, b)] = unexplained(ia, ib)
         return self._unexplained[(a, b)]
+
+    def clipped(self, a: int, b: int) -> tuple[float, str] | None:
+        """Whether image ``a`` is clipped (to "white" or "black") where image ``b`` still shows
+        detail, and how much (``provenance.clipped_detail``)."""
+        if a >= len(self.images) or b >= len(self.images):
+            return None
+        ia, ib = self.images[a], self.images[b]
+        if ia is None or ib is None or ia.shape != ib.shape:
+            return None
+        if (a, b) not in self._clipped:
+            self._clipped[(a, b)] = clipped_detail(ib, ia)
+        return self._clipped[(a, b)]
 
     def textured(self, a: int, b: int) -> float:
         """How much the difference of ``a`` and ``b`` follows the picture's texture
@@ -227,6 +243,26 @@ def looks_like_copy(path: str) -> bool:
     return bool(_COPY_NAME.search(stem))
 
 
+# File names cameras and phones write (DCF "IMG_1234", "DSC01234", "P1010001", "_DSC1234";
+# dated "IMG_20210101_120000", "PXL_20210101_120000123", "20210101_120000"), whole: an editor's or
+# a messenger's copy adds a suffix ("_3", "-edited", " (1)") or names it anew ("image (92)",
+# "IMG-20190301-WA0013", "3f87673c67").
+_CAMERA_NAME = re.compile(
+    r"(?:(?:IMG|DSC|DSCN|DSCF|DSC_|_DSC|_MG|_IMG|SAM|SDC|CIMG|IMGP|PICT|HPIM|GOPR|GH\d\d|DJI|P|R|PANO|MVIMG)"
+    r"[_-]?\d{4,}|(?:IMG_|PXL_|VID_)?\d{8}_\d{6}\d{0,3})", re.IGNORECASE)
+_CAMERA_FOLDER = re.compile(r"(?:^|/)DCIM/", re.IGNORECASE)
+
+
+def name_evidence(path: str) -> int:
+    """How much a file's name and folder look written by the camera: 0 a camera's name in a
+    DCIM folder (where cameras and phones store what they shoot), 1 a camera's name elsewhere,
+    2 any other name (an editor's, a messenger's, a copy's)."""
+    stem = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    if not _CAMERA_NAME.fullmatch(stem):
+        return 2
+    return 0 if _CAMERA_FOLDER.search(path) else 1
+
+
 def _name(p: PhotoInfo) -> str:
     return p.path.rsplit("/", 1)[-1]
 
@@ -338,11 +374,13 @@ def decide(
     # 4. degraded copies among the contenders.
     left = list(contenders)
 
-    def drop(why: dict[int, tuple[str, int | None]]) -> None:
+    def drop(why: dict[int, tuple[str, int | None]], evidence: bool = False) -> None:
         nonlocal left
         # A member others were provably made from is earlier than any copy the quality rules
         # compare it with: those rules only choose among members the history does not order.
-        why = {k: v for k, v in why.items() if k not in ancestors or (v[1] is not None and v[1] in ancestors)}
+        # (Evidence that a member is not the original counts whatever was made from it.)
+        why = {k: v for k, v in why.items()
+               if evidence or k not in ancestors or (v[1] is not None and v[1] in ancestors)}
         if why and len(why) < len(left):  # never drop every contender
             reason.update(why)
             left = [k for k in left if k not in why]
@@ -353,6 +391,34 @@ def decide(
     hq = [k for k in left if (q(k) or 100) >= params.heavy_jpeg_quality]
     drop({k: (f"heavily compressed copy (JPEG quality {q(k)}) of {_name(photos[hq[0]])}", hq[0])
           for k in left if hq and (q(k) or 100) < params.heavy_jpeg_quality})
+    # Sharpness relative to contrast²: an exposure or contrast change scales both alike, so only
+    # blur and noise move it.
+    sharp = {k: photos[k].quality.sharpness / max(1.0, photos[k].quality.contrast ** 2) for k in contenders}
+
+    def clipped_where(k: int, o: int) -> str | None:
+        """"white" or "black" when ``k`` is clipped there and ``o``, a copy of the same shot and
+        no blurrier (a blur spreads the edges of a white area into it), still shows detail."""
+        if comparison is None or o == k or sharp[o] * params.blur_sharpness_ratio < sharp[k]:
+            return None
+        # One shot: near hashes, or (an exposure change moves the hashes) tones matched, nearly
+        # the same pixels.
+        if (pair_distances([photos[k], photos[o]])[0] > params.shot_distance
+                and (comparison.shape is None or comparison.shape[k, o] > params.same_shot_shape)):
+            return None
+        got = comparison.clipped(k, o)
+        return got[1] if got is not None and comparison.clipped(o, k) is None else None
+
+    # A copy clipped to white (brightened) or black (darkened) where another copy of the shot
+    # still shows detail is not the original: that other copy was not made from it.
+    clipped: dict[int, tuple[str, int | None]] = {}
+    for k in left:
+        for o in contenders:
+            where = clipped_where(k, o)
+            if where is not None:
+                clipped[k] = (f"{'brightened' if where == 'white' else 'darkened'} copy: clipped to {where} "
+                              f"where {_name(photos[o])} still shows detail", o)
+                break
+    drop(clipped, evidence=True)
     # The median over every same-size copy: a heavily compressed copy still shows the exposure.
     med = float(np.median([photos[k].quality.brightness for k in contenders]))
     limit = max(params.exposure_outlier_min, params.exposure_outlier * med)
@@ -364,11 +430,9 @@ def decide(
                 + f" copy of {_name(photos[ref])} (brightness {fig(card[k].quality.brightness)}"
                 + f" vs {fig(card[ref].quality.brightness)})", ref)
             for k in left if abs(photos[k].quality.brightness - med) > limit
+            and clipped_where(ref, k) is None  # k was not made from ref: ref lost what k shows
         })
     if comparison is not None:
-        # Sharpness relative to contrast²: an exposure or contrast change scales both alike,
-        # so only blur and noise move it.
-        sharp = {k: photos[k].quality.sharpness / max(1.0, photos[k].quality.contrast ** 2) for k in left}
 
         def textured(a: int, b: int) -> float:
             return 1.0 if comparison is None else comparison.textured(a, b)
@@ -460,6 +524,7 @@ def decide(
             0.0 if k in ancestors else 1.0,
             0.0 if (p.camera or p.taken_at) else 1.0,  # messengers and web exports strip EXIF
             0.0 if p.lossless else 1.0,
+            float(name_evidence(p.path)),  # a camera's name in DCIM, a camera's name, another
             round(totals[k] / worst, 2),
             -float(q(k) or 0),
             -float(p.size_bytes),

@@ -332,3 +332,59 @@ def band_gains(soft: npt.NDArray[np.uint8], sharp: npt.NDArray[np.uint8], side: 
         sel = ring == b
         out[b] = math.sqrt(float(ps[sel].sum()) / max(float(pk[sel].sum()), 1e-9))
     return out
+
+
+# --- a copy clipped what its source still shows ---------------------------------------------------
+#
+# Brightening (an exposure gain, more contrast) pushes a photo's highlights to white and takes
+# the detail there with it; darkening crushes its shadows to black. What is pushed to the limit
+# is lost for good, so the copy is flat where its source still shows clouds, a white dress, a
+# dark coat. The reverse never happens: a photo cannot show detail its source lost. Where a
+# photo had flat white already, a darkened copy is flat too (a lower ceiling): nothing is read.
+
+CLIP_TILE = 8  # pixels of the tiles whose mean grey levels are compared
+CLIP_MIN_TILES = 16  # tiles at the limit (and mostly surrounded by such tiles) needed to read anything
+CLIP_NEIGHBOURS = 5  # of a tile's 8 neighbours at the limit too: off an area's edges
+CLIP_DETAIL = 4.0  # spread (std) of the source's tile means there: real detail, not grain
+CLIP_FLAT = 0.25  # the clipped copy's own spread there, at most this share of the source's
+
+
+def clipped_detail(src: npt.NDArray[np.uint8], dst: npt.NDArray[np.uint8]) -> tuple[float, str] | None:
+    """How much detail ``src`` still shows where ``dst`` (same size) is clipped, and where
+    ("white" or "black"): the spread (std, grey levels) of ``src``'s tile means over the tiles
+    where ``dst`` is at its limit (on average) and flat. None when too few such tiles tell
+    (nothing clipped, or ``dst`` shows detail there too)."""
+    if src.shape != dst.shape:
+        return None
+    t = CLIP_TILE
+    h, w = (src.shape[0] // t) * t, (src.shape[1] // t) * t
+    if h < 4 * t or w < 4 * t:
+        return None
+
+    def tiles(x: npt.NDArray[np.uint8]) -> npt.NDArray[np.int16]:
+        return np.asarray(x[:h, :w].reshape(h // t, t, w // t, t).transpose(0, 2, 1, 3).reshape(-1, t * t),
+                          dtype=np.int16)
+
+    d = tiles(dst)
+    found: tuple[float, str] | None = None
+    dm = d.mean(axis=1)
+    # At the limit on average: the copy's own compression rings a few levels below white.
+    for where, limit in (("white", dm >= 248), ("black", dm <= 7)):
+        # Tiles inside a clipped area (most of their neighbours clipped too): a copy shifted or
+        # blurred a few pixels (a burst frame) differs mostly at the area's edges.
+        g = limit.reshape(h // t, w // t)
+        inner = g.copy()
+        inner[0, :] = inner[-1, :] = False
+        inner[:, 0] = inner[:, -1] = False
+        around = (g[:-2, :-2].astype(np.int8) + g[:-2, 1:-1] + g[:-2, 2:] + g[1:-1, :-2] + g[1:-1, 2:]
+                  + g[2:, :-2] + g[2:, 1:-1] + g[2:, 2:])
+        inner[1:-1, 1:-1] &= around >= CLIP_NEIGHBOURS
+        at_limit = inner.ravel()
+        if int(at_limit.sum()) < CLIP_MIN_TILES:
+            continue
+        src_means = tiles(src)[at_limit].mean(axis=1)
+        spread = float(src_means.std())
+        if spread >= CLIP_DETAIL and float(dm[at_limit].std()) <= CLIP_FLAT * spread:
+            if found is None or spread > found[0]:
+                found = (spread, where)
+    return found

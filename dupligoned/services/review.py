@@ -186,6 +186,7 @@ REASON_KINDS = (
     ("identical copy", "identical copy"), ("uploaded", "upload already in the library"), ("your rule", "your rule"),
     ("lower resolution", "smaller copy"), ("smaller copy", "smaller copy"), ("cropped", "crop"),
     ("heavily compressed", "heavily compressed"), ("darker", "exposure"), ("brighter", "exposure"),
+    ("darkened", "exposure"), ("brightened", "exposure"),
     ("blurrier", "blurrier"), ("noisier", "noisier"), ("sharpened", "sharpened"), ("edited copy", "edited"),
     ("weaker shot", "weaker shot"), ("lossy", "re-encoded"), ("re-saved", "re-encoded"),
     ("lower jpeg quality", "re-encoded"), ("conversion", "re-encoded"), ("re-encode", "re-encoded"),
