@@ -133,29 +133,71 @@ def _good_matches(da: npt.NDArray[np.uint8], db: npt.NDArray[np.uint8], ratio: f
 
 
 def match(a: LocalFeatures, b: LocalFeatures, params: CropParams = CropParams()) -> CropMatch | None:
-    """Is one of ``a``, ``b`` a crop of the other? ``CropMatch.inner`` is 0 for a, 1 for b."""
+    """Is one of ``a``, ``b`` a crop of the other? ``CropMatch.inner`` is 0 for a, 1 for b.
+
+    Ratio-tested, mutual matches give a first similarity (RANSAC, at least ``min_seed``
+    inliers); then every keypoint pair it brings within ``ransac_px`` whose descriptors are
+    within ``guided_bits`` is taken (each keypoint once, closest descriptors first). A crop's
+    keypoints often have the second nearest descriptor close to the nearest (a scaled patch is
+    described less sharply), so the ratio test alone keeps too few of them to decide; the
+    similarity finds them again. The result is refitted on those pairs and judged by
+    ``core.crops.check_crop``.
+    """
     if len(a) < params.min_inliers or len(b) < params.min_inliers:
         return None
     ab = _good_matches(a.desc, b.desc, params.ratio)
     ba = _good_matches(b.desc, a.desc, params.ratio)
     pairs = sorted((i, j) for i, j in ab.items() if ba.get(j) == i)
-    if len(pairs) < params.min_inliers:
+    if len(pairs) < params.min_seed:
         return None
     ia = np.array([p[0] for p in pairs])
     ib = np.array([p[1] for p in pairs])
-    pa, pb = a.points()[ia], b.points()[ib]
+    all_a, all_b = a.points(), b.points()
     m, mask = cv2.estimateAffinePartial2D(
-        pb, pa, method=cv2.RANSAC, ransacReprojThreshold=params.ransac_px, maxIters=2000, confidence=0.999
+        all_b[ib], all_a[ia], method=cv2.RANSAC, ransacReprojThreshold=params.ransac_px, maxIters=2000,
+        confidence=0.999
     )
-    if m is None or mask is None:
+    if m is None or mask is None or int(mask.sum()) < params.min_seed:
         return None
-    inl = mask.ravel().astype(bool)
-    if inl.sum() < params.min_inliers:
+    seed = mask.ravel().astype(bool)
+    m = _least_squares_similarity(all_b[ib][seed], all_a[ia][seed])
+    gi, gj = _guided(a, b, m, params)
+    if gi.size < params.min_inliers:
         return None
-    m = _least_squares_similarity(pb[inl], pa[inl])
-    return check_crop(
-        m, pa[inl], pb[inl], (a.width, a.height), (b.width, b.height), params, a.points(), b.points(), a.thumb, b.thumb
-    )
+    pa, pb = all_a[gi], all_b[gj]
+    m = _least_squares_similarity(pb, pa)
+    return check_crop(m, pa, pb, (a.width, a.height), (b.width, b.height), params, all_a, all_b, a.thumb, b.thumb)
+
+
+def _guided(
+    a: LocalFeatures, b: LocalFeatures, m: npt.NDArray[np.float64], params: CropParams
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(a index, b index) of keypoint pairs the similarity ``m`` (b's pixels onto a's) brings
+    within ``ransac_px``, descriptors within ``guided_bits``: each keypoint in one pair at most,
+    the closest descriptors first."""
+    pa, pb = a.points().astype(np.float64), b.points().astype(np.float64)
+    mb = pb @ m[:, :2].T + m[:, 2]
+    near = np.hypot(mb[:, None, 0] - pa[None, :, 0], mb[:, None, 1] - pa[None, :, 1]) <= params.guided_px
+    jb, ia = np.nonzero(near)
+    if not jb.size:
+        return ia, jb
+    wa = np.ascontiguousarray(a.desc).view(np.uint64)
+    wb = np.ascontiguousarray(b.desc).view(np.uint64)
+    bits = np.bitwise_count(wa[ia] ^ wb[jb]).sum(axis=1)
+    ok = bits <= params.guided_bits
+    ia, jb, bits = ia[ok], jb[ok], bits[ok]
+    order = np.lexsort((jb, ia, bits))
+    used_a: set[int] = set()
+    used_b: set[int] = set()
+    out_a, out_b = [], []
+    for k in order.tolist():
+        i, j = int(ia[k]), int(jb[k])
+        if i not in used_a and j not in used_b:
+            used_a.add(i)
+            used_b.add(j)
+            out_a.append(i)
+            out_b.append(j)
+    return np.array(out_a, np.int64), np.array(out_b, np.int64)
 
 
 def _least_squares_similarity(src: npt.NDArray[np.float32], dst: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:

@@ -65,7 +65,10 @@ class CropParams:
     # Verification.
     ratio: float = 0.85  # Lowe's ratio test on the two nearest descriptors
     ransac_px: float = 3.0  # reprojection threshold: quantisation (≤1 px) plus keypoint jitter
-    min_inliers: int = 6  # mutual ratio-tested matches on one similarity (random pairs: ≤ 5)
+    min_seed: int = 4  # mutual ratio-tested matches on a first similarity, before the guided pass
+    guided_px: float = 1.5  # ... and lie this close under it (the residual a resampled crop keeps)
+    guided_bits: int = 40  # a pair the similarity brings together: descriptors ≤ 40 of 128 bits apart (unrelated: 64 ± 8)
+    min_inliers: int = 6  # keypoint pairs on one similarity (random pairs: ≤ 5)
     max_rotation_deg: float = 3.0  # people crop, they do not rotate (EXIF turns are undone first)
     max_area_ratio: float = 0.9  # a crop keeps at most 90% of the frame (less: the hashes see it)
     min_scale: float = 0.25  # a crop keeps at least a quarter of each side: below, too little to tell
@@ -97,8 +100,10 @@ class CropParams:
             problems.append("min_votes and candidates_per_photo must be ≥ 1")
         if not 0 < self.ratio <= 1:
             problems.append("ratio must be in (0, 1]")
-        if self.min_inliers < 4:
-            problems.append("min_inliers must be ≥ 4 (a similarity needs 2 points; RANSAC more)")
+        if self.min_inliers < 4 or not 2 <= self.min_seed <= self.min_inliers:
+            problems.append("need 2 ≤ min_seed ≤ min_inliers and min_inliers ≥ 4 (a similarity needs 2 points; RANSAC more)")
+        if not 0 <= self.guided_bits < DESC_BYTES * 8:
+            problems.append("guided_bits must be in [0, 128)")
         if not 0 < self.min_scale < 1 or not 0 < self.max_area_ratio < 1:
             problems.append("min_scale and max_area_ratio must be in (0, 1)")
         if not 0 <= self.min_inlier_cover <= 1 or not 0 <= self.min_inlier_area <= 1:
