@@ -49,6 +49,7 @@ def build(db: Path, n_lib: int, n_new: int) -> dict[str, Any]:
     from crops import _real_descriptors, synthetic_library
 
     from dupligoned.adapters.index import open_index
+    from dupligoned.adapters.orb import FEATURES_VERSION
 
     pool = _real_descriptors()
     feats, keys, planted = synthetic_library(n_lib, n_new // 4, pool, seed=1)
@@ -62,8 +63,8 @@ def build(db: Path, n_lib: int, n_new: int) -> dict[str, Any]:
             pid = i + 1
             conn.execute("INSERT INTO photos(id, session_id, path, size_bytes, mtime_ns, status, first_seen_at) "
                          "VALUES (?, 1, ?, 1, 1, 'ok', 0)", (pid, "/lib/" + k))
-            conn.execute("INSERT INTO photo_features(photo_id, data, crops_searched) VALUES (?, ?, ?)",
-                         (pid, f.to_bytes(), int(i < n_lib)))
+            conn.execute("INSERT INTO photo_features(photo_id, data, crops_searched, version) VALUES (?, ?, ?, ?)",
+                         (pid, f.to_bytes(), int(i < n_lib), FEATURES_VERSION))
     idx.close()
     return {"planted": [(c + 1, o + 1) for c, o in planted],
             "feature_bytes_per_photo": round(sum(len(f.to_bytes()) for f in feats) / len(feats))}

@@ -283,6 +283,7 @@ def build(tmp: Path, n: int, photos: dict[str, Any], cfg_path: Path) -> dict[str
     from dupligoned.adapters.config import load_config
     from dupligoned.adapters.crop_store import CropStore, store_path
     from dupligoned.adapters.index import open_index, to_signed64
+    from dupligoned.adapters.orb import FEATURES_VERSION
     from dupligoned.adapters.thumbs import ThumbStore
     from dupligoned.core.crops import CropParams
     from dupligoned.core.hashing import combined_hex
@@ -326,8 +327,10 @@ def build(tmp: Path, n: int, photos: dict[str, Any], cfg_path: Path) -> dict[str
                 "queued_at, analysed_at, content_hash, phash, dhash, phash_dhash, width, height, format, lossless, "
                 "jpeg_quality, sharpness, brightness, contrast, noise) VALUES "
                 "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            conn.executemany("INSERT INTO photo_features(photo_id, data, crops_searched, crop_kth) VALUES (?, ?, 1, ?)",
-                             [(c0 + k + 1, b, CropParams().min_votes) for k, b in enumerate(blobs)])
+            # Made by today's extraction (``version``): else the daemon would analyse them again.
+            conn.executemany("INSERT INTO photo_features(photo_id, data, crops_searched, crop_kth, version) "
+                             "VALUES (?, ?, 1, ?, ?)",
+                             [(c0 + k + 1, b, CropParams().min_votes, FEATURES_VERSION) for k, b in enumerate(blobs)])
     t_real = time.perf_counter()
     # The real library photos: analysed by the workers' own function, applied by Ingest.
     last_sid = n_sessions
