@@ -111,14 +111,23 @@ def _with_history(
 
 
 
-def _carried_pairs(planes: Sequence[LumaPlane | None], known: set[int]) -> list[tuple[int, int]]:
+def _carried_pairs(planes: Sequence[LumaPlane | None], known: dict[int, int]) -> list[tuple[int, int]]:
     """(parent, child) pairs the carried-error test can read: a JPEG parent, a child stored at the
-    same size and orientation and finer (or not a JPEG), not already known to be a copy."""
+    same size and orientation and finer (or not a JPEG), not already known to be a copy (``known``:
+    child → parent), nor known to be the parent's own source."""
+
+    def descends(x: int, y: int) -> bool:
+        for _ in range(len(known)):  # a chain of parents, never round a cycle for ever
+            if x == y or x not in known:
+                break
+            x = known[x]
+        return x == y
+
     shapes = [None if pl is None else (pl.raw.shape, pl.orientation) for pl in planes]
     return [(par, c) for par, pp in enumerate(planes) if pp is not None and pp.jpeg_table
             for c, pc in enumerate(planes)
-            if c != par and c not in known and pc is not None and shapes[c] == shapes[par]
-            and provenance.finer(pc.jpeg_table, pp.jpeg_table)]
+            if c != par and c not in known and not descends(par, c) and pc is not None
+            and shapes[c] == shapes[par] and provenance.finer(pc.jpeg_table, pp.jpeg_table)]
 
 
 def _carried(planes: Sequence[LumaPlane | None], pairs: Sequence[tuple[int, int]]) -> list[provenance.Lineage]:
@@ -151,8 +160,7 @@ def decide_group(photos: Sequence[PhotoInfo], params: keeper.KeeperParams = keep
     # it could read whose source is not the keeper already (its copies made from the keeper only
     # make the keeper's case stronger).
     keeper_at = next(k for k, p in enumerate(photos) if p.path in decision.keep)
-    known = {li.child for li in comparison.lineage}
-    pairs = _carried_pairs(planes, known)
+    pairs = _carried_pairs(planes, {li.child: li.parent for li in comparison.lineage})
     if any(par != keeper_at for par, _ in pairs):
         carried = _carried(planes, pairs)
         if carried:
