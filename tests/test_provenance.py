@@ -240,3 +240,22 @@ def test_a_dim_camera_heic_is_kept_over_its_brightened_copies(tmp_path: Path) ->
     assert decision.keep == [str(original)]
     why = {Path(v.path).name: v.reason for v in decision.verdicts}
     assert any("clipped to white where IMG_0001.HEIC still shows detail" in r for r in why.values()), why
+
+
+def test_a_copy_converted_losslessly_is_not_taken_for_the_source(tmp_path: Path) -> None:
+    """A lossless conversion with a copy's very pixels proves only that the copy came before
+    the conversion: any file can be converted. It does not make the copy earlier than the camera
+    file the copy was made from."""
+    from dupligoned.services.analyse import analyse_file
+    from dupligoned.services.decide import decide_group
+
+    _, pixels = _edited(26)
+    original = synth.save(pixels, tmp_path / "DCIM" / "DSC01234.JPG", quality=90, camera=CAMERA)
+    soft = synth.blur(pixels, 1.2).filter(ImageFilter.MedianFilter(3))
+    copy = synth.save(soft, tmp_path / "Pictures" / "DSC01234_3.jpg", quality=95, camera=CAMERA)
+    webp = tmp_path / "Backup" / "DSC01234.webp"
+    webp.parent.mkdir(parents=True)
+    with Image.open(copy) as im:
+        im.convert("RGB").save(webp, lossless=True)
+    decision = decide_group([analyse_file(str(p)) for p in (original, copy, webp)])
+    assert decision.keep == [str(original)], {Path(v.path).name: v.reason for v in decision.verdicts}

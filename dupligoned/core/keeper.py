@@ -360,7 +360,9 @@ def decide(
     reason.update({k: (why, par) for k, (why, par) in derived.items()})
     sources = [k for k in reps if k not in derived]
     # Members another member was made from: the history proves them earlier than their copies.
-    ancestors = {par for _, par in derived.values()}
+    # (Not a conversion with the very same pixels: any file can be converted, copy or original.)
+    converted = set(comparison.identical) if comparison is not None else set()
+    ancestors = {par for c, (_, par) in derived.items() if (c, par) not in converted}
 
     # 3. resolution.
     top = max(photos[k].pixels for k in sources)
