@@ -67,6 +67,13 @@ def test_sessions_neighbours_decisions_trash_and_cleanup(tmp_path: Path) -> None
     assert len(rig.jobs) == len(new)
     rig.work()
     assert sessions.close_quiet_sessions(rig.index, time.time() + 100, 60)
+    # A copy of one of the old photos makes the old session dirty too: the new session, whose
+    # photos someone is waiting to see, is grouped first.
+    first_id = int(rig.index.scalar("SELECT id FROM sessions WHERE kind = 'first_scan'"))
+    burst_id = int(rig.index.scalar("SELECT id FROM sessions WHERE kind = 'burst'"))
+    with rig.index.tx() as conn:
+        sessions.mark_dirty(conn, [first_id])
+    assert sessions.ready_to_cluster(rig.index) == [burst_id, first_id]
     rig.cluster()
     burst = next(s for s in sessions.list_sessions(rig.index) if s["kind"] == "burst")
     res = review.result(rig.index, burst["token"])

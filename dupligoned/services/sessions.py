@@ -182,13 +182,14 @@ def ready_to_cluster(index: Index, now: float | None = None) -> list[int]:
     """Dirty sessions with nothing left in the queue: closed ones, and (with ``now``) open
     uploads and bursts not grouped in the last ``PRELIMINARY_EVERY_S`` (and open at least
     ``PRELIMINARY_AFTER_S``), whose preliminary groups the page shows while the session waits
-    for more photos."""
+    for more photos. Newest first: the photos just added wait for no older session that a copy
+    of one of its photos made dirty (a library session of thousands of groups)."""
     prelim = ("OR (s.closed_at IS NULL AND s.kind IN ('upload', 'burst') AND COALESCE(s.clustered_at, 0) <= :since "
               "AND s.created_at <= :young AND EXISTS (SELECT 1 FROM photos p WHERE p.session_id = s.id AND p.status = 'ok'))"
               ) if now is not None else ""
     rows = index.query(
         f"SELECT s.id FROM sessions s WHERE s.dirty = 1 AND (s.closed_at IS NOT NULL {prelim}) "
-        "AND NOT EXISTS (SELECT 1 FROM photos p WHERE p.session_id = s.id AND p.status = 'queued') ORDER BY s.id",
+        "AND NOT EXISTS (SELECT 1 FROM photos p WHERE p.session_id = s.id AND p.status = 'queued') ORDER BY s.id DESC",
         {"since": (now or 0) - PRELIMINARY_EVERY_S, "young": (now or 0) - PRELIMINARY_AFTER_S})
     return [int(r[0]) for r in rows]
 
