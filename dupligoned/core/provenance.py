@@ -345,46 +345,54 @@ def band_gains(soft: npt.NDArray[np.uint8], sharp: npt.NDArray[np.uint8], side: 
 CLIP_TILE = 8  # pixels of the tiles whose mean grey levels are compared
 CLIP_MIN_TILES = 16  # tiles at the limit (and mostly surrounded by such tiles) needed to read anything
 CLIP_NEIGHBOURS = 5  # of a tile's 8 neighbours at the limit too: off an area's edges
-CLIP_DETAIL = 4.0  # spread (std) of the source's tile means there: real detail, not grain
+CLIP_DETAIL = 3.5  # spread (std) of the source's tile means less their neighbours' there: detail
 CLIP_FLAT = 0.25  # the clipped copy's own spread there, at most this share of the source's
+
+
+def _tile_means(x: npt.NDArray[np.uint8], h: int, w: int) -> npt.NDArray[np.float64]:
+    t = CLIP_TILE
+    return np.asarray(x[:h, :w].reshape(h // t, t, w // t, t).mean(axis=(1, 3), dtype=np.float64), dtype=np.float64)
+
+
+def _around(g: npt.NDArray[np.generic]) -> npt.NDArray[np.float64]:
+    """The sum of each inner cell's 8 neighbours (border cells: 0)."""
+    f = g.astype(np.float64)
+    out = np.zeros(f.shape, dtype=np.float64)
+    out[1:-1, 1:-1] = (f[:-2, :-2] + f[:-2, 1:-1] + f[:-2, 2:] + f[1:-1, :-2] + f[1:-1, 2:]
+                       + f[2:, :-2] + f[2:, 1:-1] + f[2:, 2:])
+    return out
 
 
 def clipped_detail(src: npt.NDArray[np.uint8], dst: npt.NDArray[np.uint8]) -> tuple[float, str] | None:
     """How much detail ``src`` still shows where ``dst`` (same size) is clipped, and where
-    ("white" or "black"): the spread (std, grey levels) of ``src``'s tile means over the tiles
-    where ``dst`` is at its limit (on average) and flat. None when too few such tiles tell
-    (nothing clipped, or ``dst`` shows detail there too)."""
+    ("white" or "black"): over the tiles where ``dst`` is at its limit (on average), the spread
+    (std, grey levels) of ``src``'s tile means less the mean of their neighbours there. Texture
+    (clouds, cloth, leaves) counts; a smooth ramp (a vignette or a graduated filter laid over a
+    white sky) does not. None when too few tiles tell, or ``dst`` shows detail there too."""
     if src.shape != dst.shape:
         return None
     t = CLIP_TILE
     h, w = (src.shape[0] // t) * t, (src.shape[1] // t) * t
     if h < 4 * t or w < 4 * t:
         return None
-
-    def tiles(x: npt.NDArray[np.uint8]) -> npt.NDArray[np.int16]:
-        return np.asarray(x[:h, :w].reshape(h // t, t, w // t, t).transpose(0, 2, 1, 3).reshape(-1, t * t),
-                          dtype=np.int16)
-
-    d = tiles(dst)
+    dm = _tile_means(dst, h, w)
+    sm: npt.NDArray[np.float64] | None = None
     found: tuple[float, str] | None = None
-    dm = d.mean(axis=1)
     # At the limit on average: the copy's own compression rings a few levels below white.
     for where, limit in (("white", dm >= 248), ("black", dm <= 7)):
         # Tiles inside a clipped area (most of their neighbours clipped too): a copy shifted or
         # blurred a few pixels (a burst frame) differs mostly at the area's edges.
-        g = limit.reshape(h // t, w // t)
-        inner = g.copy()
-        inner[0, :] = inner[-1, :] = False
-        inner[:, 0] = inner[:, -1] = False
-        around = (g[:-2, :-2].astype(np.int8) + g[:-2, 1:-1] + g[:-2, 2:] + g[1:-1, :-2] + g[1:-1, 2:]
-                  + g[2:, :-2] + g[2:, 1:-1] + g[2:, 2:])
-        inner[1:-1, 1:-1] &= around >= CLIP_NEIGHBOURS
-        at_limit = inner.ravel()
+        count = _around(limit)
+        at_limit = limit & (count >= CLIP_NEIGHBOURS)
         if int(at_limit.sum()) < CLIP_MIN_TILES:
             continue
-        src_means = tiles(src)[at_limit].mean(axis=1)
-        spread = float(src_means.std())
-        if spread >= CLIP_DETAIL and float(dm[at_limit].std()) <= CLIP_FLAT * spread:
-            if found is None or spread > found[0]:
-                found = (spread, where)
+        if sm is None:
+            sm = _tile_means(src, h, w)
+        # Each tile against its neighbours inside the clipped area (the area's edge is no detail).
+        local = _around(np.where(limit, sm, 0.0))[at_limit] / count[at_limit]
+        detail = float((sm[at_limit] - local).std())
+        own = float(dm[at_limit].std())
+        if detail >= CLIP_DETAIL and own <= CLIP_FLAT * detail:
+            if found is None or detail > found[0]:
+                found = (detail, where)
     return found
