@@ -60,6 +60,21 @@ def test_stored_segments_vote_as_the_whole_index(max_bucket: int) -> None:
     assert set(released) == {0, 1, 2}
 
 
+def test_votes_answered_a_part_at_a_time_are_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many queries are searched in parts (the spans of one pass are bounded): same votes."""
+    from dupligoned.core import crop_index
+
+    params = CropParams(min_votes=2)
+    feats = _synthetic(300, 4)
+    segs = [make_segment(np.concatenate([f.desc for f in feats[a:b]]),
+                         np.repeat(np.arange(a, b), [len(f) for f in feats[a:b]]), params) for a, b in [(0, 120), (120, 300)]]
+    queries = np.arange(200, 300)
+    whole = segment_votes([feats[i] for i in queries], segs, params, queries)
+    monkeypatch.setattr(crop_index, "SPAN_BYTES", 8 * params.hash_tables * 2 * 60 * 7)  # 7 photos a part
+    parts = segment_votes([feats[i] for i in queries], segs, params, queries)
+    assert len(whole) > 100 and _triples(parts) == _triples(whole)
+
+
 def _library(tmp_path: Path, feats: list[LocalFeatures]) -> Index:
     """An index holding one analysed photo per features (ids 1..n), none searched yet."""
     idx = open_index(tmp_path / "state" / "index.db")

@@ -18,6 +18,7 @@ from dupligoned.core.neighbours import Pairs
 
 QUERY_BLOCK = 4096  # query photos per block: bounds the memory of the bucket joins
 MAX_SEGMENTS = 16  # more sorted batches than this are merged into one
+SPAN_BYTES = 96 << 20  # ``segment_votes``: the bucket spans of one pass over the segments
 
 
 def _words(desc: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint64]:
@@ -236,37 +237,64 @@ def segment_votes(
     counts = np.array([len(f) for f in features], np.int64)
     if not counts.sum() or not segments:
         return empty
+    # The spans below take 8 bytes a query descriptor, table and segment: many queries are
+    # answered a part at a time (each query's votes do not depend on the others).
+    per_photo = 8 * params.hash_tables * len(segments) * max(1, int(counts.max()))
+    chunk = max(1, SPAN_BYTES // per_photo)
+    if len(features) > chunk:
+        parts = []
+        for a in range(0, len(features), chunk):
+            v = segment_votes(features[a : a + chunk], segments, params,
+                              None if query_ids is None else np.asarray(query_ids)[a : a + chunk], release)
+            parts.append(Pairs(v.i + a, v.j, v.dist))
+        return Pairs(np.concatenate([v.i for v in parts]), np.concatenate([v.j for v in parts]),
+                     np.concatenate([v.dist for v in parts]))
     q = _words(np.concatenate([f.desc for f in features if len(f)]))
     qrow = np.repeat(np.arange(len(features), dtype=np.int64), counts)
     qkeys = _keys(q, params)
+    tables = range(params.hash_tables)
+    qo = [np.argsort(qkeys[:, t], kind="stable") for t in tables]  # sorted queries: the searches stay local
+    qk = [qkeys[qo[t], t].astype(np.uint32) for t in tables]
+    # Segment by segment, all tables at once: each segment's pages are read once a pass and
+    # then let go, not once per table (at 1M photos a pass over the store is paged in, and a
+    # page of descriptors serves every table). First the bucket spans and sizes ...
+    n = q.shape[0]
+    spans: list[list[tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]] | None]] = []
+    total = [np.zeros(n, np.int64) for _ in tables]
+    for s, seg in enumerate(segments):
+        if not len(seg):
+            spans.append([None for _ in tables])
+            continue
+        row: list[tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]] | None] = []
+        for t in tables:
+            lo = np.searchsorted(seg.keys[t], qk[t], "left")
+            size = np.searchsorted(seg.keys[t], qk[t], "right") - lo
+            total[t] += size
+            row.append((lo.astype(np.int32), size.astype(np.int32)))
+        spans.append(row)
+        if release is not None:
+            release(s)
+    full = [total[t] > params.max_bucket for t in tables]  # stop words, over all segments
+    # ... then the descriptors in them.
     hit_q: list[npt.NDArray[np.int64]] = []
     hit_lib: list[npt.NDArray[np.int64]] = []
-    for t in range(params.hash_tables):
-        qo = np.argsort(qkeys[:, t], kind="stable")  # sorted queries: the binary searches stay local
-        qk = qkeys[qo, t].astype(np.uint32)
-        spans = []
-        total = np.zeros(qk.size, np.int64)
-        for s, seg in enumerate(segments):
-            if not len(seg):
-                spans.append((np.zeros(qk.size, np.int64), np.zeros(qk.size, np.int64)))
+    for s, seg in enumerate(segments):
+        touched = False
+        for t in tables:
+            sp = spans[s][t]
+            if sp is None:
                 continue
-            lo = np.searchsorted(seg.keys[t], qk, "left")
-            size = np.searchsorted(seg.keys[t], qk, "right") - lo
-            spans.append((lo, size))
-            total += size
-            if release is not None:
-                release(s)
-        full = total > params.max_bucket  # stop words
-        for s, seg in enumerate(segments):
-            lo, size = spans[s]
-            size = np.where(full, 0, size)
+            size = np.where(full[t], 0, sp[1]).astype(np.int64)
             if not size.any():
                 continue
-            hq, hlib = _bucket_hits(q, qo, lo, size, seg.order[t], seg.words, seg.own, params.match_bits)
+            hq, hlib = _bucket_hits(q, qo[t], sp[0].astype(np.int64), size, seg.order[t], seg.words, seg.own,
+                                    params.match_bits)
             hit_q.append(hq)
             hit_lib.append(hlib)
-            if release is not None:
-                release(s)
+            touched = True
+        spans[s] = [None for _ in tables]
+        if release is not None and touched:
+            release(s)
     if not hit_q:
         return empty
     hq, lib = np.concatenate(hit_q), np.concatenate(hit_lib)
