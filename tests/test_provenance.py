@@ -234,6 +234,13 @@ def test_a_copy_clipped_where_another_shows_detail_is_not_the_original() -> None
     for shade in (1 - 0.5 * r2, 1 - 0.5 * (1 - yy / a.shape[0])):
         ramp = Image.fromarray(np.clip(a * shade[..., None] + 0.5, 0, 255).astype(np.uint8))
         assert pv.clipped_detail(_luma(ramp, 95), bright) is None
+    # Nor does a caption or a watermark written over the white sky of a copy.
+    captioned = blown.copy()
+    from PIL import ImageDraw
+    draw = ImageDraw.Draw(captioned)
+    for row in (12, 40):
+        draw.text((10, row), "Holiday 2021 - Holiday 2021 - Holiday 2021 - Holiday 2021", fill=(60, 60, 60))
+    assert pv.clipped_detail(_luma(captioned, 95), bright) is None
 
 
 def test_a_dim_camera_heic_is_kept_over_its_brightened_copies(tmp_path: Path) -> None:

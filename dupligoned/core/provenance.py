@@ -347,6 +347,7 @@ CLIP_MIN_TILES = 16  # tiles at the limit (and mostly surrounded by such tiles) 
 CLIP_NEIGHBOURS = 5  # of a tile's 8 neighbours at the limit too: off an area's edges
 CLIP_DETAIL = 3.5  # spread (std) of the source's tile means less their neighbours' there: detail
 CLIP_FLAT = 0.25  # the clipped copy's own spread there, at most this share of the source's
+CLIP_OFF = 15.0  # grey levels the source's median tile there stays off the limit, at least
 
 
 def _tile_means(x: npt.NDArray[np.uint8], h: int, w: int) -> npt.NDArray[np.float64]:
@@ -388,6 +389,10 @@ def clipped_detail(src: npt.NDArray[np.uint8], dst: npt.NDArray[np.uint8]) -> tu
             continue
         if sm is None:
             sm = _tile_means(src, h, w)
+        # Over most of the area the source is off the limit (a copy made from the clipped photo
+        # with a caption, a watermark or a sticker laid over its white sky is white around them).
+        if abs(float(np.median(sm[at_limit])) - (255.0 if where == "white" else 0.0)) < CLIP_OFF:
+            continue
         # Each tile against its neighbours inside the clipped area (the area's edge is no detail).
         local = _around(np.where(limit, sm, 0.0))[at_limit] / count[at_limit]
         detail = float((sm[at_limit] - local).std())
