@@ -275,3 +275,19 @@ def test_a_copy_converted_losslessly_is_not_taken_for_the_source(tmp_path: Path)
         im.convert("RGB").save(webp, lossless=True)
     decision = decide_group([analyse_file(str(p)) for p in (original, copy, webp)])
     assert decision.keep == [str(original)], {Path(v.path).name: v.reason for v in decision.verdicts}
+
+
+def test_the_frames_of_an_exposure_bracket_are_not_read_as_a_copy_and_its_source(tmp_path: Path) -> None:
+    from dupligoned.services.analyse import analyse_file
+    from dupligoned.services.decide import decide_group
+
+    _, pixels = _edited(11)
+    frames = [synth.save(synth.brightness(pixels, f), tmp_path / "DCIM" / f"DSC_000{n}.JPG", quality=92, camera=CAMERA)
+              for n, f in ((1, 1.0), (2, 1.7))]
+    decision = decide_group([analyse_file(str(p)) for p in frames])
+    assert not any("clipped" in v.reason for v in decision.verdicts), decision.verdicts
+    # The same two pictures as a file and its edited copy: the brightened one is clipped.
+    copy = synth.save(synth.brightness(pixels, 1.7), tmp_path / "Edited" / "DSC_0001-edited.jpg", quality=95)
+    decision = decide_group([analyse_file(str(p)) for p in (frames[0], copy)])
+    assert decision.keep == [str(frames[0])]
+    assert any("clipped to white" in v.reason for v in decision.verdicts), decision.verdicts

@@ -257,10 +257,19 @@ def name_evidence(path: str) -> int:
     """How much a file's name and folder look written by the camera: 0 a camera's name in a
     DCIM folder (where cameras and phones store what they shoot), 1 a camera's name elsewhere,
     2 any other name (an editor's, a messenger's, a copy's)."""
-    stem = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-    if not _CAMERA_NAME.fullmatch(stem):
+    if not _CAMERA_NAME.fullmatch(_stem(path)):
         return 2
     return 0 if _CAMERA_FOLDER.search(path) else 1
+
+
+def _stem(path: str) -> str:
+    return path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+
+
+def _two_captures(a: PhotoInfo, b: PhotoInfo) -> bool:
+    """Whether two files carry two different names a camera wrote (IMG_0001, IMG_0002): two
+    captures, such as the frames of an exposure bracket, not a file and a copy of it."""
+    return name_evidence(a.path) < 2 and name_evidence(b.path) < 2 and _stem(a.path).upper() != _stem(b.path).upper()
 
 
 def _name(p: PhotoInfo) -> str:
@@ -401,6 +410,8 @@ def decide(
         """"white" or "black" when ``k`` is clipped there and ``o``, a copy of the same shot and
         no blurrier (a blur spreads the edges of a white area into it), still shows detail."""
         if comparison is None or o == k or sharp[o] * params.blur_sharpness_ratio < sharp[k]:
+            return None
+        if _two_captures(photos[k], photos[o]):  # an exposure bracket: each frame is an original
             return None
         # One shot: near hashes, or (an exposure change moves the hashes) tones matched, nearly
         # the same pixels.
