@@ -310,3 +310,25 @@ def test_a_mildly_softened_copy_never_makes_its_source_a_sharpened_copy(tmp_path
             copy = synth.save(decoded.filter(soften), tmp_path / ext[1:] / "Desktop" / f"soft{n}.jpg", quality=95)
             decision = decide_group([analyse_file(str(p)) for p in (original, copy)])
             assert decision.keep == [str(original)], [v.reason for v in decision.verdicts]
+
+
+def test_a_caption_added_to_a_copy_does_not_make_the_original_blurrier(tmp_path: Path) -> None:
+    """The edges of a caption or a watermark lift a copy's sharpness figure; a blur softens the
+    whole picture, the caption sharpens only the tiles it covers."""
+    from PIL import ImageDraw
+
+    from dupligoned.services.analyse import analyse_file
+    from dupligoned.services.decide import decide_group
+
+    _, pixels = _edited(21)
+    original = synth.save(pixels, tmp_path / "DCIM" / "IMG_0001.HEIC", quality=75, camera=CAMERA)
+    with Image.open(original) as im:
+        captioned = im.convert("RGB")
+    ImageDraw.Draw(captioned).text((10, 10), "Summer 2021 - best day ever", fill=(250, 250, 250))
+    copy = synth.save(captioned, tmp_path / "Edited" / "IMG_0001-edited.jpg", quality=95)
+    decision = decide_group([analyse_file(str(p)) for p in (original, copy)])
+    assert decision.keep == [str(original)], [v.reason for v in decision.verdicts]
+    # A blurred copy is still the blurrier one.
+    blurred = synth.save(synth.blur(pixels, 1.5), tmp_path / "Edited" / "soft.jpg", quality=95)
+    decision = decide_group([analyse_file(str(p)) for p in (original, blurred)])
+    assert [v.reason for v in decision.verdicts if not v.keep][0].startswith("blurrier copy of IMG_0001.HEIC")

@@ -46,7 +46,14 @@ import numpy.typing as npt
 from dupligoned.core import hashing, originals
 from dupligoned.core.crops import crop_reasons
 from dupligoned.core.model import GroupDecision, PhotoInfo, Verdict
-from dupligoned.core.provenance import Lineage, band_gains, clipped_detail, tone_curve, unexplained
+from dupligoned.core.provenance import (
+    Lineage,
+    band_gains,
+    clipped_detail,
+    tile_sharpness,
+    tone_curve,
+    unexplained,
+)
 from dupligoned.core.quality import QualityWeights, mean_var, score
 from dupligoned.core.quality import shown as on_card
 
@@ -74,6 +81,8 @@ class KeeperParams:
     # Mean grey-level difference, tones matched, under which two members are one shot whatever
     # their hashes say (copies: 1–4 after an exposure change; burst frames moved: 6 and more).
     same_shot_shape: float = 4.0
+    # A copy called blurrier must be softer across the picture: the median tile this much.
+    blur_broadly: float = 1.3
     weights: QualityWeights = QualityWeights()
     raw_jpeg_pairs: str = "keep-both"  # or "keep-raw": the JPEG of a RAW+JPEG pair may go
 
@@ -103,6 +112,7 @@ class Comparison:
     _unexplained: dict[tuple[int, int], float] = field(default_factory=dict, repr=False)
     _textured: dict[tuple[int, int], float] = field(default_factory=dict, repr=False)
     _clipped: dict[tuple[int, int], tuple[float, str] | None] = field(default_factory=dict, repr=False)
+    _broadly: dict[tuple[int, int], float] = field(default_factory=dict, repr=False)
 
     def unexplained(self, a: int, b: int) -> float | None:
         """RMS grey levels of image ``a`` that image ``b`` cannot predict (``provenance.unexplained``)."""
@@ -126,6 +136,20 @@ class Comparison:
         if (a, b) not in self._clipped:
             self._clipped[(a, b)] = clipped_detail(ib, ia)
         return self._clipped[(a, b)]
+
+    def broadly_sharper(self, a: int, b: int) -> float:
+        """How much sharper image ``a`` is than ``b`` across the picture: the median, over the
+        tiles with detail, of their Laplacian energy ratio (``provenance.tile_sharpness``). A
+        blur softens every tile; a caption, a watermark or a sticker added to a copy sharpens
+        only the few it covers (while its edges lift the copy's sharpness figure)."""
+        if a >= len(self.images) or b >= len(self.images):
+            return 1.0
+        ia, ib = self.images[a], self.images[b]
+        if ia is None or ib is None or ia.shape != ib.shape:
+            return 1.0
+        if (a, b) not in self._broadly:
+            self._broadly[(a, b)] = tile_sharpness(ia, ib)
+        return self._broadly[(a, b)]
 
     def textured(self, a: int, b: int) -> float:
         """How much the difference of ``a`` and ``b`` follows the picture's texture
@@ -496,7 +520,8 @@ def decide(
         for k in left:
             for o in left:
                 if (o != k and comparison.white[k, o] < params.white_ratio
-                        and sharp[o] > params.blur_sharpness_ratio * sharp[k]):
+                        and sharp[o] > params.blur_sharpness_ratio * sharp[k]
+                        and comparison.broadly_sharper(o, k) >= params.blur_broadly):
                     blurred[k] = (f"blurrier copy of {_name(photos[o])} (sharpness "
                                   f"{fig(card[k].quality.sharpness)} vs {fig(card[o].quality.sharpness)})", o)
                     break

@@ -401,3 +401,27 @@ def clipped_detail(src: npt.NDArray[np.uint8], dst: npt.NDArray[np.uint8]) -> tu
             if found is None or detail > found[0]:
                 found = (detail, where)
     return found
+
+
+SHARP_TILE = 32  # pixels of the tiles whose sharpness is compared
+
+
+def tile_sharpness(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> float:
+    """The median, over the tiles where either image has detail (the upper half of their
+    Laplacian energy), of ``a``'s Laplacian energy over ``b``'s: how much sharper ``a`` is
+    across the picture, not in a few places."""
+    t = SHARP_TILE
+    h, w = ((a.shape[0] - 2) // t) * t, ((a.shape[1] - 2) // t) * t
+    if a.shape != b.shape or h < 2 * t or w < 2 * t:
+        return 1.0
+
+    def energy(x: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64]:
+        g = x.astype(np.int32)
+        lap = g[1:-1, :-2] + g[1:-1, 2:] + g[:-2, 1:-1] + g[2:, 1:-1] - 4 * g[1:-1, 1:-1]
+        e = (lap[:h, :w] * lap[:h, :w]).reshape(h // t, t, w // t, t).sum(axis=(1, 3))
+        return np.asarray(e, dtype=np.float64)
+
+    ea, eb = energy(a), energy(b)
+    both = np.maximum(ea, eb)
+    sel = both >= np.median(both)
+    return float(np.median(ea[sel] / np.maximum(eb[sel], 1.0)))
