@@ -39,6 +39,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -109,67 +110,47 @@ class Comparison:
     shape: npt.NDArray[np.float64] | None = None
     # The compared images themselves, for the measures only some pairs need (``unexplained``).
     images: tuple[npt.NDArray[np.uint8] | None, ...] = ()
-    _unexplained: dict[tuple[int, int], float] = field(default_factory=dict, repr=False)
-    _textured: dict[tuple[int, int], float] = field(default_factory=dict, repr=False)
-    _clipped: dict[tuple[int, int], tuple[float, str] | None] = field(default_factory=dict, repr=False)
-    _broadly: dict[tuple[int, int], float] = field(default_factory=dict, repr=False)
+    # Measures of a pair computed when a rule first asks (most pairs never need them).
+    _measured: dict[tuple[str, int, int], Any] = field(default_factory=dict, repr=False)
+
+    def _pair(self, what: str, a: int, b: int, measure: Callable[[Any, Any], Any], default: Any) -> Any:
+        """``measure(image a, image b)``, once per pair; ``default`` when either image is
+        missing or the two differ in size."""
+        if a >= len(self.images) or b >= len(self.images):
+            return default
+        ia, ib = self.images[a], self.images[b]
+        if ia is None or ib is None or ia.shape != ib.shape:
+            return default
+        if (what, a, b) not in self._measured:
+            self._measured[(what, a, b)] = measure(ia, ib)
+        return self._measured[(what, a, b)]
 
     def unexplained(self, a: int, b: int) -> float | None:
         """RMS grey levels of image ``a`` that image ``b`` cannot predict (``provenance.unexplained``)."""
-        if a >= len(self.images) or b >= len(self.images):
-            return None
-        ia, ib = self.images[a], self.images[b]
-        if ia is None or ib is None or ia.shape != ib.shape:
-            return None
-        if (a, b) not in self._unexplained:
-            self._unexplained[(a, b)] = unexplained(ia, ib)
-        return self._unexplained[(a, b)]
+        return cast("float | None", self._pair("unexplained", a, b, unexplained, None))
 
     def clipped(self, a: int, b: int) -> tuple[float, str] | None:
         """Whether image ``a`` is clipped (to "white" or "black") where image ``b`` still shows
         detail, and how much (``provenance.clipped_detail``)."""
-        if a >= len(self.images) or b >= len(self.images):
-            return None
-        ia, ib = self.images[a], self.images[b]
-        if ia is None or ib is None or ia.shape != ib.shape:
-            return None
-        if (a, b) not in self._clipped:
-            self._clipped[(a, b)] = clipped_detail(ib, ia)
-        return self._clipped[(a, b)]
+        return cast("tuple[float, str] | None", self._pair("clipped", a, b, lambda ia, ib: clipped_detail(ib, ia), None))
 
     def broadly_sharper(self, a: int, b: int) -> float:
         """How much sharper image ``a`` is than ``b`` across the picture: the median, over the
         tiles with detail, of their Laplacian energy ratio (``provenance.tile_sharpness``). A
         blur softens every tile; a caption, a watermark or a sticker added to a copy sharpens
         only the few it covers (while its edges lift the copy's sharpness figure)."""
-        if a >= len(self.images) or b >= len(self.images):
-            return 1.0
-        ia, ib = self.images[a], self.images[b]
-        if ia is None or ib is None or ia.shape != ib.shape:
-            return 1.0
-        if (a, b) not in self._broadly:
-            self._broadly[(a, b)] = tile_sharpness(ia, ib)
-        return self._broadly[(a, b)]
+        return float(self._pair("broadly", a, b, tile_sharpness, 1.0))
 
     def textured(self, a: int, b: int) -> float:
         """How much the difference of ``a`` and ``b`` follows the picture's texture
         (``texture_bias``): ~1 for noise added evenly, far above for detail smoothed away."""
-        if a >= len(self.images) or b >= len(self.images):
-            return 1.0
-        ia, ib = self.images[a], self.images[b]
-        if ia is None or ib is None or ia.shape != ib.shape:
-            return 1.0
-        key = (min(a, b), max(a, b))
-        if key not in self._textured:  # every other pixel: noise keeps its level, and it is 4x cheaper
-            self._textured[key] = texture_bias(ia[::2, ::2], ib[::2, ::2])
-        return self._textured[key]
+        # every other pixel: noise keeps its level, and it is 4x cheaper
+        return float(self._pair("textured", min(a, b), max(a, b),
+                                lambda ia, ib: texture_bias(ia[::2, ::2], ib[::2, ::2]), 1.0))
 
     def gains(self, soft: int, sharp: int) -> npt.NDArray[np.float64] | None:
         """The share of ``sharp``'s amplitude ``soft`` keeps, by frequency band (``band_gains``)."""
-        if soft >= len(self.images) or sharp >= len(self.images):
-            return None
-        a, b = self.images[soft], self.images[sharp]
-        return None if a is None or b is None or a.shape != b.shape else band_gains(a, b)
+        return cast("npt.NDArray[np.float64] | None", self._pair("gains", soft, sharp, band_gains, None))
 
 
 def compare(images: Sequence[npt.NDArray[np.uint8] | None]) -> Comparison:
