@@ -8,6 +8,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from dupligoned.adapters.config import parse_config
 from dupligoned.adapters.index import open_index
 from dupligoned.adapters.thumbs import ThumbStore
@@ -66,7 +68,12 @@ def test_sessions_neighbours_decisions_trash_and_cleanup(tmp_path: Path) -> None
         assert rig.ingest.file_seen(str(p)) == "queued"  # never queued twice
     assert len(rig.jobs) == len(new)
     rig.work()
-    assert sessions.close_quiet_sessions(rig.index, time.time() + 100, 60)
+    # A photo still being copied in (a file that changed a second ago) holds the session open,
+    # though its last photo came 100 s ago; one written for ever holds it 10 x quiet_s at most.
+    t = time.time()
+    assert sessions.close_quiet_sessions(rig.index, t + 100, 60, writing_at=t + 99) == []
+    assert sessions.next_quiet_close(rig.index, 60, writing_at=t + 99) == pytest.approx(t + 159, abs=5)
+    assert sessions.close_quiet_sessions(rig.index, t + 700, 60, writing_at=t + 699)
     # A copy of one of the old photos makes the old session dirty too: the new session, whose
     # photos someone is waiting to see, is grouped first.
     first_id = int(rig.index.scalar("SELECT id FROM sessions WHERE kind = 'first_scan'"))

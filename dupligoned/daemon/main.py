@@ -695,8 +695,9 @@ class Daemon:
         if busy or now - self._last_housekeeping >= 1.0 or (self._close_due is not None and now >= self._close_due):
             self._last_housekeeping = now
             self.check_held()
-            sessions.close_quiet_sessions(self.index, now, self.cfg.sessions.quiet_s)
-            self._close_due = sessions.next_quiet_close(self.index, self.cfg.sessions.quiet_s)
+            writing = self.tracker.last_change()  # a photo still being copied in holds its session open
+            sessions.close_quiet_sessions(self.index, now, self.cfg.sessions.quiet_s, writing)
+            self._close_due = sessions.next_quiet_close(self.index, self.cfg.sessions.quiet_s, writing)
             busy |= self.crop_search_step()
             busy |= self.cluster_ready(now) > 0
             busy |= self.crop_index_step()

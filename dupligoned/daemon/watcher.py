@@ -179,6 +179,10 @@ class StabilityTracker:
         for k in [k for k in self._pending if k.startswith(p)]:
             del self._pending[k]
 
+    def last_change(self) -> float | None:
+        """When a tracked file last changed (None: none is being written)."""
+        return max((since for _, _, since in self._pending.values()), default=None)
+
     def next_due(self, now: float) -> float | None:
         """Seconds until the first tracked file may be ready (0 if one is), None if none is tracked."""
         if not self._pending:

@@ -100,12 +100,26 @@ def sessions_touching(conn: sqlite3.Connection, photo_ids: Iterable[int]) -> set
     return out
 
 
-def close_quiet_sessions(index: Index, now: float, quiet_s: float) -> list[int]:
-    """Close burst and upload sessions that got no new photo for ``quiet_s``."""
+WRITING_HOLDS = 10.0  # a file still being written holds sessions open up to this many quiet_s
+
+
+def _quiet_before(now: float, quiet_s: float, writing_at: float | None) -> float:
+    """Sessions whose last photo came before this have fallen quiet. A file still being written
+    into a library (``writing_at``: its last change) is a photo on its way: while one changed in
+    the last ``quiet_s``, only sessions quiet for ``WRITING_HOLDS`` × ``quiet_s`` close (a file
+    written for ever must not hold them for ever)."""
+    if writing_at is not None and writing_at > now - quiet_s:
+        return now - WRITING_HOLDS * quiet_s
+    return now - quiet_s
+
+
+def close_quiet_sessions(index: Index, now: float, quiet_s: float, writing_at: float | None = None) -> list[int]:
+    """Close burst and upload sessions that got no new photo for ``quiet_s`` (and, while a file
+    is still being written, longer: ``_quiet_before``)."""
     with index.tx() as conn:
         rows = conn.execute(
             "SELECT id FROM sessions WHERE closed_at IS NULL AND kind IN ('burst', 'upload') AND last_added_at <= ?",
-            (now - quiet_s,),
+            (_quiet_before(now, quiet_s, writing_at),),
         ).fetchall()
         ids = [int(r[0]) for r in rows]
         for sid in ids:
@@ -117,10 +131,13 @@ def close_quiet_sessions(index: Index, now: float, quiet_s: float) -> list[int]:
     return ids
 
 
-def next_quiet_close(index: Index, quiet_s: float) -> float | None:
+def next_quiet_close(index: Index, quiet_s: float, writing_at: float | None = None) -> float | None:
     """When the next open burst or upload session falls quiet (``close_quiet_sessions`` closes it)."""
     last = index.scalar("SELECT MIN(last_added_at) FROM sessions WHERE closed_at IS NULL AND kind IN ('burst', 'upload')")
-    return None if last is None else float(last) + quiet_s
+    if last is None:
+        return None
+    due = float(last) + quiet_s
+    return due if writing_at is None else min(max(due, writing_at + quiet_s), float(last) + WRITING_HOLDS * quiet_s)
 
 
 def finish_first_scan(index: Index, folder_id: int, now: float) -> None:
