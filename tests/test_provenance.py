@@ -332,3 +332,20 @@ def test_a_caption_added_to_a_copy_does_not_make_the_original_blurrier(tmp_path:
     blurred = synth.save(synth.blur(pixels, 1.5), tmp_path / "Edited" / "soft.jpg", quality=95)
     decision = decide_group([analyse_file(str(p)) for p in (original, blurred)])
     assert [v.reason for v in decision.verdicts if not v.keep][0].startswith("blurrier copy of IMG_0001.HEIC")
+
+
+def test_a_brightened_copy_is_not_taken_for_the_sharper_one(tmp_path: Path) -> None:
+    """Brightening scales the Laplacian with the contrast; where it clips, the copy's contrast
+    falls, and its sharpness per contrast rises. Tile by tile, relative to each tile's own
+    contrast, it is no sharper: the original is not called blurrier."""
+    from dupligoned.services.analyse import analyse_file
+    from dupligoned.services.decide import decide_group
+
+    _, pixels = _edited(11)
+    root = tmp_path
+    original = synth.save(synth.brightness(pixels, 1.5), root / "DCIM" / "IMG_0001.JPG", quality=85, camera=CAMERA)
+    with Image.open(original) as im:
+        decoded = im.convert("RGB")
+    copy = synth.save(synth.brightness(decoded, 1.8), root / "Edited" / "IMG_0001-edited.jpg", quality=95)
+    decision = decide_group([analyse_file(str(p)) for p in (original, copy)])
+    assert decision.keep == [str(original)], [v.reason for v in decision.verdicts]

@@ -407,21 +407,25 @@ SHARP_TILE = 32  # pixels of the tiles whose sharpness is compared
 
 
 def tile_sharpness(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> float:
-    """The median, over the tiles where either image has detail (the upper half of their
-    Laplacian energy), of ``a``'s Laplacian energy over ``b``'s: how much sharper ``a`` is
-    across the picture, not in a few places."""
+    """The median, over the tiles where both images have detail (the upper half of their
+    Laplacian energy, none clipped flat), of ``a``'s Laplacian energy over ``b``'s, each
+    relative to its tile's own contrast (variance): how much sharper ``a`` is across the
+    picture, not in a few places, and not because an exposure or contrast change scaled it."""
     t = SHARP_TILE
     h, w = ((a.shape[0] - 2) // t) * t, ((a.shape[1] - 2) // t) * t
     if a.shape != b.shape or h < 2 * t or w < 2 * t:
         return 1.0
 
-    def energy(x: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64]:
+    def tiles(x: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         g = x.astype(np.int32)
         lap = g[1:-1, :-2] + g[1:-1, 2:] + g[:-2, 1:-1] + g[2:, 1:-1] - 4 * g[1:-1, 1:-1]
         e = (lap[:h, :w] * lap[:h, :w]).reshape(h // t, t, w // t, t).sum(axis=(1, 3))
-        return np.asarray(e, dtype=np.float64)
+        c = g[1:h + 1, 1:w + 1].reshape(h // t, t, w // t, t).astype(np.float64)
+        return np.asarray(e, dtype=np.float64), np.asarray(c.var(axis=(1, 3)), dtype=np.float64)
 
-    ea, eb = energy(a), energy(b)
-    both = np.maximum(ea, eb)
-    sel = both >= np.median(both)
-    return float(np.median(ea[sel] / np.maximum(eb[sel], 1.0)))
+    (ea, va), (eb, vb) = tiles(a), tiles(b)
+    both = np.minimum(ea, eb)
+    sel = (both >= np.median(both)) & (va >= 4.0) & (vb >= 4.0)
+    if int(sel.sum()) < 4:
+        return 1.0
+    return float(np.median((ea[sel] / va[sel]) / np.maximum(eb[sel] / vb[sel], 1e-6)))
