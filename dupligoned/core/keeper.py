@@ -11,18 +11,24 @@ The questions, in order, each with the reason it gives:
 3. Resolution: a copy with clearly fewer pixels than the largest is a down-scaled or cropped copy.
 4. Among copies of (about) the largest size, drop the degraded ones:
    - heavy JPEG compression (quality below 50: what messengers do, never a camera);
-   - an exposure outlier (more than a quarter off the group's median brightness);
+   - clipped: a copy clipped to white or black where another copy of the shot still shows
+     texture (``provenance.clipped_detail``) is not the original, whatever was made from it;
+   - an exposure outlier (more than a quarter off the group's median brightness), unless the
+     member it would be called a copy of clipped what it shows;
    - sharpened: a copy much "sharper" than another that holds no detail the other cannot
      predict (a sharpening filter can be undone, a blur cannot: the data processing
      inequality), the softer keeping a flat share of every higher frequency (``band_gains``);
    - blur: a structured (low-frequency) difference to a copy more than twice as sharp
-     (sharpness taken relative to contrast², which exposure changes scale alike);
+     (sharpness taken relative to contrast², which exposure changes scale alike), and softer
+     across the picture, tile by tile (a caption's edges sharpen only the tiles it covers);
    - added noise: a white (high-frequency) difference, spread evenly over the picture (a
      denoiser's is not: it takes detail where there is detail), to a less sharp copy, with
      more measured noise. White noise has a Laplacian-to-variance ratio of 20; a blur or
      exposure difference is far lower, so the ratio tells the two apart.
-5. Of the rest: a copy with camera EXIF over a stripped one (messengers strip it), lossless over
-   lossy, then the medoid of the tone-matched pixel differences over every same-size copy (the
+5. Of the rest: a member others were provably made from (not merely converted with the same
+   pixels), a copy with camera EXIF over a stripped one (messengers strip it), lossless over
+   lossy, a camera's file name (in a DCIM folder first) over an editor's or a messenger's, then
+   the medoid of the tone-matched pixel differences over every same-size copy (the
    source differs from each copy by one change, copies from each other by two), higher JPEG
    quality, more bytes; for distinct shots (a burst) the weighted quality score instead.
 6. Then a deterministic tie-break: not a copy-looking name, earliest capture date, shortest path.
@@ -53,9 +59,10 @@ from dupligoned.core.provenance import (
     clipped_detail,
     tile_sharpness,
     tone_curve,
+    unclipped,
     unexplained,
 )
-from dupligoned.core.quality import QualityWeights, mean_var, score
+from dupligoned.core.quality import QualityWeights, int_laplacian, mean_var, score
 from dupligoned.core.quality import shown as on_card
 
 _COPY_NAME = re.compile(r"(\(\d+\)|\bcopy\b|\bkopie\b|\bcopie\b|-\d+$|_\d$)", re.IGNORECASE)
@@ -171,11 +178,7 @@ def compare(images: Sequence[npt.NDArray[np.uint8] | None]) -> Comparison:
             d = wa - wb
             diff[a, b] = diff[b, a] = float(np.abs(d).sum(dtype=np.int64)) / d.size
             var = mean_var(d)[1]
-            lap = d[1:-1, :-2] + d[1:-1, 2:]
-            lap += d[:-2, 1:-1]
-            lap += d[2:, 1:-1]
-            lap -= 4 * d[1:-1, 1:-1]
-            white[a, b] = white[b, a] = mean_var(lap)[1] / var if var > 1e-9 else 0.0
+            white[a, b] = white[b, a] = mean_var(int_laplacian(d))[1] / var if var > 1e-9 else 0.0
             ia, ib = images[a], images[b]
             assert ia is not None and ib is not None
             shape[a, b] = shape[b, a] = shape_difference(ia[::4, ::4], ib[::4, ::4])
@@ -185,7 +188,7 @@ def compare(images: Sequence[npt.NDArray[np.uint8] | None]) -> Comparison:
 def shape_difference(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> float:
     """Mean grey-level difference once each copy's tones are matched to the other's (the lower of
     the two ways): what a filter, noise or a blur changed, not an exposure or contrast change."""
-    mask = (a > 2) & (a < 253) & (b > 2) & (b < 253)
+    mask = unclipped(a, b)
     if not mask.any():
         return 255.0
     fa, fb = a.astype(np.float64), b.astype(np.float64)
@@ -205,7 +208,7 @@ def texture_bias(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> float:
     if h < 4 * TILE or w < 4 * TILE:
         return 1.0
     a, b = a[:h, :w], b[:h, :w]
-    mask = (a > 2) & (a < 253) & (b > 2) & (b < 253)
+    mask = unclipped(a, b)
     # The tones are matched from the cleaner copy to the noisier (matched the other way, the
     # noise flattens the fitted curve and leaves an error that grows with contrast): which is
     # which is not known here, and the wrong way only reads higher, so the lower of the two.
@@ -473,12 +476,12 @@ def decide(
                 return None
             return held / max(lost, 0.05)
 
-        def undone_sharpening(soft: int, sharp: int) -> bool:
+        def undone_sharpening(soft: int, sharper: int) -> bool:
             """Whether ``soft`` is ``sharp`` with a sharpening undone: the same share of the
             sharper's amplitude kept at every higher frequency (1 / (1 + amount), a flat floor).
             A blur takes the highest frequencies to almost nothing; a denoiser keeps nearly all
             of the picture, less and less of the highest frequencies where the grain was."""
-            g = comparison.gains(soft, sharp) if comparison is not None else None
+            g = comparison.gains(soft, sharper) if comparison is not None else None
             if g is None:
                 return False
             upper = g[len(g) // 2:]

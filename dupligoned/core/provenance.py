@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from dupligoned.core.quality import int_laplacian
+
 Table = tuple[int, ...]  # 64 luminance quantiser steps, natural (row-major) order
 
 # The IJG standard luminance table (quality 50); other qualities scale it.
@@ -226,11 +228,16 @@ def tone_curve(src: npt.NDArray[np.uint8], dst: npt.NDArray[np.generic],
     return np.asarray(np.interp(xs, xs[seen], tot[seen] / cnt[seen]), dtype=np.float64)
 
 
+def unclipped(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
+    """The pixels where neither image is near black or white (where a tone edit can be read)."""
+    return np.asarray((a > 2) & (a < 253) & (b > 2) & (b < 253), dtype=np.bool_)
+
+
 def predict(src: npt.NDArray[np.uint8], dst: npt.NDArray[np.uint8],
             taps: int = _TAPS) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
     """``dst`` as well as a tone curve, then a small linear filter, then a tone curve again make
     it from ``src`` (least squares), and the pixels the fit used (neither side near clipping)."""
-    mask = (src > 2) & (src < 253) & (dst > 2) & (dst < 253)
+    mask = unclipped(src, dst)
     s1 = tone_curve(src, dst, mask)[src]
     if taps == 0:
         return s1, mask
@@ -417,9 +424,9 @@ def tile_sharpness(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> float:
         return 1.0
 
     def tiles(x: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-        g = x.astype(np.int32)
-        lap = g[1:-1, :-2] + g[1:-1, 2:] + g[:-2, 1:-1] + g[2:, 1:-1] - 4 * g[1:-1, 1:-1]
-        e = (lap[:h, :w] * lap[:h, :w]).reshape(h // t, t, w // t, t).sum(axis=(1, 3))
+        g = x.astype(np.int16)
+        lap = int_laplacian(g)[:h, :w].astype(np.int32)
+        e = (lap * lap).reshape(h // t, t, w // t, t).sum(axis=(1, 3), dtype=np.int64)
         c = g[1:h + 1, 1:w + 1].reshape(h // t, t, w // t, t).astype(np.float64)
         return np.asarray(e, dtype=np.float64), np.asarray(c.var(axis=(1, 3)), dtype=np.float64)
 
