@@ -2,7 +2,8 @@
 
 ``extract`` runs on the greyscale working image the decode adapter already made (no second
 decode), in the analysing worker. ``match`` does the ratio test, the mutual check and the RANSAC
-similarity fit, then hands the geometry to ``core.crops.check_crop``, which decides.
+similarity fit, then hands the geometry to ``core.crops.check_crop``, which decides; ``is_burst``
+hands the same fit to ``core.bursts.check_burst``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from dupligoned.core.bursts import BurstParams, check_burst
 from dupligoned.core.crops import CropMatch, CropParams, LocalFeatures, check_crop, quantise
 
 FEATURES_KEY = "crop_features"  # the key in ``PhotoInfo.extra``
@@ -143,6 +145,29 @@ def match(a: LocalFeatures, b: LocalFeatures, params: CropParams = CropParams())
     similarity finds them again. The result is refitted on those pairs and judged by
     ``core.crops.check_crop``.
     """
+    fit = _fit(a, b, params)
+    if fit is None:
+        return None
+    m, pa, pb = fit
+    all_a, all_b = a.points(), b.points()
+    return check_crop(m, pa, pb, (a.width, a.height), (b.width, b.height), params, all_a, all_b, a.thumb, b.thumb)
+
+
+def is_burst(a: LocalFeatures, b: LocalFeatures, params: BurstParams = BurstParams()) -> bool:
+    """Are ``a`` and ``b`` two frames of one view (``core.bursts.check_burst``)? The same
+    matching as a crop's: mutual ratio-tested matches, RANSAC, the guided pass, the refit."""
+    fit = _fit(a, b, CropParams())
+    if fit is None:
+        return False
+    m, pa, pb = fit
+    return check_burst(m, pa, pb, (a.width, a.height), (b.width, b.height), params, a.thumb, b.thumb)
+
+
+def _fit(
+    a: LocalFeatures, b: LocalFeatures, params: CropParams
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32], npt.NDArray[np.float32]] | None:
+    """The similarity mapping b's working-image pixels onto a's and its inlier pairs, or None
+    when fewer than ``min_inliers`` pairs agree on one."""
     if len(a) < params.min_inliers or len(b) < params.min_inliers:
         return None
     ab = _good_matches(a.desc, b.desc, params.ratio)
@@ -165,8 +190,7 @@ def match(a: LocalFeatures, b: LocalFeatures, params: CropParams = CropParams())
     if gi.size < params.min_inliers:
         return None
     pa, pb = all_a[gi], all_b[gj]
-    m = _least_squares_similarity(pb, pa)
-    return check_crop(m, pa, pb, (a.width, a.height), (b.width, b.height), params, all_a, all_b, a.thumb, b.thumb)
+    return _least_squares_similarity(pb, pa), pa, pb
 
 
 def _guided(

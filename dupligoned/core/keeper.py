@@ -280,6 +280,31 @@ def _two_captures(a: PhotoInfo, b: PhotoInfo) -> bool:
     return name_evidence(a.path) < 2 and name_evidence(b.path) < 2 and _stem(a.path).upper() != _stem(b.path).upper()
 
 
+def _captures(photos: Sequence[PhotoInfo], members: Sequence[int]) -> dict[int, int] | None:
+    """The capture each member belongs to (as one member of it), when the members hold more than
+    one: files a camera named differently (DSC_8457, DSC_8458) that carry different capture
+    times are two captures, such as the frames of a burst. A phone saving a received copy names
+    it anew but has no capture time of its own to give it, and an editor's copy keeps the time.
+    Members without both join the capture they are nearest to by hash. None: one capture."""
+    roots: list[int] = []
+    capture: dict[int, int] = {}
+    for k in sorted(members, key=lambda k: _tie_key(photos[k])):
+        p = photos[k]
+        if name_evidence(p.path) == 2 or not p.taken_at:
+            continue
+        same = [r for r in roots if p.taken_at == photos[r].taken_at
+                or _stem(p.path).upper() == _stem(photos[r].path).upper()]
+        if not same:
+            roots.append(k)
+        capture[k] = same[0] if same else k
+    if len(roots) < 2:
+        return None
+    for k in members:
+        if k not in capture:
+            capture[k] = capture[min(roots, key=lambda r: (pair_distances([photos[k], photos[r]])[0], _tie_key(photos[r])))]
+    return capture
+
+
 def _name(p: PhotoInfo) -> str:
     return p.path.rsplit("/", 1)[-1]
 
@@ -529,6 +554,13 @@ def decide(
     # 5. rank what is left.
     hd = pair_distances([photos[k] for k in left])
     distinct_shots = bool(hd) and float(np.median(hd)) > params.shot_distance
+    # Two captures (the frames of a burst), however alike, are each an original: the camera files'
+    # quality chooses the capture, and the copy rules below choose within it.
+    capture = _captures(photos, left)
+    shot_score = {} if capture is None else {
+        c: max(round(score(photos[k].quality, params.weights), 3) for k in left
+               if capture[k] == c and name_evidence(photos[k].path) < 2 and photos[k].taken_at)
+        for c in set(capture.values())}
     # The medoid over every same-size copy, the ones already dropped too: they are branches of
     # the same tree, and the source sits nearest its copies (one change from each).
     dist = None if comparison is None else (comparison.shape if comparison.shape is not None else comparison.diff)
@@ -543,6 +575,7 @@ def decide(
             return (protected_first, -quality_score)
         return (
             protected_first,
+            -shot_score[capture[k]] if capture else 0.0,
             0.0 if k in ancestors else 1.0,
             0.0 if (p.camera or p.taken_at) else 1.0,  # messengers and web exports strip EXIF
             0.0 if p.lossless else 1.0,
@@ -588,7 +621,7 @@ def decide(
             verdicts[k] = Verdict(p.path, False, text)
             if source is not None:
                 named[k] = source
-        elif distinct_shots:
+        elif distinct_shots or (capture and capture[k] != capture[best]):
             verdicts[k] = Verdict(
                 p.path, False,
                 f"weaker shot than {_name(keeper)} (quality score "
@@ -628,9 +661,9 @@ def _uncertain(
     if len(ranked) < 2:
         return False
     a, b = rank(ranked[0]), rank(ranked[1])
-    if distinct_shots:
+    if distinct_shots or a[1] != b[1]:  # distinct shots, or two captures: by quality
         return abs(a[1] - b[1]) < 0.02
-    if a[:4] != b[:4]:  # protected, made-from by history, camera data, lossless
+    if a[:5] != b[:5]:  # protected, capture, made-from by history, camera data, lossless
         return not (photos[ranked[0]].camera or photos[ranked[0]].taken_at) and bool(
             photos[ranked[1]].camera or photos[ranked[1]].taken_at)
     return not history

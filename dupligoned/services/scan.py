@@ -192,6 +192,8 @@ def scan(
         # Every job is queued now: import the grouping stack while the workers decode.
         from dupligoned.core import originals
         from dupligoned.core.clustering import ClusterParams
+        from dupligoned.services.bursts import features_in_extra
+        from dupligoned.services.bursts import links as burst_links
         from dupligoned.services.crops import find_crops, mark_crops
         from dupligoned.services.decide import decide_group
         from dupligoned.services.grouping import group_photos
@@ -210,8 +212,11 @@ def scan(
         crops = find_crops(photos, map_fn=_crop_map(pool)) if orb.crops_enabled() else None
         if crops is not None:
             photos = mark_crops(photos, crops.crop_of)
-        # A RAW+JPEG pair is one shot whatever the hash distance of the two developments.
+        # A RAW+JPEG pair is one shot whatever the hash distance of the two developments, and
+        # so is a burst of one view, whatever the frames' hash distance.
         verified = originals.join_links(crops.verified if crops else None, originals.pair_links(photos))
+        if crops is not None:
+            verified = originals.join_links(verified, burst_links(photos, features_in_extra(photos)))
         grouping = group_photos(photos, cluster_params, verified=verified)
         t3 = time.perf_counter()
         members = [[photos[k] for k in g] for g in grouping.groups]
