@@ -163,3 +163,23 @@ def test_a_member_gone_or_swapped_for_a_link_since_analysis_is_decided_without_i
     decision = decide_group(photos)
     assert decision.keep == [str(v["original"])]
     assert len(decision.verdicts) == len(photos)
+
+
+def test_frames_of_a_burst_are_chosen_by_quality_not_as_copies() -> None:
+    """Three frames a camera named and timed apart, as alike in hashes as copies: the sharp one
+    stays, whatever JPEG quality or medoid says (each frame is an original). A copy a phone saved
+    under a new camera-style name, with no capture time of its own, is still a copy."""
+    frame = dict(camera="NIKON D3200", quality=Quality(40, 120, 50, 2))
+    photos = [_info("/lib/DCIM/BURST/DSC_8456.JPG", taken_at="2024:06:01 10:00:00", **frame),
+              _info("/lib/DCIM/BURST/DSC_8457.JPG", taken_at="2024:06:01 10:00:01", camera="NIKON D3200",
+                    jpeg_quality=90, quality=Quality(600, 120, 50, 2)),
+              _info("/lib/DCIM/BURST/DSC_8458.JPG", taken_at="2024:06:01 10:00:02", jpeg_quality=97, **frame)]
+    decision = decide(photos)
+    assert decision.keep == ["/lib/DCIM/BURST/DSC_8457.JPG"]
+    why = {v.path.rsplit("/", 1)[1]: v.reason for v in decision.verdicts}
+    assert why["DSC_8458.JPG"].startswith("weaker shot than DSC_8457.JPG")
+    saved = [_info("/lib/Pictures/IMG_8760.JPG", taken_at="2023:12:08 19:06:04", camera="Canon EOS 600D", jpeg_quality=89),
+             _info("/lib/DCIM/Camera/IMG_7172.JPG", jpeg_quality=79, quality=Quality(320, 120, 50, 2))]
+    d2 = decide(saved)
+    assert d2.keep == ["/lib/Pictures/IMG_8760.JPG"]
+    assert not any(v.reason.startswith("weaker shot") for v in d2.verdicts)
