@@ -15,6 +15,7 @@ from PIL import Image, ImageFilter
 
 from dupligoned.core import bursts
 from tests import synth
+from tests.daemon_support import Daemon, groups, settled, wait_for, write_config
 
 CAMERA = {"make": "NIKON CORPORATION", "model": "NIKON D3200"}
 
@@ -133,3 +134,32 @@ def test_check_burst_takes_a_small_move_and_refuses_zoom_turn_parallax_and_littl
     assert not check(moved(25, 10), jitter=4.0)  # parallax: another place, not the same view moved
     assert not check(moved(256, 0))  # half the frame across: a panorama's next frame
     assert not bursts.check_burst(moved(5, 5), pts[:5] + 5, pts[:5], size, size)  # too few pairs
+
+
+def test_the_daemon_joins_frames_arriving_later_to_their_burst(tmp_path: Path) -> None:
+    """Two blurred frames are in the library; the phone syncs the sharp frame and one more a
+    day later: the daemon finds the older frames by camera and time, groups all four, and keeps
+    the sharp one."""
+    lib = tmp_path / "lib"
+    shots = _frames(synth.scene(34, (1400, 1000)))
+    names = [lib / "DCIM" / "100NIKON" / f"DSC_{k:04d}.JPG" for k in range(1, 5)]
+
+    def put(k: int) -> Path:
+        return synth.save(shots[k], names[k], 90, camera={**CAMERA, "datetime": f"2024:06:01 10:00:0{k}"})
+
+    put(1), put(2)
+    loner = synth.save(synth.scene(35, (1232, 880)), lib / "DCIM" / "100NIKON" / "DSC_0009.JPG", 90,
+                       camera={**CAMERA, "datetime": "2024:06:01 10:00:05"})
+    cfg = write_config(tmp_path, [lib])
+    with Daemon(cfg):
+        wait_for(lambda: (st := settled(cfg)) and len(st["sessions"]) == 1, 40, "the first scan to be clustered")
+        put(0), put(3)
+        wait_for(lambda: (st := settled(cfg)) and len(st["sessions"]) == 2, 40, "the new frames to be clustered")
+        out = groups(cfg)
+    # (The first session keeps its own group of the two older frames: each session is reviewed
+    # on its own, as with copies.)
+    holding = [c for c in out["clusters"] if str(names[0]) in c["members"]]
+    assert len(holding) == 1, [[Path(m).name for m in c["members"]] for c in out["clusters"]]
+    assert sorted(holding[0]["members"]) == sorted(str(p) for p in names)
+    assert holding[0]["keep"] == [str(names[0])]
+    assert not any(str(loner) in c["members"] for c in out["clusters"])

@@ -328,6 +328,12 @@ def m012_feature_version(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE photo_features ADD COLUMN version INTEGER NOT NULL DEFAULT 1")
 
 
+@migrations()
+def m013_capture_index(db: sqlite_utils.Database) -> None:
+    # The frames of a burst are found by camera and capture time (``services/bursts.py``).
+    db.execute("CREATE INDEX photos_capture ON photos(camera, taken_at)")
+
+
 def is_damage(exc: BaseException) -> bool:
     """Is ``exc`` SQLite saying the file is damaged (not busy, not a full disk)?"""
     return isinstance(exc, sqlite3.DatabaseError) and any(m in str(exc).lower() for m in DAMAGE_MARKERS)
@@ -507,6 +513,22 @@ class Index:
         return {int(r[0]): bytes(r[1]) for r in self._by_ids(
             "SELECT f.photo_id, f.data FROM photo_features f JOIN photos p ON p.id = f.photo_id "
             "WHERE f.photo_id IN ({ids}) AND p.status = 'ok'", ids)}
+
+    def captures(self, ids: Iterable[int]) -> dict[int, tuple[str, str]]:
+        """(camera, capture time) of the analysed photos among ``ids`` that have both."""
+        return {int(r[0]): (str(r[1]), str(r[2])) for r in self._by_ids(
+            "SELECT id, camera, taken_at FROM photos WHERE id IN ({ids}) AND status = 'ok' "
+            "AND camera IS NOT NULL AND taken_at IS NOT NULL", ids)}
+
+    def shot_between(self, spans: Iterable[tuple[str, str, str]]) -> set[int]:
+        """Analysed photos taken by ``camera`` between ``first`` and ``last`` (EXIF time
+        strings, which sort as times), for each (camera, first, last) of ``spans``."""
+        out: set[int] = set()
+        for camera, first, last in spans:
+            out.update(int(r[0]) for r in self.conn.execute(
+                "SELECT id FROM photos INDEXED BY photos_capture WHERE camera = ? AND taken_at BETWEEN ? AND ? "
+                "AND status = 'ok'", (camera, first, last)))
+        return out
 
     def crop_kth(self, ids: Iterable[int]) -> dict[int, int]:
         return {int(r[0]): int(r[1]) for r in self._by_ids(

@@ -37,7 +37,7 @@ from dupligoned.core.keeper import KeeperParams
 from dupligoned.core.model import GroupDecision, PhotoInfo, Verdict
 from dupligoned.core.quality import Quality, QualityWeights
 from dupligoned.core.rules import Rules, fixed_keeps, keeper_pool, merge, relabel
-from dupligoned.services import library_crops
+from dupligoned.services import bursts, library_crops
 from dupligoned.services import rules as rules_service
 from dupligoned.services.crops import mark_crops
 from dupligoned.services.grouping import group_photos
@@ -266,6 +266,7 @@ def cluster_session(
                 member_ids.update(int(x) for x in lib.ids[near.j])
             crop_pairs = library_crops.relations(index, member_ids - split)
     member_ids |= _pair_partners(index, member_ids) - split
+    member_ids |= bursts.partners(index, own) - split  # the other frames of a new photo's burst
     member_ids -= split
     groups: list[GroupDecision] = []
     by_path: dict[str, int] = {}
@@ -283,6 +284,8 @@ def cluster_session(
         verified, infos = _crop_links(infos, [int(r["id"]) for r in rows], crop_pairs)
         # A RAW+JPEG pair is one shot whatever the hash distance of the two developments.
         verified = originals.join_links(verified, originals.pair_links(infos))
+        # ... and the frames of a burst, whatever their hash distance.
+        verified = originals.join_links(verified, bursts.links(infos, bursts.features_in_index(index, [int(r["id"]) for r in rows])))
         grouping = group_photos(infos, params, verified=verified, eps=eps)  # the library's: no k-distances here
         rules = rules_service.effective(index, settings.rules)
         row_of = {str(r["path"]): r for r in rows}
