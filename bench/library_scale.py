@@ -285,7 +285,7 @@ def build(tmp: Path, n: int, photos: dict[str, Any], cfg_path: Path) -> dict[str
     from dupligoned.adapters.index import open_index, to_signed64
     from dupligoned.adapters.orb import FEATURES_VERSION
     from dupligoned.adapters.thumbs import ThumbStore
-    from dupligoned.core.crops import CropParams
+    from dupligoned.core.crops import CropParams, LocalFeatures
     from dupligoned.core.hashing import combined_hex
     from dupligoned.services import cluster, sessions
     from dupligoned.services.ingest import AnalysisJob, Ingest, analyse_for_index
@@ -345,6 +345,10 @@ def build(tmp: Path, n: int, photos: dict[str, Any], cfg_path: Path) -> dict[str
                                                 cfg.analysis.thumb_px))
         ing.apply_result(payload)
     with idx.tx() as conn:
+        # Searched, as the daemon leaves them: without the alternates only a search uses.
+        conn.executemany("UPDATE photo_features SET data = ? WHERE photo_id = ?", [
+            (LocalFeatures.from_bytes(bytes(r[1])).without_alt().to_bytes(), int(r[0])) for r in
+            conn.execute("SELECT photo_id, data FROM photo_features WHERE crops_searched = 0").fetchall()])
         conn.execute("UPDATE photo_features SET crops_searched = 1, crop_kth = ? WHERE crops_searched = 0",
                      (CropParams().min_votes,))
         conn.execute("UPDATE sessions SET dirty = 0, clustered_at = ?, reviewed_at = ?, params_fp = ?",

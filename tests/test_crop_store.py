@@ -25,7 +25,8 @@ from tests.daemon_support import Daemon, groups, rows, settled, status, wait_for
 
 
 def _synthetic(n: int, seed: int, k: int = 60) -> list[LocalFeatures]:
-    """Photos sharing descriptors from a small pool (so buckets fill and candidates appear)."""
+    """Photos sharing descriptors from a small pool (so buckets fill and candidates appear),
+    each keypoint with two alternates (another pool descriptor, or itself a few bits off)."""
     rng = np.random.default_rng(seed)
     pool = rng.integers(0, 256, (400, 16), dtype=np.uint8)
     out = []
@@ -33,8 +34,35 @@ def _synthetic(n: int, seed: int, k: int = 60) -> list[LocalFeatures]:
         desc = pool[rng.integers(0, len(pool), k)].copy()
         flip = rng.integers(0, 16, (k, 2))
         desc[np.arange(k), flip[:, 0]] ^= np.uint8(1) << flip[:, 1].astype(np.uint8) % 8
-        out.append(quantise(rng.uniform(0, 500, (k, 2)), desc, 512, 384, np.zeros((16, 16), np.uint8)))
+        alt = np.stack([pool[rng.integers(0, len(pool), k)], desc ^ (rng.random((k, 16)) < 0.03).astype(np.uint8)])
+        out.append(quantise(rng.uniform(0, 500, (k, 2)), desc, 512, 384, np.zeros((16, 16), np.uint8), alt))
     return out
+
+
+def test_a_query_keypoint_votes_with_its_alternates_once() -> None:
+    """A crop's keypoints described half a pyramid level either way (``alt``) find the partners
+    its own descriptors miss; a keypoint votes once however many of its descriptors find one.
+    The whole index, stored segments and the streamed search agree."""
+    from dupligoned.core.crop_search import StreamedQuery, descriptors_of_blobs
+
+    params = CropParams(min_votes=1)
+    rng = np.random.default_rng(2)
+    stored = quantise(rng.uniform(0, 500, (60, 2)), rng.integers(0, 256, (60, 16), dtype=np.uint8), 512, 384)
+    own = rng.integers(0, 256, (60, 16), dtype=np.uint8)  # nowhere near the stored photo's
+    alt = np.stack([rng.integers(0, 256, (60, 16), dtype=np.uint8) for _ in range(2)])
+    alt[0, :10] = stored.desc[:10]  # ten keypoints meet the stored ones at one scale ...
+    alt[1, 5:15] = stored.desc[5:15]  # ... and ten at the other, five of them both
+    query = quantise(rng.uniform(0, 500, (60, 2)), own, 512, 384, None, alt)
+    whole = CropIndex(params)
+    whole.add([stored])
+    assert _triples(whole.votes([query])) == [(0, 0, 15.0)]
+    assert len(whole.votes([query.without_alt()])) == 0
+    seg = make_segment(stored.desc, np.zeros(60, np.int64), params)
+    assert _triples(segment_votes([query], [seg], params)) == [(0, 0, 15.0)]
+    streamed = StreamedQuery([query], [1], params)
+    desc, owner = descriptors_of_blobs([stored.to_bytes()])
+    streamed.feed(desc, owner)
+    assert _triples(streamed.votes()) == [(0, 0, 15.0)]
 
 
 def _triples(p: object) -> list[tuple[int, int, float]]:

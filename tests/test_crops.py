@@ -232,6 +232,49 @@ def _crop_geometry(
     return m, po, pc, crop_size
 
 
+def _sharp_subject_on_soft_ground(seed: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """A 1024×768 grey photo: a soft, blurred ground, and in the middle band (70% of the width,
+    35% of the height, where a 16:9 crop is cut) a sharp black-and-white blocky subject, as the
+    wing of a butterfly on a blurred leaf. Returns it and the band (x0, y0, w, h)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    w, h = 1024, 768
+    ground = cv2.GaussianBlur(rng.random((h, w)).astype(np.float32), (0, 0), 60)
+    img = 90 + 60 * (ground - ground.min()) / (ground.max() - ground.min())
+    ch, cw = int(h * 0.35), int(w * 0.7)
+    x0, y0 = (w - cw) // 3, (h - ch) // 2
+    cell = ch // int(rng.integers(5, 9))
+    blocks = np.kron(rng.random((ch // cell + 1, cw // cell + 1)) > 0.5, np.ones((cell, cell)))[: ch // 2, : cw // 2]
+    img[y0 : y0 + blocks.shape[0], x0 : x0 + blocks.shape[1]] = np.where(blocks > 0, 240, 15)
+    return img.astype(np.uint8), (x0, y0, cw, ch)
+
+
+def test_the_appearance_check_reads_crop_and_original_at_one_resolution():
+    """A 16:9 crop keeping 35% of the height spans under 6 rows of its original's 16-px
+    thumbnail; read at its own, sharper resolution, the crop of a sharp subject on a soft
+    ground correlated 0.82 with its own place in the original (under the 0.85 bar) and was
+    missed. Averaged over what one pixel of the original's thumbnail covers, it reads as its
+    original does; another photo's same place still does not correlate."""
+    import cv2
+
+    from dupligoned.core.crops import appearance_ncc
+
+    def thumb(g: np.ndarray) -> np.ndarray:
+        return np.asarray(cv2.resize(g, (16, 16), interpolation=cv2.INTER_AREA), np.uint8)
+
+    img, (x0, y0, cw, ch) = _sharp_subject_on_soft_ground(7)
+    inner = cv2.resize(img[y0 : y0 + ch, x0 : x0 + cw], (512, round(ch * 512 / cw)), interpolation=cv2.INTER_AREA)
+    s = cw / 1024  # outer working pixels (512 × 384) per inner working pixel
+    m = np.array([[s, 0, x0 / 2 + s / 2 - 0.5], [0, s, y0 / 2 + s / 2 - 0.5]])
+    size_in = (inner.shape[1], inner.shape[0])
+    outer = cv2.resize(img, (512, 384), interpolation=cv2.INTER_AREA)
+    assert appearance_ncc(m, thumb(inner), thumb(outer), size_in, (512, 384)) >= CropParams().min_appearance_ncc
+    for other in range(8, 14):
+        stranger = cv2.resize(_sharp_subject_on_soft_ground(other)[0], (512, 384), interpolation=cv2.INTER_AREA)
+        assert appearance_ncc(m, thumb(inner), thumb(stranger), size_in, (512, 384)) < 0.5
+
+
 def test_check_crop_accepts_an_exact_crop_and_finds_its_frame():
     m, po, pc, csize = _crop_geometry((0.25, 0.25, 0.75, 0.75))
     got = check_crop(m, po, pc, (512, 384), csize, CropParams())
@@ -276,10 +319,16 @@ def test_features_are_compact_and_survive_storage(families):
     for p in photos:
         f = orb.features_of(p.extra)
         assert f is not None and 8 <= len(f) <= CropParams().max_keypoints
-        assert f.nbytes <= 3072  # 150 keypoints × 18 B + a 256 B thumbnail
+        # What stays once searched: 150 keypoints × 18 B + a 256 B thumbnail; until then the
+        # alternates (two more descriptors a keypoint).
+        assert f.base_nbytes <= 3072 and f.alt.shape == (2, len(f), 16) and f.nbytes <= 8192
         g = LocalFeatures.from_bytes(f.to_bytes())
         assert (g.width, g.height) == (f.width, f.height)
-        assert np.array_equal(g.desc, f.desc) and np.array_equal(g.pos, f.pos)
+        assert np.array_equal(g.desc, f.desc) and np.array_equal(g.pos, f.pos) and np.array_equal(g.alt, f.alt)
+        h = LocalFeatures.from_bytes(f.to_bytes()[: f.base_nbytes])  # searched: the head alone
+        assert np.array_equal(h.desc, f.desc) and h.alt.shape[0] == 0 and h.to_bytes() == f.without_alt().to_bytes()
+        with pytest.raises(ValueError):
+            LocalFeatures.from_bytes(f.to_bytes()[:-1])
     q = quantise(np.array([[0.0, 0.0], [511.0, 383.0]]), np.zeros((2, 32), np.uint8), 512, 384)
     assert np.allclose(q.points(), [[0, 0], [511, 383]])
 

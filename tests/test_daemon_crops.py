@@ -112,7 +112,8 @@ def _synthetic(n: int, seed: int) -> list[LocalFeatures]:
         desc = pool[rng.integers(0, len(pool), 60)].copy()
         flip = rng.integers(0, 16, (60, 2))
         desc[np.arange(60), flip[:, 0]] ^= np.uint8(1) << flip[:, 1].astype(np.uint8) % 8
-        out.append(quantise(rng.uniform(0, 500, (60, 2)), desc, 512, 384, np.zeros((16, 16), np.uint8)))
+        alt = pool[rng.integers(0, len(pool), (1, 60))]  # each keypoint described once more
+        out.append(quantise(rng.uniform(0, 500, (60, 2)), desc, 512, 384, np.zeros((16, 16), np.uint8), alt))
     return out
 
 

@@ -540,10 +540,13 @@ class Index:
             "SELECT id, path, width FROM photos WHERE id IN ({ids})", ids)}
 
     def record_crop_search(self, searched: Sequence[int], kth: dict[int, int],
-                           found: Sequence[tuple[int, int, int]], now: float) -> None:
+                           found: Sequence[tuple[int, int, int]], now: float,
+                           keep_bytes: dict[int, int] | None = None) -> None:
         """One transaction: verified crops ``found`` (crop id, original id, inliers), and the
         photos ``searched`` marked so with their ``kth`` — only those still as they were
-        searched (a result applied meanwhile reset its row to be searched again)."""
+        searched (a result applied meanwhile reset its row to be searched again). A photo in
+        ``keep_bytes`` keeps that many first bytes of its features blob (what a search alone
+        needs, the query's alternates, is dropped)."""
         with self.tx() as conn:
             alive = {int(r[0]) for r in self._by_ids(
                 "SELECT photo_id FROM photo_features WHERE photo_id IN ({ids}) AND crops_searched = 0", searched)}
@@ -553,6 +556,8 @@ class Index:
                 [(c, o, n, now) for c, o, n in found])
             conn.executemany("UPDATE photo_features SET crops_searched = 1, crop_kth = ? WHERE photo_id = ?",
                              [(int(kth.get(i, 0)), i) for i in searched if i in alive])
+            conn.executemany("UPDATE photo_features SET data = substr(data, 1, ?) WHERE photo_id = ?",
+                             [(int(n), i) for i, n in (keep_bytes or {}).items() if i in alive])
 
     def crop_relations(self, member_ids: Iterable[int]) -> list[tuple[int, int]]:
         """Recorded (crop id, original id) pairs touching ``member_ids``, both photos analysed."""

@@ -45,6 +45,38 @@ def _keys(words: npt.NDArray[np.uint64], params: CropParams) -> npt.NDArray[np.i
 
 
 
+def _query_rows(
+    features: Sequence[LocalFeatures],
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """What queries look with: the words of every query descriptor, base and alternates
+    (``LocalFeatures.query_desc``); the query photo of each keypoint (keypoints numbered over
+    all queries); and the keypoint of each descriptor."""
+    counts = np.array([len(f) for f in features], np.int64)
+    starts = np.cumsum(counts) - counts
+    desc, kp = [], []
+    for f, s in zip(features, starts.tolist(), strict=True):
+        if len(f):
+            d, k = f.query_desc()
+            desc.append(d)
+            kp.append(k + s)
+    if not desc:
+        return np.empty((0, 2), np.uint64), np.empty(0, np.int64), np.empty(0, np.int64)
+    qrow = np.repeat(np.arange(len(features), dtype=np.int64), counts)
+    return _words(np.concatenate(desc)), qrow, np.concatenate(kp)
+
+
+def _buckets(keys: npt.NDArray[np.uint32], qk: npt.NDArray[np.uint32]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Where each of the (sorted) query keys ``qk`` starts in the sorted ``keys``, and how many
+    there share it. The end is searched only for keys present (most buckets a query looks in
+    are empty: a second binary search for each would double the work)."""
+    lo = np.searchsorted(keys, qk, "left")
+    size = np.zeros(qk.shape[0], np.int64)
+    if keys.shape[0]:
+        there = keys[np.minimum(lo, keys.shape[0] - 1)] == qk
+        size[there] = np.searchsorted(keys, qk[there], "right") - lo[there]
+    return lo, size
+
+
 def _bucket_hits(
     q: npt.NDArray[np.uint64], qo: npt.NDArray[np.int64], lo: npt.NDArray[np.int64], size: npt.NDArray[np.int64],
     order_t: npt.NDArray[np.integer[Any]], words: npt.NDArray[np.uint64], own: npt.NDArray[np.integer[Any]],
@@ -79,7 +111,8 @@ class CropIndex:
     no training, so the index is the same whatever the library holds). Two descriptors of one keypoint (a few bits apart) share a bucket
     in at least one table with good odds; unrelated ones almost never. Buckets holding more than
     ``max_bucket`` descriptors (flat sky, repeated texture) are ignored like stop words. A query
-    descriptor votes for every photo owning a descriptor within ``match_bits`` of it in a shared
+    keypoint votes for every photo owning a descriptor within ``match_bits`` of one of its
+    descriptors (``LocalFeatures.query_desc``: the base one and the alternates) in a shared
     bucket; each query photo keeps its ``candidates_per_photo`` best-voted photos.
     Photos are added in batches with ``add``; answers do not depend on the order of addition.
     """
@@ -136,20 +169,16 @@ class CropIndex:
 
     def _votes_block(self, features: Sequence[LocalFeatures], query_ids: npt.NDArray[np.int64] | None) -> Pairs:
         empty = Pairs(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))
-        counts = np.array([len(f) for f in features], np.int64)
-        if not counts.sum() or not self.descriptors:
+        q, qrow, kp = _query_rows(features)
+        if not q.shape[0] or not self.descriptors:
             return empty
-        q = _words(np.concatenate([f.desc for f in features if len(f)]))
-        qrow = np.repeat(np.arange(len(features), dtype=np.int64), counts)
         qkeys = _keys(q, self.params)
         hit_q, hit_lib = [], []
         for seg in self._segments:
             for t in range(qkeys.shape[1]):
                 qo = np.argsort(qkeys[:, t])  # sorted queries: the binary searches stay in cache
                 qk = qkeys[qo, t].astype(np.uint32)
-                lo = np.searchsorted(seg.keys[t], qk, "left")
-                hi = np.searchsorted(seg.keys[t], qk, "right")
-                size = hi - lo
+                lo, size = _buckets(seg.keys[t], qk)
                 size[size > self.params.max_bucket] = 0  # stop words
                 if size.any():
                     hq, hlib = _bucket_hits(q, qo, lo, size, seg.order[t], seg.words, seg.own, self.params.match_bits)
@@ -157,11 +186,11 @@ class CropIndex:
                     hit_lib.append(hlib)
         if not hit_q:
             return empty
-        hq, lib = np.concatenate(hit_q), np.concatenate(hit_lib)
+        hq, lib = kp[np.concatenate(hit_q)], np.concatenate(hit_lib)
         if query_ids is not None:
             keep = lib != query_ids[qrow[hq]]
             hq, lib = hq[keep], lib[keep]
-        # One vote per query descriptor and library photo, however many partners it has there.
+        # One vote per query keypoint and library photo, however many partners it has there.
         n_lib = max(1, self.photos)
         key = np.unique(hq * n_lib + lib)
         pk = qrow[key // n_lib] * n_lib + key % n_lib
@@ -227,14 +256,14 @@ def segment_votes(
 ) -> Pairs:
     """(query position, photo id, votes) of query photos against stored segments.
 
-    The rule of ``CropIndex.votes``: a query descriptor votes once for each photo owning a
-    descriptor within ``match_bits`` in a shared bucket; a bucket holding more than
+    The rule of ``CropIndex.votes``: a query keypoint votes once for each photo owning a
+    descriptor within ``match_bits`` of one of its descriptors in a shared bucket; a bucket holding more than
     ``max_bucket`` descriptors over all segments is a stop word; ``query_ids`` are not paired
     with themselves. ``release(s)`` is called each time segment ``s`` is done with for a
     while, so that a caller holding memory-mapped files can let their pages go.
     """
     empty = Pairs(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))
-    counts = np.array([len(f) for f in features], np.int64)
+    counts = np.array([len(f) * (1 + f.alt.shape[0]) for f in features], np.int64)
     if not counts.sum() or not segments:
         return empty
     # The spans below take 8 bytes a query descriptor, table and segment: many queries are
@@ -249,8 +278,7 @@ def segment_votes(
             parts.append(Pairs(v.i + a, v.j, v.dist))
         return Pairs(np.concatenate([v.i for v in parts]), np.concatenate([v.j for v in parts]),
                      np.concatenate([v.dist for v in parts]))
-    q = _words(np.concatenate([f.desc for f in features if len(f)]))
-    qrow = np.repeat(np.arange(len(features), dtype=np.int64), counts)
+    q, qrow, kp = _query_rows(features)
     qkeys = _keys(q, params)
     tables = range(params.hash_tables)
     qo = [np.argsort(qkeys[:, t], kind="stable") for t in tables]  # sorted queries: the searches stay local
@@ -267,8 +295,7 @@ def segment_votes(
             continue
         row: list[tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]] | None] = []
         for t in tables:
-            lo = np.searchsorted(seg.keys[t], qk[t], "left")
-            size = np.searchsorted(seg.keys[t], qk[t], "right") - lo
+            lo, size = _buckets(seg.keys[t], qk[t])
             total[t] += size
             row.append((lo.astype(np.int32), size.astype(np.int32)))
         spans.append(row)
@@ -297,7 +324,7 @@ def segment_votes(
             release(s)
     if not hit_q:
         return empty
-    hq, lib = np.concatenate(hit_q), np.concatenate(hit_lib)
+    hq, lib = kp[np.concatenate(hit_q)], np.concatenate(hit_lib)
     if query_ids is not None:
         keep = lib != np.asarray(query_ids, np.int64)[qrow[hq]]
         hq, lib = hq[keep], lib[keep]
@@ -305,8 +332,8 @@ def segment_votes(
 
 
 def _count_votes(hq: npt.NDArray[np.int64], lib: npt.NDArray[np.int64], qrow: npt.NDArray[np.int64]) -> Pairs:
-    """(query photo, photo, votes) from (query descriptor, photo) hits: one vote per query
-    descriptor and photo, however many partners it has there.
+    """(query photo, photo, votes) from (query keypoint, photo) hits: one vote per query
+    keypoint and photo, however many partners it has there (with any of its descriptors).
 
     One explicit sort of (query photo, photo, query descriptor) packed in 63 bits when they fit
     (``np.unique`` hashes on numpy ≥ 2.3: its order is not relied on), else two ``np.unique``.

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from dupligoned.core.crop_index import _keys, _words
+from dupligoned.core.crop_index import _keys, _query_rows, _words
 from dupligoned.core.crops import DESC_BYTES, CropParams, LocalFeatures
 from dupligoned.core.neighbours import Pairs
 
@@ -30,11 +30,10 @@ class StreamedQuery:
     def __init__(self, features: Sequence[LocalFeatures], ids: Sequence[int], params: CropParams = CropParams()) -> None:
         self.params = params
         self.ids = np.asarray(ids, np.int64)
-        counts = np.array([len(f) for f in features], np.int64)
-        self.n_desc = int(counts.sum())
-        self.words = (_words(np.concatenate([f.desc for f in features if len(f)])) if self.n_desc
-                      else np.empty((0, 2), np.uint64))
-        self.row = np.repeat(np.arange(len(features), dtype=np.int64), counts)  # descriptor → query
+        # Every query descriptor, base and alternates; ``kp`` the keypoint of each, ``row`` the
+        # query of each keypoint.
+        self.words, self.row, self.kp = _query_rows(features)
+        self.n_desc = int(self.words.shape[0])
         keys = _keys(self.words, params)
         self.order = [np.argsort(keys[:, t], kind="stable") for t in range(params.hash_tables)]
         self.sorted = [keys[o, t] for t, o in enumerate(self.order)]
@@ -111,13 +110,14 @@ class StreamedQuery:
             inv[self.order[t]] = np.arange(self.n_desc)
             first = np.searchsorted(self.sorted[t], self.sorted[t][inv], "left")
             open_tables |= np.where(self.bucket[t][first] <= self.params.max_bucket, 1 << t, 0).astype(np.uint8)
-        keep = ((tables & open_tables[qd]) != 0) & (lib != self.ids[self.row[qd]])
+        keep = ((tables & open_tables[qd]) != 0) & (lib != self.ids[self.row[self.kp[qd]]])
         qd, lib = qd[keep], lib[keep]
         if not qd.size:
             return empty
-        # One vote per query descriptor and library photo (hits are unique per pair already).
+        # One vote per query keypoint and library photo, whichever of its descriptors found it.
         n_lib = int(lib.max()) + 1
-        uniq, counts = np.unique(self.row[qd] * n_lib + lib, return_counts=True)
+        hits = np.unique(self.kp[qd] * n_lib + lib)
+        uniq, counts = np.unique(self.row[hits // n_lib] * n_lib + hits % n_lib, return_counts=True)
         return Pairs(uniq // n_lib, uniq % n_lib, counts.astype(np.float32))
 
     def candidates(self, rank: Callable[[npt.NDArray[np.int64]], npt.NDArray[np.int64]] | None = None) -> Pairs:

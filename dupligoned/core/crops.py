@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -55,9 +55,16 @@ class CropParams:
     # the same points its original keeps at its fine ones. The fine levels get more: they are
     # what every crop of the photo is matched against.
     level_weights: tuple[float, ...] = (3, 3, 2, 1, 1, 1, 1, 1)
+    # A crop shown s× larger meets its original's level l at level l + log(s) / log(1.2): a
+    # fraction of a level off, up to half a level, which leaves its descriptors 15–30 bits from
+    # the original's, where the hash tables rarely meet them. A photo being searched also
+    # looks with its keypoints described at these scales (half a level either way, so one of
+    # its three descriptors is at most a quarter of a level off): the query's alternates,
+    # kept until the photo is searched, never stored in the crop index nor used to verify.
+    alt_scales: tuple[float, ...] = (1.2**-0.5, 1.2**0.5)
     # Candidates.
     match_bits: int = 32  # of 128: unrelated ORB descriptors sit near 64 ± 8, so 32 is 4σ away
-    min_votes: int = 3  # descriptors that must find a partner before a pair is worth checking
+    min_votes: int = 3  # keypoints that must find a partner before a pair is worth checking
     candidates_per_photo: int = 8  # bounds the verification work to ≤ 8 pairs a photo
     hash_bits: int = 24  # bits of a bucket key: 16M buckets, under one descriptor each at 100k photos
     hash_tables: int = 5  # 5 × 24 of 128 bits; two descriptors 8% apart meet with 1-(1-.92²⁴)⁵ ≈ 52%
@@ -125,14 +132,34 @@ class LocalFeatures:
     pos: npt.NDArray[np.uint8]
     desc: npt.NDArray[np.uint8]
     thumb: npt.NDArray[np.uint8]  # (T, T) grey thumbnail of the whole frame, squashed to a square
+    # (S, K, 16): each keypoint described again at ``CropParams.alt_scales`` (the base descriptor
+    # where that was not possible), for searching only; dropped once the photo is searched.
+    alt: npt.NDArray[np.uint8] = field(default_factory=lambda: np.zeros((0, 0, DESC_BYTES), np.uint8))
 
     def __len__(self) -> int:
         return int(self.desc.shape[0])
 
     @property
     def nbytes(self) -> int:
-        """Stored size: the arrays plus the two 16-bit sizes."""
-        return int(self.pos.nbytes + self.desc.nbytes + self.thumb.nbytes + 4)
+        """Stored size: the arrays plus the 16-bit sizes."""
+        return self.base_nbytes + (2 + int(self.alt.nbytes) if self.alt.shape[0] else 0)
+
+    @property
+    def base_nbytes(self) -> int:
+        """Stored size without the alternates: the head of ``to_bytes`` that stays once searched."""
+        return int(self.pos.nbytes + self.desc.nbytes + self.thumb.nbytes + 8)
+
+    def without_alt(self) -> LocalFeatures:
+        return LocalFeatures(self.width, self.height, self.pos, self.desc, self.thumb)
+
+    def query_desc(self) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+        """The descriptors a search looks with: (R, 16), the base ones then the alternates,
+        and the keypoint (0..K-1) each belongs to (a keypoint votes once, whichever found)."""
+        k = len(self)
+        if not self.alt.shape[0] or not k:
+            return self.desc, np.arange(k, dtype=np.int64)
+        d = np.concatenate([self.desc, self.alt.reshape(-1, DESC_BYTES)])
+        return d, np.tile(np.arange(k, dtype=np.int64), 1 + self.alt.shape[0])
 
     def points(self) -> npt.NDArray[np.float32]:
         """(K, 2) float positions in working-image pixels."""
@@ -140,18 +167,34 @@ class LocalFeatures:
         return np.asarray(self.pos.astype(np.float32) * scale, np.float32)
 
     def to_bytes(self) -> bytes:
+        """Width, height, K, T (16-bit), positions, descriptors, thumbnail; then, when there
+        are alternates, S (16-bit) and S × K descriptors."""
         head = np.array([self.width, self.height, len(self), self.thumb.shape[0]], dtype="<u2").tobytes()
-        return head + self.pos.tobytes() + self.desc.tobytes() + self.thumb.tobytes()
+        out = head + self.pos.tobytes() + self.desc.tobytes() + self.thumb.tobytes()
+        if self.alt.shape[0]:
+            out += np.array([self.alt.shape[0]], "<u2").tobytes() + np.ascontiguousarray(self.alt).tobytes()
+        return out
 
     @classmethod
     def from_bytes(cls, data: bytes) -> LocalFeatures:
+        if len(data) < 8:
+            raise ValueError("crop features: truncated")
         w, h, k, t = (int(v) for v in np.frombuffer(data[:8], dtype="<u2"))
+        base = 8 + (2 + DESC_BYTES) * k + t * t
+        if len(data) < base:
+            raise ValueError("crop features: truncated")
         at = 8 + 2 * k
         pos = np.frombuffer(data[8:at], np.uint8).reshape(k, 2).copy()
         desc = np.frombuffer(data[at : at + DESC_BYTES * k], np.uint8).reshape(k, DESC_BYTES).copy()
         at += DESC_BYTES * k
         thumb = np.frombuffer(data[at : at + t * t], np.uint8).reshape(t, t).copy()
-        return cls(w, h, pos, desc, thumb)
+        if len(data) == base:
+            return cls(w, h, pos, desc, thumb)
+        s = int.from_bytes(data[base : base + 2], "little")
+        if len(data) != base + 2 + s * k * DESC_BYTES:
+            raise ValueError("crop features: bad alternates")
+        alt = np.frombuffer(data[base + 2 :], np.uint8).reshape(s, k, DESC_BYTES).copy()
+        return cls(w, h, pos, desc, thumb, alt)
 
 
 def quantise(
@@ -160,13 +203,17 @@ def quantise(
     width: int,
     height: int,
     thumb: npt.NDArray[np.uint8] | None = None,
+    alt: npt.NDArray[np.uint8] | None = None,
 ) -> LocalFeatures:
-    """Features from float keypoint positions (working-image pixels) and ≥16-byte descriptors."""
+    """Features from float keypoint positions (working-image pixels) and ≥16-byte descriptors
+    (``alt``: (S, K, ≥16) alternates of the same keypoints)."""
     scale = np.array([max(1, width - 1), max(1, height - 1)], np.float64)
     q = np.clip(np.rint(np.asarray(xy, np.float64) / scale * POS_LEVELS), 0, POS_LEVELS).astype(np.uint8)
-    d = np.ascontiguousarray(np.asarray(desc, np.uint8)[:, :DESC_BYTES])
+    d = np.ascontiguousarray(np.asarray(desc, np.uint8)[:, :DESC_BYTES]).reshape(-1, DESC_BYTES)
     t = np.zeros((0, 0), np.uint8) if thumb is None else np.ascontiguousarray(thumb, np.uint8)
-    return LocalFeatures(int(width), int(height), q.reshape(-1, 2), d.reshape(-1, DESC_BYTES), t)
+    a = (np.zeros((0, d.shape[0], DESC_BYTES), np.uint8) if alt is None
+         else np.ascontiguousarray(np.asarray(alt, np.uint8)[:, :, :DESC_BYTES]))
+    return LocalFeatures(int(width), int(height), q.reshape(-1, 2), d, t, a)
 
 
 # --- the geometric check -------------------------------------------------------------------
@@ -332,20 +379,34 @@ def appearance_ncc(
     """Normalised correlation of the crop's thumbnail and its place in the original's.
 
     ``transform`` maps inner working-image pixels onto outer ones; thumbnails are square grey
-    images of each whole frame. The crop is read on a grid of half the thumbnail's side (2×2
-    blocks), the original at the same places. Gain and offset (an exposure edit) do not count.
+    images of each whole frame. The crop is read on a grid of half the thumbnail's side, the
+    original at the same places. Both at one resolution: each grid point of the crop is the
+    mean over what one pixel of the original's thumbnail covers there (its 2×2 block when
+    that covers more). A crop keeping 35% of its original's height spans under 6 of the original's
+    thumbnail rows: read sharper than that, the crop's edges did not correlate with the
+    original's blurred ones, and true crops of a sharp subject on a soft background measured
+    0.70–0.85. Gain and offset (an exposure edit) do not count.
     """
     t = thumb_inner.shape[0]
     g = max(2, t // 2)
-    inner = thumb_inner.astype(np.float64).reshape(g, t // g, g, t // g).mean(axis=(1, 3))
     (wi, hi), (wo, ho) = size_inner, size_outer
+    to = thumb_outer.shape[0]
+    m = np.asarray(transform, np.float64)
+    s = max(math.hypot(m[0, 0], m[1, 0]), 1e-9)  # outer pixels per inner pixel
+    # One pixel of the outer thumbnail, in inner thumbnail pixels (at least a grid cell).
+    fx, fy = max(t / g, wo / to / s * t / wi), max(t / g, ho / to / s * t / hi)
     cx = (np.arange(g) + 0.5) * wi / g
     cy = (np.arange(g) + 0.5) * hi / g
     xx, yy = np.meshgrid(cx, cy)
-    m = np.asarray(transform, np.float64)
+    thumb = thumb_inner.astype(np.float64)
+    if fx <= t / g and fy <= t / g:  # the 2×2 blocks (a burst's frames, a crop keeping half a side or more)
+        inner = thumb.reshape(g, t // g, g, t // g).mean(axis=(1, 3))
+    else:
+        sub = (np.arange(4) + 0.5) / 4 - 0.5  # 4×4 samples spread over the footprint
+        inner = np.mean([_bilinear(thumb, xx * t / wi - 0.5 + dx * fx, yy * t / hi - 0.5 + dy * fy)
+                         for dx in sub for dy in sub], axis=0)
     ox = m[0, 0] * xx + m[0, 1] * yy + m[0, 2]
     oy = m[1, 0] * xx + m[1, 1] * yy + m[1, 2]
-    to = thumb_outer.shape[0]
     outer = _bilinear(thumb_outer.astype(np.float64), ox * to / wo - 0.5, oy * to / ho - 0.5)
     a, b = inner.ravel() - inner.mean(), outer.ravel() - outer.mean()
     den = math.sqrt(float(a @ a) * float(b @ b))

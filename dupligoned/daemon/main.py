@@ -63,7 +63,7 @@ DISK_CHECK_S = 2.0  # how often the state folder's free space is looked at
 MAX_CRASHES = 2  # a photo whose worker died this many times is recorded as an error
 # Photos analysed while others of their session still wait are matched against the library in
 # batches of at least this many: a session that closes has only its last photos left to search.
-EARLY_CROP_BATCH = 100
+EARLY_CROP_BATCH = 50
 REMADE_KEY = "crop_features_remade"  # meta: the crop index holds descriptors of remade features
 SCAN_STEP_S = 0.05  # a rescan walks this long a round of the loop
 HOST = socket.gethostname()

@@ -100,7 +100,7 @@ def analyse_for_index(job: AnalysisJob, *, last_attempt: bool = True) -> dict[st
     }
 
 
-MAX_FEATURE_BYTES = 8192  # a result claiming more is not ours (a stored blob is about 3 KB)
+MAX_FEATURE_BYTES = 16384  # a result claiming more is not ours (about 7.7 KB until searched, then 3 KB)
 
 
 def _store_features(conn: sqlite3.Connection, photo_id: int, encoded: str | None, version: int) -> None:

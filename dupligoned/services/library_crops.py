@@ -11,7 +11,8 @@ new photo's best-voted (``candidates_per_photo``), and also when the new photo w
 searched) — so a new original gathers old crops even when its own candidates are taken by
 look-alikes. Candidates are verified exactly (``orb.match``) against the features in the
 index, the verified crops recorded in ``crop_pairs``, the batch appended to the crop index and
-marked searched. Whichever photo arrives later finds the pair. ``relations`` hands clustering
+marked searched (its features blobs lose the alternate descriptors only a search uses).
+Whichever photo arrives later finds the pair. ``relations`` hands clustering
 the recorded pairs of its members.
 
 A photo analysed again (new content) loses its pairs and is searched again (``Ingest``).
@@ -210,7 +211,8 @@ def _search_batch(index: Index, store: CropStore, pending: list[int], params: Cr
     counts = np.array([len(f) for f in qfeats], np.int64)
     desc = np.concatenate([f.desc for f in qfeats if len(f)]) if counts.sum() else np.empty((0, 16), np.uint8)
     store.append(desc, np.repeat(np.asarray(qids, np.int64), counts), len(qids))  # before the index says searched: see CropStore.append
-    index.record_crop_search(pending, {q: int(k) for q, k in zip(qids, kth.tolist(), strict=True)}, found, now)
+    index.record_crop_search(pending, {q: int(k) for q, k in zip(qids, kth.tolist(), strict=True)}, found, now,
+                             {q: f.base_nbytes for q, f in zip(qids, qfeats, strict=True) if f.alt.shape[0]})
     rep.searched += len(qids)
     rep.pairs_checked += len(jobs)
     rep.crops_found += len(found)
