@@ -85,6 +85,9 @@ class KeeperParams:
     sharpened_tone_fit: float = 0.3  # ...unless a tone change makes most of it (then this share)
     noise_ratio: float = 1.2  # measured noise this much higher (with an even, white difference): noisier
     even_noise: float = 1.6  # texture_bias at most this: the difference is spread evenly (added noise)
+    # An unsharp mask of amount a lifts the finest detail's amplitude up to 1 + a, its energy
+    # (1 + a)²: 6 at a = 1.5, the strong end of what editors and phones apply.
+    sharpening_reach: float = 6.0
     shot_distance: float = 5.0  # median hash distance above which photos are distinct shots
     # Mean grey-level difference, tones matched, under which two members are one shot whatever
     # their hashes say (copies: 1–4 after an exposure change; burst frames moved: 6 and more).
@@ -268,6 +271,17 @@ def name_evidence(path: str) -> int:
     if not _CAMERA_NAME.fullmatch(_stem(path)):
         return 2
     return 0 if _CAMERA_FOLDER.search(path) else 1
+
+
+def _camera_file(p: PhotoInfo) -> bool:
+    """A camera's make or model and a camera's name: what the camera wrote, as it wrote it."""
+    return bool(p.camera) and name_evidence(p.path) < 2
+
+
+def _anonymous(p: PhotoInfo) -> bool:
+    """No camera named in it and no camera's name: a messenger's, an editor's or a web copy
+    (an editor may write a date, never a camera it is not)."""
+    return not p.camera and name_evidence(p.path) == 2
 
 
 def _stem(path: str) -> str:
@@ -530,7 +544,11 @@ def decide(
             for o in left:
                 if (o != k and comparison.white[k, o] < params.white_ratio
                         and sharp[o] > params.blur_sharpness_ratio * sharp[k]
-                        and comparison.broadly_sharper(o, k) >= params.blur_broadly):
+                        and comparison.broadly_sharper(o, k) >= params.blur_broadly
+                        # Within a sharpening filter's reach, the camera's file is the source of
+                        # a copy with neither its data nor its name, not a blurred copy of it.
+                        and not (sharp[o] < params.sharpening_reach * sharp[k]
+                                 and _camera_file(photos[k]) and _anonymous(photos[o]))):
                     blurred[k] = (f"blurrier copy of {_name(photos[o])} (sharpness "
                                   f"{fig(card[k].quality.sharpness)} vs {fig(card[o].quality.sharpness)})", o)
                     break
@@ -644,6 +662,7 @@ def decide(
         members=tuple(photos[k].path for k in order),
         verdicts=tuple(verdicts[k] for k in order),
         uncertain=uncertain,
+        by_quality=distinct_shots or capture is not None,
     )
 
 

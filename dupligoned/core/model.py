@@ -56,6 +56,9 @@ class GroupDecision:
     faces: tuple[tuple[str, int], ...] = ()
     # The keeper rests on weak or conflicting evidence: the review page lists such groups first.
     uncertain: bool = False
+    # The members were ranked by their quality score (distinct shots, the frames of a burst),
+    # which counts faces; copies of one shot are not.
+    by_quality: bool = False
 
     @property
     def keep(self) -> list[str]:
