@@ -32,10 +32,10 @@ def _resize(img: npt.NDArray[np.uint8], w: int, h: int) -> npt.NDArray[np.uint8]
 
 def look_closer(
     photos: Sequence[PhotoInfo], params: keeper.KeeperParams = keeper.KeeperParams()
-) -> tuple[list[PhotoInfo], keeper.Comparison, dict[str, int], list[LumaPlane | None]]:
+) -> tuple[list[PhotoInfo], keeper.Comparison, list[LumaPlane | None]]:
     """The same-size copies re-measured at one common size near full resolution (blur, noise
-    and compression show there, not at the working size), their faces when they are distinct
-    shots, and their comparison; and the faces counted, by path.
+    and compression show there, not at the working size), their comparison, and the planes
+    decoded (faces are counted on them only if the keeper ranks by quality: ``_with_faces``).
 
     Only members of about the largest size are decoded again: a smaller copy loses on
     resolution whatever its figures. The common size is the smallest of theirs (capped). A
@@ -46,13 +46,9 @@ def look_closer(
     long_edge = min(COMPARE_PX, min(max(photos[k].width, photos[k].height) for k in peers))
     scale = long_edge / max(ref.width, ref.height)
     w, h = max(8, round(ref.width * scale)), max(8, round(ref.height * scale))
-    # Faces only enter the keeper's choice between distinct shots (a burst): the quality score
-    # ranks those. Between copies of one shot they cannot differ, so they are not looked for.
-    shots = any(d > params.shot_distance for d in keeper.pair_distances([photos[k] for k in sorted(peers)]))
     images: list[npt.NDArray[np.uint8] | None] = []
     planes: list[LumaPlane | None] = []
     out: list[PhotoInfo] = []
-    counted: dict[str, int] = {}
     for k, p in enumerate(photos):
         if k not in peers or len(peers) < 2:
             images.append(None)
@@ -66,17 +62,29 @@ def look_closer(
             planes.append(None)
             out.append(p)
             continue
-        full = plane.oriented()
-        img = _resize(full, w, h)
-        faces = p.quality.faces
-        if shots:
-            f = min(1.0, FACES_PX / max(full.shape))
-            faces = counted[p.path] = count_faces(_resize(full, round(full.shape[1] * f), round(full.shape[0] * f)))
+        img = _resize(plane.oriented(), w, h)
         # Figures at the common size, so that copies of one size compare like for like.
-        out.append(replace(p, quality=replace(measure(img), faces=faces)))
+        out.append(replace(p, quality=replace(measure(img), faces=p.quality.faces)))
         images.append(img)
         planes.append(plane)
-    return out, _with_history(keeper.compare(images), planes, photos), counted, planes
+    return out, _with_history(keeper.compare(images), planes, photos), planes
+
+
+def _with_faces(closer: list[PhotoInfo], planes: Sequence[LumaPlane | None], counted: dict[str, int]) -> list[PhotoInfo]:
+    """The members re-measured with their faces counted (into ``counted``, by path). Faces only
+    enter the keeper's choice where the quality score ranks the members (distinct shots, the
+    frames of a burst): between copies of one shot they cannot differ, so only such groups pay
+    for the detector."""
+    out = []
+    for p, plane in zip(closer, planes, strict=True):
+        if plane is None:
+            out.append(p)
+            continue
+        full = plane.oriented()
+        f = min(1.0, FACES_PX / max(full.shape))
+        counted[p.path] = count_faces(_resize(full, round(full.shape[1] * f), round(full.shape[0] * f)))
+        out.append(replace(p, quality=replace(p.quality, faces=counted[p.path])))
+    return out
 
 
 def _with_history(
@@ -154,8 +162,12 @@ def _carried(planes: Sequence[LumaPlane | None], pairs: Sequence[tuple[int, int]
 def decide_group(photos: Sequence[PhotoInfo], params: keeper.KeeperParams = keeper.KeeperParams()) -> GroupDecision:
     if len({p.content_hash for p in photos}) == 1:
         return keeper.decide(photos, None, params)
-    closer, comparison, faces, planes = look_closer(photos, params)
+    closer, comparison, planes = look_closer(photos, params)
     decision = keeper.decide(closer, comparison, params, shown=photos)
+    faces: dict[str, int] = {}
+    if decision.by_quality:
+        closer = _with_faces(closer, planes, faces)
+        decision = keeper.decide(closer, comparison, params, shown=photos)
     # The carried-error test (the costliest evidence) only where it can change the keeper: a pair
     # it could read whose source is not the keeper already (its copies made from the keeper only
     # make the keeper's case stronger).
