@@ -227,3 +227,13 @@ def test_faces_the_keeper_counts_between_shots_reach_the_index(tmp_path: Path) -
     assert counted and all(isinstance(n, int) and n >= 0 for n in counted)
     assert all(rig.pid(rig.lib / rel) in grouped for rel in reenc)
     assert all(faces(rel) is None for rel in reenc)  # copies of one shot: never looked at
+
+
+def test_a_session_token_never_reads_as_a_command_line_option() -> None:
+    """People type ``dupligone groups --session TOKEN``; a token starting with "-" (1 in 64 of
+    URL-safe tokens) made argparse refuse it. 4,000 draws: all would pass by chance with
+    probability (63/64)^4000 ≈ 4e-28."""
+    tokens = {sessions.new_token() for _ in range(4000)}
+    assert len(tokens) == 4000
+    assert not any(t.startswith("-") for t in tokens)
+    assert all(len(t) == 24 for t in tokens)

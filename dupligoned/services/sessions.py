@@ -30,7 +30,11 @@ TOKEN_BYTES = 18  # 144 bits: unguessable, and short enough for a URL
 
 
 def new_token() -> str:
-    return secrets.token_urlsafe(TOKEN_BYTES)
+    """A session's unguessable name. Never with a leading "-": a person types it after
+    ``--session`` on the command line, where "-x..." reads as an option (1 token in 64)."""
+    while (token := secrets.token_urlsafe(TOKEN_BYTES)).startswith("-"):
+        pass
+    return token
 
 
 def create_session(conn: sqlite3.Connection, kind: str, folder_id: int | None, now: float,
