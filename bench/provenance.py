@@ -14,6 +14,10 @@ make of it, usually saved at a HIGHER quality than their source:
   motion blur or defocus, some with a converted copy of a frame.
 - ``holdout``: all of the above with other sources, another seed and other parameter ranges. Not
   to be tuned on: it stands in for the hidden set.
+- ``hard``, ``hard2``: built unlike the others (``HardBuilder``): other cameras and sizes, originals
+  at quality 65-98, copies saved higher or lower than their source, captions, vignettes, local
+  contrast, a small share blown up again, light crops, shadow lifts in chains of up to four
+  edits, bursts within one second. ``hard2`` (another seed) is measured, never looked into.
 
 Sources: the dev corpus's unique photos, re-rendered (rescaled by a non-integer factor, given
 sensor-like grain) so that their own JPEG history is gone before the "camera" saves them. The
@@ -371,11 +375,177 @@ class Builder:
              "ambiguous": []}, indent=1))
 
 
+# --- hard: built unlike the other sets, to be measured, never tuned on -------------------------
+
+HARD_CAMERAS = [
+    ("FUJIFILM", "X-T3", "DSCF{n:04d}.JPG"),
+    ("Google", "Pixel 7", "PXL_{t:%Y%m%d_%H%M%S}{ms:03d}.jpg"),
+    ("GoPro", "HERO9 Black", "GOPR{n:04d}.JPG"),
+    ("Canon", "Canon EOS R6", "_MG_{n:04d}.JPG"),
+    ("Xiaomi", "Redmi Note 8 Pro", "IMG_{t:%Y%m%d_%H%M%S}.jpg"),
+]
+
+
+def edit_caption(im: Img, r: random.Random, wide: bool) -> Img:
+    from PIL import ImageDraw, ImageFont
+    out = im.copy()
+    d = ImageDraw.Draw(out)
+    size = max(12, im.height // r.randint(12, 22))
+    font = ImageFont.load_default(size=size)
+    y = r.choice([im.height - 2 * size, size // 2])
+    d.text((size, y), r.choice(["Summer 2019", "best day ever", "© J. Doe", "Happy birthday!"]),
+           fill=r.choice([(255, 255, 255), (20, 20, 20), (255, 220, 0)]), font=font)
+    return out
+
+
+def edit_vignette(im: Img, r: random.Random, wide: bool) -> Img:
+    w, h = im.size
+    yy, xx = np.mgrid[0:h, 0:w]
+    rr = ((xx - w / 2) / (w / 2)) ** 2 + ((yy - h / 2) / (h / 2)) ** 2
+    k = r.uniform(0.25, 0.5)
+    return _img(_arr(im) * (1 - k * np.clip(rr / 2, 0, 1))[..., None])
+
+
+def edit_clahe(im: Img, r: random.Random, wide: bool) -> Img:
+    import cv2
+    lab = cv2.cvtColor(np.asarray(im), cv2.COLOR_RGB2LAB)
+    lab[..., 0] = cv2.createCLAHE(clipLimit=r.uniform(1.5, 3.0), tileGridSize=(8, 8)).apply(lab[..., 0])
+    return Image.fromarray(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB))
+
+
+def edit_roundtrip(im: Img, r: random.Random, wide: bool) -> Img:
+    f = r.uniform(0.4, 0.7)  # shared small, then blown up again to fill a screen
+    small = im.resize((round(im.width * f), round(im.height * f)), Image.Resampling.BILINEAR)
+    return small.resize(im.size, Image.Resampling.BICUBIC)
+
+
+def edit_crop_light(im: Img, r: random.Random, wide: bool) -> Img:
+    w, h = im.size
+    a, b = r.uniform(0.01, 0.04), r.uniform(0.01, 0.04)
+    return im.crop((round(w * a), round(h * b), round(w * (1 - a)), round(h * (1 - b))))
+
+
+def edit_shadows(im: Img, r: random.Random, wide: bool) -> Img:
+    a = _arr(im) / 255.0
+    lift = r.uniform(0.15, 0.35)
+    return _img(255.0 * (a + lift * a * (1 - a) ** 2 * 4))
+
+
+HARD_EDITS: dict[str, Callable[[Img, random.Random, bool], Img]] = {
+    **EDITS, "caption": edit_caption, "vignette": edit_vignette, "clahe": edit_clahe,
+    "roundtrip": edit_roundtrip, "crop": edit_crop_light, "shadows": edit_shadows,
+}
+
+
+class HardBuilder(Builder):
+    """Other cameras and sizes, originals at quality 65-98, copies saved higher or LOWER than
+    their source, more edits (captions, vignettes, local contrast, a small share blown up
+    again, light crops, shadow lifts) in chains of up to four, and bursts shot within one
+    second (equal capture times) or with a frame barely softer than the sharp one."""
+
+    def original(self, long_edge: int = 1400, heic: bool = False) -> tuple[Img, str, str, int, tuple[str, str, str]]:
+        r = self.r
+        im = render(self.next_source(), r, r.randint(900, 2200))
+        cam = r.choice(CAMERAS + HARD_CAMERAS)
+        self.when += dt.timedelta(hours=r.randint(3, 90), seconds=r.randrange(3600))
+        exif = camera_exif(cam, self.when, im.size)
+        folder = r.choice(["DCIM/100MEDIA", "DCIM/Camera", f"Photos/{self.when.year}", "SD card/DCIM/101CANON"])
+        if heic:
+            name, q, fmt = f"IMG_{r.randint(1000, 9999)}.HEIC", r.randint(55, 92), "HEIF"
+        else:
+            name = cam[2].format(n=r.randint(10, 9999), t=self.when, ms=r.randrange(1000))
+            q, fmt = r.randint(65, 98), "JPEG"
+        rel = f"{folder}/{name}"
+        while (self.root / rel).exists():
+            rel = rel.replace(".", "1.", 1)
+        save(im, self.root / rel, fmt, q, exif)
+        return reload(im, fmt, q), rel, fmt, q, cam
+
+    def save_copy(self, im: Img, orig_rel: str, src_q: int, cam: tuple[str, str, str], fmts: list[str],
+                  kind: str = "edit") -> tuple[str, Img, str, int]:
+        r = self.r
+        if "JPEG" in fmts and r.random() < 0.3:  # shared smaller: saved LOWER than its source
+            q = r.randint(55, max(56, min(90, src_q - 3)))
+            rel = self.copy_name(orig_rel, ".jpg", kind)
+            exif = editor_exif(self.when, cam if r.random() < 0.5 else None) if r.random() < 0.4 else None
+            save(im, self.root / rel, "JPEG", q, exif)
+            return rel, reload(im, "JPEG", q), "JPEG", q
+        return super().save_copy(im, orig_rel, src_q, cam, fmts + ["WEBP"], kind)
+
+    def chain_group(self) -> None:
+        r = self.r
+        base, rel, fmt, q, cam = self.original(heic=r.random() < 0.25)
+        members, nodes, history = [rel], [(base, q)], {rel: f"original {fmt} q{q}"}
+        for _ in range(r.randint(2, 4)):
+            pick = 0 if r.random() < 0.5 else r.randrange(len(nodes))
+            im, pq = nodes[pick]
+            edits = r.sample(sorted(HARD_EDITS), r.choice([1, 2, 2, 3, 4]))
+            for e in edits:
+                im = HARD_EDITS[e](im, r, True)
+            crel, back, cfmt, cq = self.save_copy(im, rel, pq, cam, ["JPEG", "JPEG", "PNG", "WEBPL", "HEIF"])
+            members.append(crel)
+            nodes.append((back, cq or 100))
+            history[crel] = f"from {members[pick]}: {'+'.join(edits)} -> {cfmt} q{cq}"
+        self.add_group("chain", members, [rel])
+        self.groups[-1]["history"] = history
+
+    def burst_group(self) -> None:
+        import cv2
+        r = self.r
+        src = render(self.next_source(), r, r.randint(1200, 2000))
+        cam = r.choice(CAMERAS + HARD_CAMERAS)
+        n = r.randint(3, 6)
+        share = r.uniform(0.9, 0.95)
+        w, h = round(src.width * share), round(src.height * share)
+        sharp = r.randrange(n)
+        q = r.randint(75, 96)
+        one_second = r.random() < 0.5  # a phone's burst: every frame in the same second
+        members: list[str] = []
+        best: list[str] = []
+        n0 = r.randint(100, 9000)
+        self.when += dt.timedelta(hours=r.randint(3, 90))
+        for k in range(n):
+            dx, dy = r.randint(0, src.width - w), r.randint(0, src.height - h)
+            fr = src.crop((dx, dy, dx + w, dy + h))
+            if k != sharp:
+                v = r.random()
+                if v < 0.35:
+                    fr = fr.filter(ImageFilter.GaussianBlur(r.uniform(0.9, 3.0)))
+                elif v < 0.7:
+                    ks = r.choice([5, 7, 9, 13])
+                    kern = np.zeros((ks, ks), np.float32)
+                    if r.random() < 0.5:
+                        kern[ks // 2, :] = 1.0 / ks
+                    else:
+                        kern[:, ks // 2] = 1.0 / ks
+                    fr = Image.fromarray(cv2.filter2D(np.asarray(fr), -1, kern))
+                else:  # under-exposed and noisy: a frame taken as the light changed
+                    fr = _img(_arr(fr) * r.uniform(0.55, 0.75) + np.random.default_rng(r.randrange(1 << 30)).normal(
+                        0, r.uniform(4, 8), (fr.height, fr.width, 1)))
+            if not one_second:
+                self.when += dt.timedelta(seconds=r.randint(1, 2))
+            rel = f"DCIM/Camera/{cam[2].format(n=n0 + k, t=self.when, ms=r.randrange(1000))}"
+            while (self.root / rel).exists():
+                rel = rel.replace(".", "b.", 1)
+            save(fr, self.root / rel, "JPEG", q, camera_exif(cam, self.when, fr.size))
+            members.append(rel)
+            if k == sharp:
+                best.append(rel)
+                if r.random() < 0.4:
+                    crel, _, _, _ = self.save_copy(reload(fr, "JPEG", q), rel, q, cam, ["PNG", "HEIF", "JPEG"],
+                                                   "messenger" if r.random() < 0.5 else "edit")
+                    members.append(crel)
+        self.add_group("burst", members, best)
+
+
 def build(out: Path, name: str, n: int) -> Path:
     srcs = dev_sources()
     tune, held = srcs[0::2], srcs[1::2]
-    seeds = {"chains": 101, "formats": 202, "bursts": 303, "holdout": 909}
-    b = Builder(out, name, seeds[name], held if name == "holdout" else tune, wide=name == "holdout")
+    seeds = {"chains": 101, "formats": 202, "bursts": 303, "holdout": 909, "hard": 5151, "hard2": 6262}
+    if name.startswith("hard"):
+        b: Builder = HardBuilder(out, name, seeds[name], srcs, wide=True)
+    else:
+        b = Builder(out, name, seeds[name], held if name == "holdout" else tune, wide=name == "holdout")
     for i in range(n):
         if name == "chains":
             b.chain_group()
@@ -394,7 +564,7 @@ def build(out: Path, name: str, n: int) -> Path:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="/tmp/dupligone-provenance")
-    ap.add_argument("--sets", default="chains,formats,bursts,holdout")
+    ap.add_argument("--sets", default="chains,formats,bursts,holdout,hard,hard2")
     ap.add_argument("--n", type=int, default=40, help="groups per set")
     ap.add_argument("--rebuild", action="store_true")
     args = ap.parse_args()

@@ -79,7 +79,13 @@ def lattice_score(coef: npt.NDArray[np.float64], table: Sequence[int],
     zero (zero is a multiple of every step), count. None when too few do to say anything.
     """
     t = np.asarray(table, dtype=np.float64)
-    use = np.flatnonzero(t >= MIN_STEP)
+    usable = t >= MIN_STEP
+    if own is not None:
+        # A JPEG's own quantiser puts it near the multiples of any step up to about twice its
+        # own (a re-save from q82 at q88 sits a third of a step off, a q88 original half a step):
+        # only the steps at least twice its own tell where it came from.
+        usable &= t >= 2 * np.asarray(own, dtype=np.float64)
+    use = np.flatnonzero(usable)
     use = use[use != 0]  # DC: level shifts and rounding move it as a whole
     if use.size == 0:
         return None
@@ -180,7 +186,7 @@ def first_quality(coef: npt.NDArray[np.float64], own: Sequence[int] | None) -> i
         t = ijg_table(q)
         if own is not None and not _coarser(t, own):
             continue
-        s = lattice_score(coef, t, own)
+        s = lattice_score(coef, t)  # its own lattice is finer (``_coarser``): a first save shows between
         if s is not None and s >= LATTICE and (best is None or s > best[0] + 0.02):
             best = (s, q)
     return best[1] if best else None
