@@ -183,3 +183,46 @@ def test_frames_of_a_burst_are_chosen_by_quality_not_as_copies() -> None:
     d2 = decide(saved)
     assert d2.keep == ["/lib/Pictures/IMG_8760.JPG"]
     assert not any(v.reason.startswith("weaker shot") for v in d2.verdicts)
+
+
+def test_a_heavily_edited_copy_far_in_hashes_does_not_outrank_the_cameras_file(tmp_path: Path) -> None:
+    """A caption, local contrast and a vignette move a copy as far from its original in hashes
+    as another shot, so the group is ranked as distinct shots, by quality score: the edit, saved
+    at a high quality with no camera data and a new name, scored higher than the camera's JPEG
+    at quality 72 and was kept. The camera's file now comes first, and the copy's reason says
+    what is known (an edit or another shot) and names it; the group is flagged for a look."""
+    from PIL import ImageDraw
+
+    from dupligoned.core import keeper
+
+    im = synth.scene(77, (1024, 768))
+    orig = synth.save(im, tmp_path / "DCIM" / "100CANON" / "IMG_4821.JPG", 72,
+                      camera={"make": "Canon", "model": "Canon EOS R6", "datetime": "2021:05:02 17:20:11"})
+    a = np.asarray(im, np.float32)
+    yy, xx = np.mgrid[0:768, 0:1024]
+    fall = 1 - 0.45 * np.clip((((xx - 512) / 512) ** 2 + ((yy - 384) / 384) ** 2) / 2, 0, 1)
+    edit = Image.fromarray(np.clip((a - a.mean()) * 1.5 + a.mean() + 10, 0, 255).astype(np.uint8))
+    edit = Image.fromarray(np.clip(np.asarray(edit, np.float32) * fall[..., None], 0, 255).astype(np.uint8))
+    ImageDraw.Draw(edit).rectangle((0, 660, 1024, 768), fill=(250, 250, 250))  # a caption band
+    copy = synth.save(edit, tmp_path / "Desktop" / "9c5e0261d8.jpg", 96)
+    photos = [analyse_file(str(orig)), analyse_file(str(copy))]
+    assert keeper.pair_distances(photos)[0] > keeper.KeeperParams().shot_distance  # ranked as shots
+    decision = decide_group(photos)
+    assert decision.keep == [str(orig)]
+    why = {Path(v.path).name: v.reason for v in decision.verdicts}
+    assert why["9c5e0261d8.jpg"].startswith("edited copy or another shot of IMG_4821.JPG, the camera's file")
+    assert decision.uncertain
+
+
+def test_names_cameras_write_are_told_from_names_copies_get() -> None:
+    from dupligoned.core.keeper import name_evidence
+
+    in_dcim = ["DCIM/100CANON/IMG_0497.JPG", "DCIM/100OLYMP/PC065609.JPG", "DCIM/100_PANA/P1050907.JPG",
+               "DCIM/Camera/PXL_20180325_175115130.jpg", "DCIM/Camera/20191029_093421.jpg", "DCIM/100GOPRO/GOPR0042.JPG",
+               "DCIM/100NIKON/DSC_0041.JPG", "DCIM/100MSDCF/DSC01234.JPG", "DCIM/Camera/IMG_20190415_170047.jpg"]
+    assert [name_evidence(p) for p in in_dcim] == [0] * len(in_dcim)
+    assert name_evidence("2016/Holiday/DSCF2504.JPG") == 1
+    copies = ["Edited/IMG_0497-edited.jpg", "Pictures/IMG_0497_2.jpg", "Downloads/image (72).heic",
+              "WhatsApp Images/IMG-20190301-WA0013.jpg", "Desktop/3f87673c67.jpg", "DCIM/Camera/IMG_0497 (1).JPG",
+              "Telegram/photo_2013-12-11_01-12-37.jpg", "DCIM/PC06560.JPG"]
+    assert [name_evidence(p) for p in copies] == [2] * len(copies)

@@ -254,13 +254,14 @@ def looks_like_copy(path: str) -> bool:
     return bool(_COPY_NAME.search(stem))
 
 
-# File names cameras and phones write (DCF "IMG_1234", "DSC01234", "P1010001", "_DSC1234";
+# File names cameras and phones write (DCF "IMG_1234", "DSC01234", "P1010001", "_DSC1234", Olympus
+# "PC065609" (P, the month 1-9 or A-C, the day, a number);
 # dated "IMG_20210101_120000", "PXL_20210101_120000123", "20210101_120000"), whole: an editor's or
 # a messenger's copy adds a suffix ("_3", "-edited", " (1)") or names it anew ("image (92)",
 # "IMG-20190301-WA0013", "3f87673c67").
 _CAMERA_NAME = re.compile(
     r"(?:(?:IMG|DSC|DSCN|DSCF|DSC_|_DSC|_MG|_IMG|SAM|SDC|CIMG|IMGP|PICT|HPIM|GOPR|GH\d\d|DJI|P|R|PANO|MVIMG)"
-    r"[_-]?\d{4,}|(?:IMG_|PXL_|VID_)?\d{8}_\d{6}\d{0,3})", re.IGNORECASE)
+    r"[_-]?\d{4,}|P[1-9A-C]\d{6}|(?:IMG_|PXL_|VID_)?\d{8}_\d{6}\d{0,3})", re.IGNORECASE)
 _CAMERA_FOLDER = re.compile(r"(?:^|/)DCIM/", re.IGNORECASE)
 
 
@@ -590,7 +591,10 @@ def decide(
         protected_first = 0.0 if p.protected else 1.0
         quality_score = round(score(p.quality, params.weights), 3)
         if distinct_shots:
-            return (protected_first, -quality_score)
+            # Shots far apart in hashes: by quality, but the camera's file first. A heavy edit
+            # (a caption, local contrast, a vignette) moves a copy as far as another shot, and
+            # a copy with neither the camera's data nor its name was not taken by the camera.
+            return (protected_first, 0.0 if _camera_file(p) else 1.0, -quality_score)
         return (
             protected_first,
             -shot_score[capture[k]] if capture else 0.0,
@@ -639,6 +643,13 @@ def decide(
             verdicts[k] = Verdict(p.path, False, text)
             if source is not None:
                 named[k] = source
+        elif distinct_shots and _camera_file(keeper) and not _camera_file(p):
+            verdicts[k] = Verdict(
+                p.path, False,
+                f"edited copy or another shot of {_name(keeper)}, the camera's file (its camera data and name; "
+                f"quality score {on_card(card[k].quality, params.weights)['score']:.2f} vs "
+                f"{on_card(card[best].quality, params.weights)['score']:.2f})",
+            )
         elif distinct_shots or (capture and capture[k] != capture[best]):
             verdicts[k] = Verdict(
                 p.path, False,
@@ -680,7 +691,9 @@ def _uncertain(
     if len(ranked) < 2:
         return False
     a, b = rank(ranked[0]), rank(ranked[1])
-    if distinct_shots or a[1] != b[1]:  # distinct shots, or two captures: by quality
+    if distinct_shots:  # by quality, after the camera's file: look when the camera's file decided
+        return a[1] != b[1] or abs(a[2] - b[2]) < 0.02
+    if a[1] != b[1]:  # two captures: by the camera files' quality
         return abs(a[1] - b[1]) < 0.02
     if a[:5] != b[:5]:  # protected, capture, made-from by history, camera data, lossless
         return not (photos[ranked[0]].camera or photos[ranked[0]].taken_at) and bool(
