@@ -454,10 +454,17 @@ def decide(
     # blur and noise move it.
     sharp = {k: photos[k].quality.sharpness / max(1.0, photos[k].quality.contrast ** 2) for k in contenders}
 
+    def framed(k: int, o: int) -> bool:
+        """Whether two members frame the picture alike (one aspect ratio, to rounding): the
+        pixel rules compare them point by point at one size, which a light crop, stretched to
+        its source's frame, no longer lines up with (its noise then reads as detail)."""
+        a, b = photos[k], photos[o]
+        return abs(a.width * b.height - b.width * a.height) <= 0.005 * max(a.width * b.height, b.width * a.height)
+
     def clipped_where(k: int, o: int) -> str | None:
         """"white" or "black" when ``k`` is clipped there and ``o``, a copy of the same shot and
         no blurrier (a blur spreads the edges of a white area into it), still shows detail."""
-        if comparison is None or o == k or sharp[o] * params.blur_sharpness_ratio < sharp[k]:
+        if comparison is None or o == k or sharp[o] * params.blur_sharpness_ratio < sharp[k] or not framed(k, o):
             return None
         if _two_captures(photos[k], photos[o]):  # an exposure bracket: each frame is an original
             return None
@@ -531,7 +538,7 @@ def decide(
         sharpened: dict[int, tuple[str, int | None]] = {}
         for k in left:
             for o in left:
-                if (o != k and comparison.white[k, o] < params.white_ratio
+                if (o != k and framed(k, o) and comparison.white[k, o] < params.white_ratio
                         and sharp[k] > params.blur_sharpness_ratio * sharp[o]):
                     ratio = detail_ratio(k, o)
                     if ratio is not None and ratio < params.sharpened_ratio and undone_sharpening(o, k):
@@ -543,7 +550,7 @@ def decide(
         blurred: dict[int, tuple[str, int | None]] = {}
         for k in left:
             for o in left:
-                if (o != k and comparison.white[k, o] < params.white_ratio
+                if (o != k and framed(k, o) and comparison.white[k, o] < params.white_ratio
                         and sharp[o] > params.blur_sharpness_ratio * sharp[k]
                         and comparison.broadly_sharper(o, k) >= params.blur_broadly
                         # Within a sharpening filter's reach, the camera's file is the source of
@@ -561,7 +568,7 @@ def decide(
                 # noisier than another was added to it (a finer quantiser keeps detail, not grain).
                 if o == k:
                     continue
-                if (comparison.white[k, o] >= params.white_ratio
+                if (framed(k, o) and comparison.white[k, o] >= params.white_ratio
                         and sharp[k] > params.noise_sharpness_ratio * sharp[o]
                         and photos[k].quality.noise > params.noise_ratio * photos[o].quality.noise
                         and textured(k, o) <= params.even_noise):
