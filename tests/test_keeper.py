@@ -248,3 +248,22 @@ def test_a_light_crop_with_noise_added_is_not_the_sharper_original(tmp_path: Pat
         if decision.keep != [str(orig)]:
             wrong.append((seed, [v.reason for v in decision.verdicts]))
     assert not wrong, wrong
+
+
+def test_the_cameras_file_is_not_a_darker_copy_of_brightened_edits(tmp_path: Path) -> None:
+    """Two edits brightened the photo (a shadow lift, a gain) and were saved high without camera
+    data under new names: the camera's JPEG became the one "outlier" in brightness and was
+    dropped as the "darker copy". A file with the camera's data and name cannot have been made
+    from files that have neither (there was no camera data to give it)."""
+    im = synth.scene(91, (1024, 768))
+    orig = synth.save(im, tmp_path / "DCIM" / "100MEDIA" / "DSCF1098.JPG", 72,
+                      camera={"make": "FUJIFILM", "model": "X-T3", "datetime": "2019:04:12 09:10:11"})
+    with Image.open(orig) as o:
+        a = np.asarray(o.convert("RGB"), np.float32) / 255.0
+    lifted = Image.fromarray(np.clip(255 * (a + 0.3 * a * (1 - a) ** 2 * 4), 0, 255).astype(np.uint8))
+    gained = Image.fromarray(np.clip(255 * a * 1.35, 0, 255).astype(np.uint8))
+    # ... each cropped a little, so that no pixel-level history ties them to it.
+    copies = [synth.save(lifted.crop((30, 10, 1004, 758)), tmp_path / "Desktop" / "a81c07e2f4.jpg", 94),
+              synth.save(synth.noise(gained.crop((12, 40, 1000, 740)), 3, 91), tmp_path / "Downloads" / "image (12).jpg", 92)]
+    decision = decide_group([analyse_file(str(p)) for p in [orig, *copies]])
+    assert decision.keep == [str(orig)], [v.reason for v in decision.verdicts]

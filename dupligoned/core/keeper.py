@@ -499,6 +499,8 @@ def decide(
                 + f" vs {fig(card[ref].quality.brightness)})", ref)
             for k in left if abs(photos[k].quality.brightness - med) > limit
             and clipped_where(ref, k) is None  # k was not made from ref: ref lost what k shows
+            # a camera's file is not a darker copy of an edit with neither its data nor its name
+            and not (_camera_file(photos[k]) and not _camera_file(photos[ref]))
         })
     if comparison is not None:
 
