@@ -125,7 +125,7 @@ def check_burst(
     if shared < params.min_overlap * wa * ha or shared < params.min_overlap * s * s * wb * hb:
         return False
     if thumb_a is not None and thumb_b is not None and thumb_a.size and thumb_b.size:
-        if appearance_ncc(m, thumb_b, thumb_a, size_b, size_a) < params.min_appearance_ncc:
+        if appearance_ncc(m, thumb_b, thumb_a, size_b, size_a, blocks=True) < params.min_appearance_ncc:
             return False
     return True
 

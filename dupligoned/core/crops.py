@@ -375,14 +375,17 @@ def appearance_ncc(
     thumb_outer: npt.NDArray[np.uint8],
     size_inner: tuple[int, int],
     size_outer: tuple[int, int],
+    blocks: bool = False,
 ) -> float:
     """Normalised correlation of the crop's thumbnail and its place in the original's.
 
     ``transform`` maps inner working-image pixels onto outer ones; thumbnails are square grey
     images of each whole frame. The crop is read on a grid of half the thumbnail's side, the
     original at the same places. Both at one resolution: each grid point of the crop is the
-    mean over what one pixel of the original's thumbnail covers there (its 2×2 block when
-    that covers more). A crop keeping 35% of its original's height spans under 6 of the original's
+    mean of 4×4 samples (bilinear, as the original is read) over what one pixel of the
+    original's thumbnail covers there, at least a 2×2 block; ``blocks`` reads the crop's plain
+    2×2 block means where one pixel of the original covers less (what ``core.bursts`` was
+    measured with). A crop keeping 35% of its original's height spans under 6 of the original's
     thumbnail rows: read sharper than that, the crop's edges did not correlate with the
     original's blurred ones, and true crops of a sharp subject on a soft background measured
     0.70–0.85. Gain and offset (an exposure edit) do not count.
@@ -399,7 +402,7 @@ def appearance_ncc(
     cy = (np.arange(g) + 0.5) * hi / g
     xx, yy = np.meshgrid(cx, cy)
     thumb = thumb_inner.astype(np.float64)
-    if fx <= t / g and fy <= t / g:  # the 2×2 blocks (a burst's frames, a crop keeping half a side or more)
+    if blocks and fx <= t / g and fy <= t / g:
         inner = thumb.reshape(g, t // g, g, t // g).mean(axis=(1, 3))
     else:
         sub = (np.arange(4) + 0.5) / 4 - 0.5  # 4×4 samples spread over the footprint
