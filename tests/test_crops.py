@@ -322,6 +322,11 @@ def test_features_are_compact_and_survive_storage(families):
         # What stays once searched: 150 keypoints × 18 B + a 256 B thumbnail; until then the
         # alternates (two more descriptors a keypoint).
         assert f.base_nbytes <= 3072 and f.alt.shape == (2, len(f), 16) and f.nbytes <= 8192
+        # Searches look with the alternates of the coarse levels' keypoints only (the fine
+        # levels' are the base descriptors again, and not looked with twice).
+        d, kp = f.query_desc()
+        assert len(f) < len(d) < 2.5 * len(f) and np.array_equal(d[: len(f)], f.desc)
+        assert not any(np.array_equal(d[r], f.desc[kp[r]]) for r in range(len(f), len(d)))
         g = LocalFeatures.from_bytes(f.to_bytes())
         assert (g.width, g.height) == (f.width, f.height)
         assert np.array_equal(g.desc, f.desc) and np.array_equal(g.pos, f.pos) and np.array_equal(g.alt, f.alt)

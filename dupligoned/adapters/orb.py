@@ -97,8 +97,13 @@ def extract(work: npt.NDArray[np.uint8], params: CropParams = CropParams()) -> L
         _, desc_all = orb.compute(work, kps)
         desc = np.asarray(desc_all)[chosen]
     base: npt.NDArray[np.uint8] = np.asarray(desc, np.uint8)
-    alt = np.stack([_described_at(work, [kps[k] for k in chosen], f, base, orb) for f in params.alt_scales]) \
-        if params.alt_scales else None
+    coarse = np.flatnonzero(level[chosen] >= params.alt_min_level)
+    alt = None
+    if params.alt_scales:
+        alt = np.repeat(base[None], len(params.alt_scales), axis=0)
+        for n, f in enumerate(params.alt_scales):
+            if coarse.size:
+                alt[n, coarse] = _described_at(work, [kps[k] for k in chosen[coarse]], f, base[coarse], orb)
     return quantise(xy[chosen], base, w, h, thumb, alt)
 
 

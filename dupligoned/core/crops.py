@@ -62,6 +62,11 @@ class CropParams:
     # its three descriptors is at most a quarter of a level off): the query's alternates,
     # kept until the photo is searched, never stored in the crop index nor used to verify.
     alt_scales: tuple[float, ...] = (1.2**-0.5, 1.2**0.5)
+    # ... for the keypoints of pyramid levels from this one up: what a crop shown 1.2³ = 1.7× or
+    # more larger than in its original matches with (its finer levels meet nothing there). The
+    # query's descriptors then number 1.6× its keypoints, not 3×: at 1M photos each query
+    # descriptor costs a binary search in every stored segment and table.
+    alt_min_level: int = 3
     # Candidates.
     match_bits: int = 32  # of 128: unrelated ORB descriptors sit near 64 ± 8, so 32 is 4σ away
     min_votes: int = 3  # keypoints that must find a partner before a pair is worth checking
@@ -133,7 +138,7 @@ class LocalFeatures:
     desc: npt.NDArray[np.uint8]
     thumb: npt.NDArray[np.uint8]  # (T, T) grey thumbnail of the whole frame, squashed to a square
     # (S, K, 16): each keypoint described again at ``CropParams.alt_scales`` (the base descriptor
-    # where that was not possible), for searching only; dropped once the photo is searched.
+    # where that was not possible or not wanted), for searching only; dropped once searched.
     alt: npt.NDArray[np.uint8] = field(default_factory=lambda: np.zeros((0, 0, DESC_BYTES), np.uint8))
 
     def __len__(self) -> int:
@@ -153,13 +158,15 @@ class LocalFeatures:
         return LocalFeatures(self.width, self.height, self.pos, self.desc, self.thumb)
 
     def query_desc(self) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
-        """The descriptors a search looks with: (R, 16), the base ones then the alternates,
-        and the keypoint (0..K-1) each belongs to (a keypoint votes once, whichever found)."""
+        """The descriptors a search looks with: (R, 16), the base ones then the alternates that
+        differ from them, and the keypoint (0..K-1) each belongs to (a keypoint votes once,
+        whichever found)."""
         k = len(self)
         if not self.alt.shape[0] or not k:
             return self.desc, np.arange(k, dtype=np.int64)
-        d = np.concatenate([self.desc, self.alt.reshape(-1, DESC_BYTES)])
-        return d, np.tile(np.arange(k, dtype=np.int64), 1 + self.alt.shape[0])
+        other = np.any(self.alt != self.desc[None], axis=2)  # (S, K)
+        kp = np.nonzero(other)[1]
+        return np.concatenate([self.desc, self.alt[other]]), np.r_[np.arange(k, dtype=np.int64), kp]
 
     def points(self) -> npt.NDArray[np.float32]:
         """(K, 2) float positions in working-image pixels."""
