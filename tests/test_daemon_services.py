@@ -237,3 +237,31 @@ def test_a_session_token_never_reads_as_a_command_line_option() -> None:
     assert len(tokens) == 4000
     assert not any(t.startswith("-") for t in tokens)
     assert all(len(t) == 24 for t in tokens)
+
+
+def test_an_editors_export_that_kept_the_cameras_data_is_not_taken_for_the_cameras_file(tmp_path: Path) -> None:
+    """A Lightroom export keeps the camera's make, model and file name and is sharpened: to the
+    keeper it looked like a second camera file, sharper, and the camera's JPEG at quality 72 was
+    dropped as its "blurrier copy". The editor's mark (EXIF Software) is read at analysis, kept
+    in the index and read back for the keeper."""
+    from PIL import Image, ImageFilter
+
+    from tests import synth
+
+    rig = Rig(tmp_path)
+    im = synth.scene(23, (1024, 768))
+    camera = {"make": "FUJIFILM", "model": "X-T3", "datetime": "2019:04:12 09:10:11"}
+    orig = synth.save(im, rig.lib / "DCIM" / "100MEDIA" / "DSCF1098.JPG", 72, camera=camera)
+    ex = synth.exif(camera=camera)
+    ex[0x0131], ex[0x0132] = "Adobe Photoshop Lightroom Classic 12.0 (Windows)", "2020:05:17 21:03:44"
+    sharpened = Image.open(orig).convert("RGB").filter(ImageFilter.UnsharpMask(1.5, 120, 2))
+    export = synth.save(sharpened, rig.lib / "Export" / "DSCF1098.jpg", 95, exif_block=ex)
+    rig.ingest.scan_folder(rig.folder, stable_s=0)
+    sessions.finish_first_scan(rig.index, rig.folder.id, time.time())
+    rig.work()
+    assert rig.index.scalar("SELECT edited_by FROM photos WHERE path = ?", (str(export),)).startswith("Adobe Photoshop")
+    assert rig.index.scalar("SELECT edited_by FROM photos WHERE path = ?", (str(orig),)) is None
+    rig.cluster()
+    rec = dict(rig.index.conn.execute(
+        "SELECT p.path, m.recommended FROM group_members m JOIN photos p ON p.id = m.photo_id").fetchall())
+    assert rec == {str(orig): "keep", str(export): "delete"}, rec

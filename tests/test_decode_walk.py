@@ -163,3 +163,27 @@ def test_walk_skips_junk_and_never_leaves_or_loops(tmp_path: Path) -> None:
     os.symlink(outside / "secret.jpg", lib / "secret-link.jpg")
     found = sorted(os.path.relpath(p, lib) for p in walk_photos([str(lib)]))
     assert found == ["a/b/two.PNG", "a/one.jpg", "three.heic"]
+
+
+def test_an_editors_mark_is_read_from_the_exif(tmp_path: Path) -> None:
+    """What an editor leaves in a file: its name in Software, or a file date later than the
+    capture time. A camera's firmware name and a date equal to the capture time are not marks."""
+    from tests import synth
+
+    im = synth.scene(5, (320, 240))
+
+    def saved(name: str, software: str | None, modified: str) -> str | None:
+        ex = synth.exif(camera={"make": "Canon", "model": "Canon EOS R6", "datetime": "2021:05:02 17:20:11"})
+        ex[0x0132] = modified
+        if software:
+            ex[0x0131] = software
+        return decode_photo(str(synth.save(im, tmp_path / name, 90, exif_block=ex))).edited_by
+
+    assert saved("camera.jpg", "Firmware Version 1.6.0", "2021:05:02 17:20:11") is None
+    assert saved("phone.jpg", "HDR+ 1.0.345", "2021:05:02 17:20:14") is None  # processed seconds later
+    assert saved("lr.jpg", "Adobe Photoshop Lightroom Classic 12.0 (Windows)", "2022:06:07 10:00:00") == \
+        "Adobe Photoshop Lightroom Classic 12.0 (Windows)"
+    assert saved("snapseed.jpg", "Snapseed 2.0", "2021:05:02 17:20:11") == "Snapseed 2.0"
+    assert saved("later.jpg", None, "2021:05:09 08:00:00") == "saved again after capture"
+    plain = synth.save(im, tmp_path / "plain.png")
+    assert decode_photo(str(plain)).edited_by is None

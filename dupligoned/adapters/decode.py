@@ -8,10 +8,12 @@ typed ``PhotoError`` with a short reason.
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import hashlib
 import io
 import os
+import re
 import warnings
 import zlib
 from dataclasses import dataclass, replace
@@ -69,7 +71,14 @@ Image.MAX_IMAGE_PIXELS = None
 
 _EXIF_IFD = 0x8769
 _GPS_IFD = 0x8825
-_TAG_MAKE, _TAG_MODEL, _TAG_DATETIME = 0x010F, 0x0110, 0x0132
+_TAG_MAKE, _TAG_MODEL, _TAG_DATETIME, _TAG_SOFTWARE = 0x010F, 0x0110, 0x0132, 0x0131
+# Editors that name themselves in EXIF Software (a camera writes its firmware there: "Ver.1.00",
+# "Firmware Version 1.0.2", "HDR+ 1.0", "14.4.2").
+_EDITORS = re.compile(
+    r"photoshop|lightroom|gimp|snapseed|picasa|darktable|rawtherapee|capture one|luminar|affinity|pixelmator|"
+    r"acdsee|paint\.net|photoscape|vsco|picsart|instagram|polarr|faststone|irfanview|xnview|digikam|shotwell|"
+    r"dxo|on1 photo|photo ?editor|windows photo|canva|fotor", re.IGNORECASE)
+SAVED_AGAIN_S = 120  # a file saved this long after its capture time was written again (an edit)
 _TAG_DATETIME_ORIGINAL = 0x9003
 _TAG_ORIENTATION = 0x0112
 
@@ -92,6 +101,7 @@ class DecodedPhoto:
     taken_at: str | None
     camera: str | None
     has_gps: bool
+    edited_by: str | None = None  # ``_exif_of``: an editor's name, or "saved again after capture"
 
 
 def is_photo_name(name: str) -> bool:
@@ -188,16 +198,27 @@ def _is_lossless(im: Image.Image, fmt: str, data: bytes) -> bool:
     return False
 
 
-def _exif_facts(im: Image.Image) -> tuple[str | None, str | None, bool, int]:
+def _exif_facts(im: Image.Image) -> tuple[str | None, str | None, bool, int, str | None]:
     try:
         exif = im.getexif()
     except Exception:  # a broken EXIF block is not a broken photo
-        return None, None, False, 1
+        return None, None, False, 1, None
     return _exif_of(exif)
 
 
-def _exif_of(exif: Image.Exif) -> tuple[str | None, str | None, bool, int]:
-    """(capture date, camera, has GPS, orientation) of an EXIF block."""
+def _saved_again(original: Any, modified: Any) -> bool:
+    try:
+        t0 = dt.datetime.strptime(str(original).strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S")
+        t1 = dt.datetime.strptime(str(modified).strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S")
+    except ValueError:
+        return False
+    return (t1 - t0).total_seconds() > SAVED_AGAIN_S
+
+
+def _exif_of(exif: Image.Exif) -> tuple[str | None, str | None, bool, int, str | None]:
+    """(capture date, camera, has GPS, orientation, edited by) of an EXIF block. "Edited by" is
+    an editor's name from Software, or "saved again after capture" when the file's date is
+    later than its capture time: what a camera writes has neither."""
     sub: Any = {}
     try:
         sub = exif.get_ifd(_EXIF_IFD)
@@ -212,7 +233,12 @@ def _exif_of(exif: Image.Exif) -> tuple[str | None, str | None, bool, int]:
         orientation = int(orientation)
     except (TypeError, ValueError):
         orientation = 1
-    return (str(taken).strip("\x00 ") or None) if taken else None, camera or None, _GPS_IFD in exif, orientation
+    software = str(exif.get(_TAG_SOFTWARE) or "").strip("\x00 ")
+    edited_by = software[:60] if _EDITORS.search(software) else (
+        "saved again after capture" if sub.get(_TAG_DATETIME_ORIGINAL) and exif.get(_TAG_DATETIME)
+        and _saved_again(sub.get(_TAG_DATETIME_ORIGINAL), exif.get(_TAG_DATETIME)) else None)
+    return ((str(taken).strip("\x00 ") or None) if taken else None, camera or None, _GPS_IFD in exif, orientation,
+            edited_by)
 
 
 def _resize_long_edge(im: Image.Image, long_edge: int) -> Image.Image:
@@ -268,11 +294,12 @@ def _decode_raw(path: str, data: bytes, *, max_pixels: int, work_px: int, colour
     """A RAW through libraw (``raw.py``): its preview or its demosaiced image, EXIF from the RAW.
     Stored as lossless (it is the sensor's data), format = its extension (``DNG``, ``CR2``…)."""
     pic = open_raw(path, data, need_px=max(work_px, colour_px), max_pixels=max_pixels)
-    taken, camera, has_gps = None, None, False
+    taken, camera, has_gps, edited_by = None, None, False, None
     if pic.exif is not None:
-        taken, camera, has_gps, _ = _exif_of(pic.exif)
+        taken, camera, has_gps, _, edited_by = _exif_of(pic.exif)
     return _finish(pic.image, pic.width, pic.height, raw_format(path), True, None, len(data),
-                   work_px=work_px, colour_px=colour_px, taken=taken, camera=camera, has_gps=has_gps)
+                   work_px=work_px, colour_px=colour_px, taken=taken, camera=camera, has_gps=has_gps,
+                   edited_by=edited_by)
 
 
 def _decode_bytes(path: str, data: bytes, *, max_pixels: int, work_px: int, colour_px: int) -> DecodedPhoto:
@@ -297,7 +324,7 @@ def _decode_bytes(path: str, data: bytes, *, max_pixels: int, work_px: int, colo
             )
         if fmt == "PNG" and (damage := png_damage(data)):
             raise CorruptImage(path, f"corrupt PNG: {damage}")
-        taken, camera, has_gps, orientation = _exif_facts(im)
+        taken, camera, has_gps, orientation, edited_by = _exif_facts(im)
         jpeg_q = _estimate_jpeg_quality(im) if fmt in ("JPEG", "MPO") else None
         lossless = _is_lossless(im, fmt, data)
         if getattr(im, "n_frames", 1) > 1:
@@ -311,7 +338,7 @@ def _decode_bytes(path: str, data: bytes, *, max_pixels: int, work_px: int, colo
             im = ImageOps.exif_transpose(im)
     width, height = (h0, w0) if orientation in (5, 6, 7, 8) else (w0, h0)
     return _finish(im, width, height, fmt, lossless, jpeg_q, len(data), work_px=work_px, colour_px=colour_px,
-                   taken=taken, camera=camera, has_gps=has_gps)
+                   taken=taken, camera=camera, has_gps=has_gps, edited_by=edited_by)
 
 
 def _jpeg_scale(long0: int, need: int) -> int:
@@ -341,7 +368,7 @@ def _reduce_early(im: Image.Image, need: int) -> Image.Image:
 
 def _finish(im: Image.Image, width: int, height: int, fmt: str, lossless: bool, jpeg_q: int | None,
             size_bytes: int, *, work_px: int, colour_px: int, taken: str | None, camera: str | None,
-            has_gps: bool) -> DecodedPhoto:
+            has_gps: bool, edited_by: str | None = None) -> DecodedPhoto:
     """The arrays the core measures, from a decoded (and rotated) picture."""
     colour = None
     if colour_px:
@@ -356,7 +383,7 @@ def _finish(im: Image.Image, width: int, height: int, fmt: str, lossless: bool, 
     return DecodedPhoto(
         width=width, height=height, format=fmt, lossless=lossless, jpeg_quality=jpeg_q,
         size_bytes=size_bytes, content_hash="", grey32=grey32, grey9x8=grey9x8,
-        work=work, colour=colour, taken_at=taken, camera=camera, has_gps=has_gps,
+        work=work, colour=colour, taken_at=taken, camera=camera, has_gps=has_gps, edited_by=edited_by,
     )
 
 

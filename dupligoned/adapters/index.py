@@ -334,6 +334,14 @@ def m013_capture_index(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX photos_capture ON photos(camera, taken_at)")
 
 
+@migrations()
+def m014_photo_edited_by(db: sqlite_utils.Database) -> None:
+    # An editor named in a photo's EXIF, or "saved again after capture" (``decode._exif_of``):
+    # the keeper does not take such a file for the one the camera wrote. NULL for photos
+    # analysed before: nothing known.
+    db.execute("ALTER TABLE photos ADD COLUMN edited_by TEXT")
+
+
 def is_damage(exc: BaseException) -> bool:
     """Is ``exc`` SQLite saying the file is damaged (not busy, not a full disk)?"""
     return isinstance(exc, sqlite3.DatabaseError) and any(m in str(exc).lower() for m in DAMAGE_MARKERS)

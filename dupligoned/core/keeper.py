@@ -275,14 +275,16 @@ def name_evidence(path: str) -> int:
 
 
 def _camera_file(p: PhotoInfo) -> bool:
-    """A camera's make or model and a camera's name: what the camera wrote, as it wrote it."""
-    return bool(p.camera) and name_evidence(p.path) < 2
+    """A camera's make or model and a camera's name, and no editor's mark (an editor named in
+    the EXIF, or the file saved again after its capture): what the camera wrote, as it wrote it."""
+    return bool(p.camera) and name_evidence(p.path) < 2 and not p.edited_by
 
 
 def _anonymous(p: PhotoInfo) -> bool:
-    """No camera named in it and no camera's name: a messenger's, an editor's or a web copy
-    (an editor may write a date, never a camera it is not)."""
-    return not p.camera and name_evidence(p.path) == 2
+    """Not what a camera wrote: an editor's mark, or no camera named in it and no camera's name
+    (a messenger's, an editor's or a web copy; an editor may write a date, never a camera it is
+    not)."""
+    return bool(p.edited_by) or (not p.camera and name_evidence(p.path) == 2)
 
 
 def _stem(path: str) -> str:

@@ -25,6 +25,8 @@ class PhotoInfo:
     taken_at: str | None = None
     camera: str | None = None
     has_gps: bool = False
+    # An editor named in the EXIF, or "saved again after capture": not the file the camera wrote.
+    edited_by: str | None = None
     protected: bool = False
     # Room for later stages (local features for crops): name -> opaque value.
     extra: dict[str, object] = field(default_factory=dict, compare=False, hash=False)

@@ -30,6 +30,7 @@ def info_from_decoded(path: str, dec: DecodedPhoto, *, protected: bool = False) 
         taken_at=dec.taken_at,
         camera=dec.camera,
         has_gps=dec.has_gps,
+        edited_by=dec.edited_by,
         protected=protected,
         extra=orb.photo_extra(dec.work),  # crop-stage features, from the same working image
     )

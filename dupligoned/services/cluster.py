@@ -147,7 +147,7 @@ def _info(row: dict[str, Any], protected: bool) -> PhotoInfo:
         content_hash=str(row["content_hash"]), phash=u64(row["phash"]), dhash=u64(row["dhash"]),
         quality=Quality(float(row["sharpness"]), float(row["brightness"]), float(row["contrast"]),
                         float(row["noise"]), int(row["faces"] or 0)),
-        taken_at=row["taken_at"], camera=row["camera"], has_gps=bool(row["has_gps"]),
+        taken_at=row["taken_at"], camera=row["camera"], has_gps=bool(row["has_gps"]), edited_by=row["edited_by"],
         protected=protected,
     )
 

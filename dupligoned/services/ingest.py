@@ -93,7 +93,7 @@ def analyse_for_index(job: AnalysisJob, *, last_attempt: bool = True) -> dict[st
         # Faces are not looked for at ingest (they only decide between distinct shots of a
         # group, where the keeper counts them): NULL, "not measured", never a false 0.
         "contrast": q.contrast, "noise": q.noise, "faces": None,
-        "taken_at": info.taken_at, "camera": info.camera, "has_gps": info.has_gps,
+        "taken_at": info.taken_at, "camera": info.camera, "has_gps": info.has_gps, "edited_by": info.edited_by,
         "thumb": base64.b64encode(thumb).decode("ascii"),
         "features": None if feats is None else base64.b64encode(feats.to_bytes()).decode("ascii"),
         "features_version": orb.FEATURES_VERSION,
@@ -510,12 +510,12 @@ class Ingest:
                     """UPDATE photos SET status = 'ok', error = NULL, analysed_at = ?, analyses = analyses + 1, worker = NULL,
                        content_hash = ?, phash = ?, dhash = ?, phash_dhash = ?, width = ?, height = ?, format = ?,
                        lossless = ?, jpeg_quality = ?, sharpness = ?, brightness = ?, contrast = ?, noise = ?, faces = ?,
-                       taken_at = ?, camera = ?, has_gps = ?, thumb = ? WHERE id = ?""",
+                       taken_at = ?, camera = ?, has_gps = ?, edited_by = ?, thumb = ? WHERE id = ?""",
                     (now, payload["content_hash"], to_signed64(p), to_signed64(d), combined_hex(p, d),
                      payload["width"], payload["height"], payload["format"], int(payload["lossless"]),
                      payload["jpeg_quality"], payload["sharpness"], payload["brightness"], payload["contrast"],
                      payload["noise"], payload["faces"], payload["taken_at"], payload["camera"],
-                     int(payload["has_gps"]), thumb_rel, pid),
+                     int(payload["has_gps"]), payload.get("edited_by"), thumb_rel, pid),
                 )
                 _store_features(conn, pid, payload.get("features"), int(payload.get("features_version") or 1))
                 sessions.mark_dirty(conn, sessions.sessions_touching(conn, [pid]))
