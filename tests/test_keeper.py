@@ -267,3 +267,23 @@ def test_the_cameras_file_is_not_a_darker_copy_of_brightened_edits(tmp_path: Pat
               synth.save(synth.noise(gained.crop((12, 40, 1000, 740)), 3, 91), tmp_path / "Downloads" / "image (12).jpg", 92)]
     decision = decide_group([analyse_file(str(p)) for p in [orig, *copies]])
     assert decision.keep == [str(orig)], [v.reason for v in decision.verdicts]
+
+
+def test_an_editors_lossless_export_that_kept_the_exif_does_not_outrank_the_cameras_jpeg(tmp_path: Path) -> None:
+    """An editor sharpened and denoised the camera's JPEG and exported a PNG that keeps the
+    camera's EXIF with its own name in Software: "camera data" on both sides, and the lossless
+    PNG ranked first. Camera data with an editor's mark no longer counts as the camera's."""
+    camera = {"make": "Apple", "model": "iPhone 8", "datetime": "2020:07:01 12:00:00"}
+    wrong = []
+    for seed in (41, 42):
+        im = synth.scene(seed, (900, 700))
+        orig = synth.save(im, tmp_path / str(seed) / "Photos" / "2020" / "IMG_7283.JPG", 78, camera=camera)
+        with Image.open(orig) as o:
+            edited = o.convert("RGB").filter(ImageFilter.MedianFilter(3)).filter(ImageFilter.UnsharpMask(2, 150, 2))
+        ex = synth.exif(camera=camera)
+        ex[0x0131], ex[0x0132] = "Adobe Photoshop Lightroom Classic 12.0 (Windows)", "2021:08:14 19:00:00"
+        png = synth.save(edited, tmp_path / str(seed) / "Downloads" / "image (97).png", exif_block=ex)
+        decision = decide_group([analyse_file(str(orig)), analyse_file(str(png))])
+        if decision.keep != [str(orig)]:
+            wrong.append((seed, [v.reason for v in decision.verdicts]))
+    assert not wrong, wrong

@@ -610,7 +610,8 @@ def decide(
             protected_first,
             -shot_score[capture[k]] if capture else 0.0,
             0.0 if k in ancestors else 1.0,
-            0.0 if (p.camera or p.taken_at) else 1.0,  # messengers and web exports strip EXIF
+            # messengers and web exports strip EXIF; an editor's export keeps it, with its mark
+            0.0 if (p.camera or p.taken_at) and not p.edited_by else 1.0,
             0.0 if p.lossless else 1.0,
             float(name_evidence(p.path)),  # a camera's name in DCIM, a camera's name, another
             round(totals[k] / worst, 2),
