@@ -289,20 +289,26 @@ class Builder:
         self.groups.append({"id": f"{kind[:2]}{len(self.groups):03d}", "kind": kind, "members": members,
                             "best": best})
 
+    # What a chain is made of (``HardBuilder`` changes these).
+    edits = EDITS
+    edit_counts: tuple[int, ...] = (1, 1, 2, 2, 3)
+    heic_share = 0.15  # of chain originals
+    from_original = 0.6  # share of copies made from the original (the rest from any member)
+    copy_formats: tuple[str, ...] = ("JPEG", "JPEG", "JPEG", "PNG", "WEBPL", "HEIF")
+
     def chain_group(self) -> None:
         r = self.r
-        base, rel, fmt, q, cam = self.original(heic=r.random() < 0.15)
+        base, rel, fmt, q, cam = self.original(heic=r.random() < self.heic_share)
         members = [rel]
         nodes = [(base, q)]
         history = {rel: f"original {fmt} q{q}"}
         for _ in range(r.randint(2, 4)):
-            pick = 0 if r.random() < 0.6 else r.randrange(len(nodes))
-            parent, pq = nodes[pick] if pick == 0 else nodes[pick]
-            im = parent
-            edits = r.sample(sorted(EDITS), r.choice([1, 1, 2, 2, 3]))
+            pick = 0 if r.random() < self.from_original else r.randrange(len(nodes))
+            im, pq = nodes[pick]
+            edits = r.sample(sorted(self.edits), r.choice(self.edit_counts))
             for e in edits:
-                im = EDITS[e](im, r, self.wide)
-            crel, back, cfmt, cq = self.save_copy(im, rel, pq, cam, ["JPEG", "JPEG", "JPEG", "PNG", "WEBPL", "HEIF"])
+                im = self.edits[e](im, r, self.wide)
+            crel, back, cfmt, cq = self.save_copy(im, rel, pq, cam, list(self.copy_formats))
             members.append(crel)
             nodes.append((back, cq or 100))
             history[crel] = f"from {members[pick]}: {'+'.join(edits)} -> {cfmt} q{cq}"
@@ -472,22 +478,11 @@ class HardBuilder(Builder):
             return rel, reload(im, "JPEG", q), "JPEG", q
         return super().save_copy(im, orig_rel, src_q, cam, fmts + ["WEBP"], kind)
 
-    def chain_group(self) -> None:
-        r = self.r
-        base, rel, fmt, q, cam = self.original(heic=r.random() < 0.25)
-        members, nodes, history = [rel], [(base, q)], {rel: f"original {fmt} q{q}"}
-        for _ in range(r.randint(2, 4)):
-            pick = 0 if r.random() < 0.5 else r.randrange(len(nodes))
-            im, pq = nodes[pick]
-            edits = r.sample(sorted(HARD_EDITS), r.choice([1, 2, 2, 3, 4]))
-            for e in edits:
-                im = HARD_EDITS[e](im, r, True)
-            crel, back, cfmt, cq = self.save_copy(im, rel, pq, cam, ["JPEG", "JPEG", "PNG", "WEBPL", "HEIF"])
-            members.append(crel)
-            nodes.append((back, cq or 100))
-            history[crel] = f"from {members[pick]}: {'+'.join(edits)} -> {cfmt} q{cq}"
-        self.add_group("chain", members, [rel])
-        self.groups[-1]["history"] = history
+    edits = HARD_EDITS
+    edit_counts = (1, 2, 2, 3, 4)
+    heic_share = 0.25
+    from_original = 0.5
+    copy_formats = ("JPEG", "JPEG", "PNG", "WEBPL", "HEIF")
 
     def burst_group(self) -> None:
         import cv2
