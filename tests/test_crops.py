@@ -53,6 +53,12 @@ def make_crop_family(folder: Path, im: Image.Image, name: str) -> dict[str, Path
     return out
 
 
+def _work(path: str):  # the working image the analysis extracts features from
+    from dupligoned.adapters.decode import decode_photo
+
+    return decode_photo(path).work
+
+
 def _analyse(paths: list[Path]) -> list[PhotoInfo]:
     return [analyse_file(str(p)) for p in paths]
 
@@ -316,9 +322,12 @@ def test_check_crop_rejects_what_is_not_a_crop(what):
 
 def test_features_are_compact_and_survive_storage(families):
     _, photos = families
+    with_alt = CropParams(alt_scales=(1.2**-0.5, 1.2**0.5))  # off by default (bench/README)
     for p in photos:
-        f = orb.features_of(p.extra)
-        assert f is not None and 8 <= len(f) <= CropParams().max_keypoints
+        base = orb.features_of(p.extra)
+        assert base is not None and base.alt.shape[0] == 0 and base.nbytes <= 3072  # the default: no alternates
+        f = orb.extract(_work(p.path), with_alt)
+        assert 8 <= len(f) <= CropParams().max_keypoints
         # What stays once searched: 150 keypoints × 18 B + a 256 B thumbnail; until then the
         # alternates (two more descriptors a keypoint).
         assert f.base_nbytes <= 3072 and f.alt.shape == (2, len(f), 16) and f.nbytes <= 8192

@@ -61,7 +61,11 @@ class CropParams:
     # looks with its keypoints described at these scales (half a level either way, so one of
     # its three descriptors is at most a quarter of a level off): the query's alternates,
     # kept until the photo is searched, never stored in the crop index nor used to verify.
-    alt_scales: tuple[float, ...] = (1.2**-0.5, 1.2**0.5)
+    # Off by default: (1.2**-0.5, 1.2**0.5) finds 1.5-2.4 points more of the labelled crop sets
+    # (crop set R 0.954 -> 0.969, own 0.961 -> 0.985) and 5-9 more of the 151 crops planted at
+    # 100k, but two more ORB passes a photo made the dev scan 14% slower than the issue-17
+    # reference (1.00 without) and each 1M search pass 1.3-1.5x (bench/README).
+    alt_scales: tuple[float, ...] = ()
     # ... for the keypoints of pyramid levels from this one up: what a crop shown 1.2² = 1.44× or
     # more larger than in its original matches with (its finer levels meet nothing there). The
     # query's descriptors then number 1.9× its keypoints, not 3×: at 1M photos each query
