@@ -8,7 +8,6 @@ typed ``PhotoError`` with a short reason.
 
 from __future__ import annotations
 
-import datetime as dt
 import errno
 import hashlib
 import io
@@ -25,6 +24,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from dupligoned.adapters.raw import RAW_EXTENSIONS, open_raw, raw_format
 from dupligoned.core.hashing import DHASH_SHAPE, PHASH_SIZE
+from dupligoned.core.originals import capture_seconds
 from dupligoned.errors import CorruptImage, EmptyFile, NotAnImage, TooManyPixels, UnreadableFile
 
 try:  # HEIC/HEIF (and AVIF on older Pillow) through libheif
@@ -207,12 +207,8 @@ def _exif_facts(im: Image.Image) -> tuple[str | None, str | None, bool, int, str
 
 
 def _saved_again(original: Any, modified: Any) -> bool:
-    try:
-        t0 = dt.datetime.strptime(str(original).strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S")
-        t1 = dt.datetime.strptime(str(modified).strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S")
-    except ValueError:
-        return False
-    return (t1 - t0).total_seconds() > SAVED_AGAIN_S
+    t0, t1 = capture_seconds(str(original)), capture_seconds(str(modified))
+    return t0 is not None and t1 is not None and t1 - t0 > SAVED_AGAIN_S
 
 
 def _exif_of(exif: Image.Exif) -> tuple[str | None, str | None, bool, int, str | None]:

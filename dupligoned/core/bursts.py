@@ -22,7 +22,6 @@ Pure: times are EXIF strings, features are arrays; OpenCV's matching is in ``ada
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dupligoned.core.crops import appearance_ncc
+from dupligoned.core.originals import capture_seconds
 
 
 @dataclass(frozen=True)
@@ -58,17 +58,6 @@ class Capture(Protocol):
     def taken_at(self) -> str | None: ...
     @property
     def content_hash(self) -> str: ...
-
-
-def capture_seconds(taken_at: str | None) -> float | None:
-    """Seconds of an EXIF capture time ("YYYY:MM:DD HH:MM:SS"), None when absent or unreadable."""
-    if not taken_at:
-        return None
-    try:
-        when = dt.datetime.strptime(taken_at[:19].replace("-", ":", 2), "%Y:%m:%d %H:%M:%S")
-    except ValueError:
-        return None
-    return when.replace(tzinfo=dt.UTC).timestamp()
 
 
 def candidate_pairs(photos: Sequence[Capture], params: BurstParams = BurstParams()) -> list[tuple[int, int]]:

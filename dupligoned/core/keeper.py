@@ -297,6 +297,11 @@ def _two_captures(a: PhotoInfo, b: PhotoInfo) -> bool:
     return name_evidence(a.path) < 2 and name_evidence(b.path) < 2 and _stem(a.path).upper() != _stem(b.path).upper()
 
 
+def _capture_file(p: PhotoInfo) -> bool:
+    """A camera's name and a capture time: a file that may be a capture of its own."""
+    return name_evidence(p.path) < 2 and bool(p.taken_at)
+
+
 def _captures(photos: Sequence[PhotoInfo], members: Sequence[int]) -> dict[int, int] | None:
     """The capture each member belongs to (as one member of it), when the members hold more than
     one: files a camera named differently (DSC_8457, DSC_8458) that carry different capture
@@ -307,7 +312,7 @@ def _captures(photos: Sequence[PhotoInfo], members: Sequence[int]) -> dict[int, 
     capture: dict[int, int] = {}
     for k in sorted(members, key=lambda k: _tie_key(photos[k])):
         p = photos[k]
-        if name_evidence(p.path) == 2 or not p.taken_at:
+        if not _capture_file(p):
             continue
         same = [r for r in roots if p.taken_at == photos[r].taken_at
                 or _stem(p.path).upper() == _stem(photos[r].path).upper()]
@@ -589,7 +594,7 @@ def decide(
     capture = _captures(photos, left)
     shot_score = {} if capture is None else {
         c: max(round(score(photos[k].quality, params.weights), 3) for k in left
-               if capture[k] == c and name_evidence(photos[k].path) < 2 and photos[k].taken_at)
+               if capture[k] == c and _capture_file(photos[k]))
         for c in set(capture.values())}
     # The medoid over every same-size copy, the ones already dropped too: they are branches of
     # the same tree, and the source sits nearest its copies (one change from each).
@@ -630,6 +635,12 @@ def decide(
     keeper = photos[best]
     uncertain = _uncertain(photos, ranked, rank, distinct_shots, bool(derived))
     verdicts: dict[int, Verdict] = {}
+
+    def scores(k: int) -> str:
+        """The quality scores of ``k`` and the keeper, as the cards show them."""
+        return (f"quality score {on_card(card[k].quality, params.weights)['score']:.2f} vs "
+                f"{on_card(card[best].quality, params.weights)['score']:.2f}")
+
     for k in range(n):
         p = photos[k]
         if k == best:
@@ -656,18 +667,10 @@ def decide(
             if source is not None:
                 named[k] = source
         elif distinct_shots and _camera_file(keeper) and not _camera_file(p):
-            verdicts[k] = Verdict(
-                p.path, False,
-                f"edited copy or another shot of {_name(keeper)}, the camera's file (its camera data and name; "
-                f"quality score {on_card(card[k].quality, params.weights)['score']:.2f} vs "
-                f"{on_card(card[best].quality, params.weights)['score']:.2f})",
-            )
+            verdicts[k] = Verdict(p.path, False, f"edited copy or another shot of {_name(keeper)}, the camera's "
+                                                 f"file (its camera data and name; {scores(k)})")
         elif distinct_shots or (capture and capture[k] != capture[best]):
-            verdicts[k] = Verdict(
-                p.path, False,
-                f"weaker shot than {_name(keeper)} (quality score "
-                f"{on_card(card[k].quality, params.weights)['score']:.2f} vs {on_card(card[best].quality, params.weights)['score']:.2f})",
-            )
+            verdicts[k] = Verdict(p.path, False, f"weaker shot than {_name(keeper)} ({scores(k)})")
         elif keeper.lossless and not p.lossless:
             verdicts[k] = Verdict(p.path, False, f"lossy copy of lossless {_name(keeper)}")
         elif (qb := q(best)) and (qk := q(k)) and qk < qb:

@@ -14,6 +14,7 @@ Pure: paths are strings, no file is opened.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -52,6 +53,17 @@ def same_capture(a: str | None, b: str | None) -> bool:
     """Capture times match, or one is unknown (a stripped EXIF must not break a pair apart:
     keeping both is the safe side)."""
     return a is None or b is None or a[:19] == b[:19]
+
+
+def capture_seconds(taken_at: str | None) -> float | None:
+    """Seconds of an EXIF date ("YYYY:MM:DD HH:MM:SS"), None when absent or unreadable."""
+    if not taken_at:
+        return None
+    try:
+        when = dt.datetime.strptime(taken_at.strip("\x00 ")[:19].replace("-", ":", 2), "%Y:%m:%d %H:%M:%S")
+    except ValueError:
+        return None
+    return when.replace(tzinfo=dt.UTC).timestamp()
 
 
 def raw_jpeg_pairs(photos: Sequence[Shot]) -> dict[int, int]:

@@ -16,6 +16,7 @@ from dupligoned.adapters.index import Index
 from dupligoned.core import bursts
 from dupligoned.core.crops import LocalFeatures
 from dupligoned.core.model import PhotoInfo
+from dupligoned.core.originals import capture_seconds
 
 Features = Callable[[Sequence[int]], Mapping[int, LocalFeatures]]
 
@@ -54,7 +55,7 @@ def partners(index: Index, ids: Iterable[int], params: bursts.BurstParams = burs
     candidates for their bursts, wherever their session), ``ids`` left out."""
     spans = set()
     for camera, taken in index.captures(ids).values():
-        t = bursts.capture_seconds(taken)
+        t = capture_seconds(taken)
         if t is None:
             continue
         first, last = (dt.datetime.fromtimestamp(t + d, dt.UTC).strftime("%Y:%m:%d %H:%M:%S")

@@ -281,11 +281,12 @@ def cluster_session(
         infos = [_info(r, bool(r["folder_protected"])) for r in rows]
         by_path = {str(r["path"]): int(r["id"]) for r in rows}
         own_set = set(own)
-        verified, infos = _crop_links(infos, [int(r["id"]) for r in rows], crop_pairs)
+        row_ids = [int(r["id"]) for r in rows]
+        verified, infos = _crop_links(infos, row_ids, crop_pairs)
         # A RAW+JPEG pair is one shot whatever the hash distance of the two developments.
         verified = originals.join_links(verified, originals.pair_links(infos))
         # ... and the frames of a burst, whatever their hash distance.
-        verified = originals.join_links(verified, bursts.links(infos, bursts.features_in_index(index, [int(r["id"]) for r in rows])))
+        verified = originals.join_links(verified, bursts.links(infos, bursts.features_in_index(index, row_ids)))
         grouping = group_photos(infos, params, verified=verified, eps=eps)  # the library's: no k-distances here
         rules = rules_service.effective(index, settings.rules)
         row_of = {str(r["path"]): r for r in rows}

@@ -70,12 +70,13 @@ def look_closer(
     return out, _with_history(keeper.compare(images), planes, photos), planes
 
 
-def _with_faces(closer: list[PhotoInfo], planes: Sequence[LumaPlane | None], counted: dict[str, int]) -> list[PhotoInfo]:
-    """The members re-measured with their faces counted (into ``counted``, by path). Faces only
+def _with_faces(closer: list[PhotoInfo], planes: Sequence[LumaPlane | None]) -> tuple[list[PhotoInfo], dict[str, int]]:
+    """The members with their faces counted, and the counts by path. Faces only
     enter the keeper's choice where the quality score ranks the members (distinct shots, the
     frames of a burst): between copies of one shot they cannot differ, so only such groups pay
     for the detector."""
     out = []
+    counted: dict[str, int] = {}
     for p, plane in zip(closer, planes, strict=True):
         if plane is None:
             out.append(p)
@@ -84,7 +85,7 @@ def _with_faces(closer: list[PhotoInfo], planes: Sequence[LumaPlane | None], cou
         f = min(1.0, FACES_PX / max(full.shape))
         counted[p.path] = count_faces(_resize(full, round(full.shape[1] * f), round(full.shape[0] * f)))
         out.append(replace(p, quality=replace(p.quality, faces=counted[p.path])))
-    return out
+    return out, counted
 
 
 def _with_history(
@@ -166,7 +167,7 @@ def decide_group(photos: Sequence[PhotoInfo], params: keeper.KeeperParams = keep
     decision = keeper.decide(closer, comparison, params, shown=photos)
     faces: dict[str, int] = {}
     if decision.by_quality:
-        closer = _with_faces(closer, planes, faces)
+        closer, faces = _with_faces(closer, planes)
         decision = keeper.decide(closer, comparison, params, shown=photos)
     # The carried-error test (the costliest evidence) only where it can change the keeper: a pair
     # it could read whose source is not the keeper already (its copies made from the keeper only
