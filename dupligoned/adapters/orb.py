@@ -196,7 +196,7 @@ def match(a: LocalFeatures, b: LocalFeatures, params: CropParams = CropParams())
 def is_burst(a: LocalFeatures, b: LocalFeatures, params: BurstParams = BurstParams()) -> bool:
     """Are ``a`` and ``b`` two frames of one view (``core.bursts.check_burst``)? The same
     matching as a crop's: mutual ratio-tested matches, RANSAC, the guided pass, the refit."""
-    fit = _fit(a, b, CropParams())
+    fit = _fit(a, b, params.fit)
     if fit is None:
         return False
     m, pa, pb = fit

@@ -30,7 +30,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from dupligoned.core.crops import appearance_ncc
+from dupligoned.core.crops import CropParams, appearance_ncc
 from dupligoned.core.originals import capture_seconds
 
 
@@ -43,6 +43,10 @@ class BurstParams:
     max_median_residual_px: float = 1.5  # one view, moved: no parallax to speak of
     min_overlap: float = 0.75  # of each frame: a panorama's frames overlap far less
     min_appearance_ncc: float = 0.85  # the overlap correlates as the same scene (blur lowers it little)
+    # The keypoint fit (``adapters/orb._fit``) with the crop stage's first settings, with which
+    # every burst figure was measured (bench/README "Bursts and captures"): not moved with the
+    # crop stage's looser ones.
+    fit: CropParams = CropParams(ransac_px=3.0, min_seed=4, guided_px=1.5, guided_bits=40)
 
     def __post_init__(self) -> None:
         if self.window_s < 0 or self.min_inliers < 4 or not 0 < self.min_overlap <= 1:
