@@ -42,8 +42,8 @@ def _synthetic(n: int, seed: int, k: int = 60) -> list[LocalFeatures]:
 def test_a_query_keypoint_votes_with_its_alternates_once() -> None:
     """A crop's keypoints described half a pyramid level either way (``alt``) find the partners
     its own descriptors miss; a keypoint votes once however many of its descriptors find one.
-    The whole index, stored segments and the streamed search agree."""
-    from dupligoned.core.crop_search import StreamedQuery, descriptors_of_blobs
+    The whole index and stored segments (read back from stored blobs) agree."""
+    from dupligoned.core.crops import descriptors_of_blobs
 
     params = CropParams(min_votes=1)
     rng = np.random.default_rng(2)
@@ -57,12 +57,10 @@ def test_a_query_keypoint_votes_with_its_alternates_once() -> None:
     whole.add([stored])
     assert _triples(whole.votes([query])) == [(0, 0, 15.0)]
     assert len(whole.votes([query.without_alt()])) == 0
-    seg = make_segment(stored.desc, np.zeros(60, np.int64), params)
-    assert _triples(segment_votes([query], [seg], params)) == [(0, 0, 15.0)]
-    streamed = StreamedQuery([query], [1], params)
     desc, owner = descriptors_of_blobs([stored.to_bytes()])
-    streamed.feed(desc, owner)
-    assert _triples(streamed.votes()) == [(0, 0, 15.0)]
+    assert np.array_equal(desc, stored.desc) and not owner.any()
+    seg = make_segment(desc, owner, params)
+    assert _triples(segment_votes([query], [seg], params)) == [(0, 0, 15.0)]
 
 
 def _triples(p: object) -> list[tuple[int, int, float]]:

@@ -1,21 +1,21 @@
 """Heavy crops in the daemon: the real ``dupligoned`` finds a crop of an old original and the
 original of old crops, keeps the original, and keeps the features across a restart.
 
-Also, in-process: the daemon's streamed candidate search proposes exactly what the one-shot
-index (``CropIndex``) proposes for the same photos.
+Also, in-process: the daemon's search over stored segments finds exactly the votes the one-shot
+index (``CropIndex``) finds for the same photos.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from dupligoned.core.crop_index import CropIndex
-from dupligoned.core.crop_search import StreamedQuery, descriptors_of_blobs
-from dupligoned.core.crops import CropParams, LocalFeatures, quantise
+from dupligoned.core.crop_index import CropIndex, make_segment, segment_votes, top_candidates
+from dupligoned.core.crops import CropParams, LocalFeatures, descriptors_of_blobs, quantise
 from tests.daemon_support import Daemon, groups, rows, settled, status, wait_for, write_config
 from tests.test_crops import _aspect, _frac, _src
 
@@ -117,20 +117,27 @@ def _synthetic(n: int, seed: int) -> list[LocalFeatures]:
     return out
 
 
-@pytest.mark.parametrize("max_bucket", [3, 64])  # with and without stop words at work
-def test_streamed_search_proposes_what_the_whole_index_proposes(max_bucket: int) -> None:
-    params = CropParams(max_bucket=max_bucket, min_votes=2)
+@pytest.mark.parametrize("max_bucket,share", [(3, 32.0), (64, 32.0), (3, 2800.0)])  # stop words: fixed, none, scaled
+def test_the_stored_segments_propose_what_the_whole_index_proposes(max_bucket: int, share: float) -> None:
+    """The daemon's search (the library as stored blobs, in segments) and the one-shot scan's
+    whole index agree on every vote and candidate, with stop words at work, fixed or grown with
+    the library (``CropParams.bucket_cap``: 2,800 times a bucket's even share is 6 here, not 3)."""
+    params = CropParams(max_bucket=max_bucket, stop_word_share=share, min_votes=2)
     feats = _synthetic(600, 1)
     index = CropIndex(params)
     index.add(feats)
+    assert params.bucket_cap(index.descriptors) == (6 if share > 1e3 else max_bucket)
     query_ids = list(range(500, 600))
-    rank = np.arange(len(feats))[::-1].copy()  # ties broken against the ids
-    want = index.candidates([feats[i] for i in query_ids], np.array(query_ids), rank)
-    q = StreamedQuery([feats[i] for i in query_ids], query_ids, params)
+    want = index.votes([feats[i] for i in query_ids], np.array(query_ids))
+    segments = []
     for b in range(0, len(feats), 128):  # the library in blocks, as stored blobs
         desc, owner = descriptors_of_blobs([f.to_bytes() for f in feats[b : b + 128]])
-        q.feed(desc, owner + b)
-    got = q.candidates(lambda ids: rank[ids])
-    assert len(want) > 50
+        segments.append(make_segment(desc, owner + b, params))
+    got = segment_votes([feats[i] for i in query_ids], segments, params, np.array(query_ids))
+    assert len(top_candidates(want, params)) > 50
+    if share > 1e3:  # the grown cap lets through votes the fixed one stops
+        fixed = segment_votes([feats[i] for i in query_ids], segments, replace(params, stop_word_share=0.0),
+                              np.array(query_ids))
+        assert got.dist.sum() > fixed.dist.sum()
     assert sorted(zip(got.i.tolist(), got.j.tolist(), got.dist.tolist(), strict=True)) == \
         sorted(zip(want.i.tolist(), want.j.tolist(), want.dist.tolist(), strict=True))

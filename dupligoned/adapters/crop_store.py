@@ -41,8 +41,7 @@ import numpy.typing as npt
 
 from dupligoned.adapters.index import Index
 from dupligoned.core.crop_index import Segment, make_segment
-from dupligoned.core.crop_search import descriptors_of_blobs
-from dupligoned.core.crops import DESC_BYTES, CropParams
+from dupligoned.core.crops import DESC_BYTES, CropParams, descriptors_of_blobs
 
 log = logging.getLogger("dupligone.crop_store")
 

@@ -110,7 +110,7 @@ class CropIndex:
     a disjoint slice of ``hash_bits`` of its 128 bits (ORB's tests are chosen to be uncorrelated;
     no training, so the index is the same whatever the library holds). Two descriptors of one keypoint (a few bits apart) share a bucket
     in at least one table with good odds; unrelated ones almost never. Buckets holding more than
-    ``max_bucket`` descriptors (flat sky, repeated texture) are ignored like stop words. A query
+    ``CropParams.bucket_cap`` descriptors (flat sky, repeated texture) are ignored like stop words. A query
     keypoint votes for every photo owning a descriptor within ``match_bits`` of one of its
     descriptors (``LocalFeatures.query_desc``: the base one and the alternates) in a shared
     bucket; each query photo keeps its ``candidates_per_photo`` best-voted photos.
@@ -173,13 +173,14 @@ class CropIndex:
         if not q.shape[0] or not self.descriptors:
             return empty
         qkeys = _keys(q, self.params)
+        cap = self.params.bucket_cap(self.descriptors)
         hit_q, hit_lib = [], []
         for seg in self._segments:
             for t in range(qkeys.shape[1]):
                 qo = np.argsort(qkeys[:, t])  # sorted queries: the binary searches stay in cache
                 qk = qkeys[qo, t].astype(np.uint32)
                 lo, size = _buckets(seg.keys[t], qk)
-                size[size > self.params.max_bucket] = 0  # stop words
+                size[size > cap] = 0  # stop words
                 if size.any():
                     hq, hlib = _bucket_hits(q, qo, lo, size, seg.order[t], seg.words, seg.own, self.params.match_bits)
                     hit_q.append(hq)
@@ -258,7 +259,7 @@ def segment_votes(
 
     The rule of ``CropIndex.votes``: a query keypoint votes once for each photo owning a
     descriptor within ``match_bits`` of one of its descriptors in a shared bucket; a bucket holding more than
-    ``max_bucket`` descriptors over all segments is a stop word; ``query_ids`` are not paired
+    ``CropParams.bucket_cap`` of all the segments' descriptors is a stop word; ``query_ids`` are not paired
     with themselves. ``release(s)`` is called each time segment ``s`` is done with for a
     while, so that a caller holding memory-mapped files can let their pages go.
     """
@@ -301,7 +302,8 @@ def segment_votes(
         spans.append(row)
         if release is not None:
             release(s)
-    full = [total[t] > params.max_bucket for t in tables]  # stop words, over all segments
+    cap = params.bucket_cap(sum(len(seg) for seg in segments))
+    full = [total[t] > cap for t in tables]  # stop words, over all segments
     # ... then the descriptors in them.
     hit_q: list[npt.NDArray[np.int64]] = []
     hit_lib: list[npt.NDArray[np.int64]] = []

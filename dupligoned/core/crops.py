@@ -78,7 +78,15 @@ class CropParams:
     candidates_per_photo: int = 8  # bounds the verification work to ≤ 8 pairs a photo
     hash_bits: int = 24  # bits of a bucket key: 16M buckets, under one descriptor each at 100k photos
     hash_tables: int = 5  # 5 × 24 of 128 bits; two descriptors 8% apart meet with 1-(1-.92²⁴)⁵ ≈ 52%
-    max_bucket: int = 64  # fuller buckets (sky, repeated texture) are stop words
+    # Fuller buckets (sky, repeated texture) are stop words: more than ``max_bucket``
+    # descriptors, or in a large library more than ``stop_word_share`` times a bucket's even
+    # share of them. A fixed cap made stop words of ever more buckets as the library grew (at
+    # 1M photos, 9 descriptors a bucket on average): of the 150 crops planted in
+    # bench/library_scale.py, 119 had their original among their candidates at 100k and 98 at
+    # 1M. With the cap at 32 times the even share (286 at 1M; 64 still below 224,000 photos),
+    # 119 at 1M, for 1.4x the search's time there (bench/README "Crop verification").
+    max_bucket: int = 64
+    stop_word_share: float = 32.0
     # Verification.
     ratio: float = 0.85  # Lowe's ratio test on the two nearest descriptors
     # Positions are kept to 1/255 of the working image: 2 px steps on its 512-px side, so a
@@ -110,6 +118,11 @@ class CropParams:
     # set, our own crop set and dev all measure 0.99 or more.
     min_resolution_ratio: float = 0.8
 
+    def bucket_cap(self, descriptors: int) -> int:
+        """The most descriptors a bucket may hold before it is a stop word, in an index of
+        ``descriptors`` in all."""
+        return max(self.max_bucket, int(self.stop_word_share * descriptors / (1 << self.hash_bits)))
+
     def __post_init__(self) -> None:
         problems = []
         if not 0 <= self.min_resolution_ratio <= 1:
@@ -122,6 +135,8 @@ class CropParams:
             problems.append("match_bits must be in (0, 128)")
         if not 8 <= self.hash_bits <= 32 or self.hash_bits * self.hash_tables > DESC_BYTES * 8:
             problems.append("need 8 ≤ hash_bits ≤ 32 and hash_bits × hash_tables ≤ 128")
+        if self.max_bucket < 1 or self.stop_word_share < 0:
+            problems.append("need max_bucket ≥ 1 and stop_word_share ≥ 0")
         if self.min_votes < 1 or self.candidates_per_photo < 1:
             problems.append("min_votes and candidates_per_photo must be ≥ 1")
         if not 0 < self.ratio <= 1:
@@ -216,6 +231,21 @@ class LocalFeatures:
             raise ValueError("crop features: bad alternates")
         alt = np.frombuffer(data[base + 2 :], np.uint8).reshape(s, k, DESC_BYTES).copy()
         return cls(w, h, pos, desc, thumb, alt)
+
+
+def descriptors_of_blobs(blobs: Sequence[bytes]) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+    """(M, 16) descriptors of ``LocalFeatures.to_bytes`` blobs, and the blob index of each,
+    without building the feature objects (a library streams through this when the crop index
+    is rebuilt)."""
+    parts: list[bytes] = []
+    counts = np.empty(len(blobs), np.int64)
+    for n, b in enumerate(blobs):
+        k = int.from_bytes(b[4:6], "little")
+        at = 8 + 2 * k
+        parts.append(b[at : at + DESC_BYTES * k])
+        counts[n] = k
+    desc = np.frombuffer(b"".join(parts), np.uint8).reshape(-1, DESC_BYTES)
+    return desc, np.repeat(np.arange(len(blobs), dtype=np.int64), counts)
 
 
 def quantise(
