@@ -17,6 +17,7 @@ import pytest
 from dupligoned.adapters import crop_store
 from dupligoned.adapters.crop_store import CropStore
 from dupligoned.adapters.index import Index, open_index
+from dupligoned.core import crop_index
 from dupligoned.core.crop_index import CropIndex, make_segment, segment_votes
 from dupligoned.core.crops import CropParams, LocalFeatures, quantise
 from dupligoned.services import library_crops
@@ -84,6 +85,32 @@ def test_stored_segments_vote_as_the_whole_index(max_bucket: int) -> None:
     assert len(want) > 200
     assert _triples(got) == _triples(want)
     assert set(released) == {0, 1, 2}
+
+
+def test_a_few_photos_search_a_large_segment_through_its_fence_posts() -> None:
+    """A query sparse in a segment (one photo against many) reads each key's window between
+    two fence posts, not a binary search over the whole segment: the same votes as the whole
+    index, and the fence posts were made and used."""
+    params = CropParams(min_votes=2)
+    feats = _synthetic(600, 5)
+    whole = CropIndex(params)
+    whole.add(feats)
+    seg = make_segment(np.concatenate([f.desc for f in feats]), np.repeat(np.arange(600), [len(f) for f in feats]), params)
+    for q in (3, 250, 599):
+        query = feats[q].without_alt()
+        assert len(query) * crop_index.SPARSE_QUERY < len(seg)
+        want = whole.votes([query], np.array([q]))
+        assert len(want) > 0 and _triples(segment_votes([query], [seg], params, np.array([q]))) == _triples(want)
+    assert sorted(seg._fences) == list(range(params.hash_tables))
+
+
+def test_the_window_between_fence_posts_holds_the_first_key_not_below_the_query() -> None:
+    rng = np.random.default_rng(3)
+    for n in (1, 7, crop_index.FENCE - 1, crop_index.FENCE, crop_index.FENCE + 1, 5 * crop_index.FENCE + 3):
+        keys = np.sort(rng.integers(0, 4 * n, n)).astype(np.uint32)  # repeated keys: buckets
+        q = np.sort(np.r_[rng.integers(0, 4 * n + 2, 300), keys[rng.integers(0, n, 50)], 0, keys[0], keys[-1]])
+        got = crop_index._lower_bound(keys, q.astype(np.uint32), crop_index._fence(keys))
+        assert np.array_equal(got, np.searchsorted(keys, q, "left")), n
 
 
 def test_votes_answered_a_part_at_a_time_are_the_same(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,7 +7,7 @@ only extract features, never import the neighbour search (faiss).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,8 @@ from dupligoned.core.neighbours import Pairs
 QUERY_BLOCK = 4096  # query photos per block: bounds the memory of the bucket joins
 MAX_SEGMENTS = 16  # more sorted batches than this are merged into one
 SPAN_BYTES = 96 << 20  # ``segment_votes``: the bucket spans of one pass over the segments
+FENCE = 1024  # sorted keys between two fence posts (``_buckets``): one 4-KB page of them
+SPARSE_QUERY = 256  # queries are sparse in a segment when it holds this many keys per query key
 
 
 def _words(desc: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint64]:
@@ -65,16 +67,55 @@ def _query_rows(
     return _words(np.concatenate(desc)), qrow, np.concatenate(kp)
 
 
-def _buckets(keys: npt.NDArray[np.uint32], qk: npt.NDArray[np.uint32]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+def _buckets(
+    keys: npt.NDArray[np.uint32], qk: npt.NDArray[np.uint32], fence: npt.NDArray[np.uint32] | None = None
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Where each of the (sorted) query keys ``qk`` starts in the sorted ``keys``, and how many
     there share it. The end is searched only for keys present (most buckets a query looks in
-    are empty: a second binary search for each would double the work)."""
-    lo = np.searchsorted(keys, qk, "left")
+    are empty: a second binary search for each would double the work).
+
+    With ``fence`` (every ``FENCE``-th key, ``_fence``: for queries sparse in ``keys``), each
+    search reads one window of ``FENCE`` keys: a binary search over the whole array touches a
+    dozen pages a key, and at 1M photos one photo's search read nearly every page of a stored
+    segment's keys. Dense queries (a large batch) read every page anyway: numpy searches them."""
+    def find(q: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.int64]:
+        if fence is None:
+            return np.asarray(np.searchsorted(keys, q, "left"), np.int64)
+        return _lower_bound(keys, q, fence)
+
+    lo = find(qk)
     size = np.zeros(qk.shape[0], np.int64)
     if keys.shape[0]:
         there = keys[np.minimum(lo, keys.shape[0] - 1)] == qk
-        size[there] = np.searchsorted(keys, qk[there], "right") - lo[there]
+        size[there] = find(qk[there].astype(np.int64) + 1) - lo[there]
     return lo, size
+
+
+def _fence(keys: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
+    """Every ``FENCE``-th of the sorted ``keys`` (one 4-KB page of them), in memory."""
+    return np.array(keys[::FENCE], np.uint32)
+
+
+def _lower_bound(
+    keys: npt.NDArray[np.uint32], q: npt.NDArray[np.integer[Any]], fence: npt.NDArray[np.uint32]
+) -> npt.NDArray[np.int64]:
+    """``np.searchsorted(keys, q, "left")``, each search within the one window of ``FENCE``
+    keys the fence posts leave it (``fence[j - 1] < q <= fence[j]``: the first key ≥ q is in
+    ``((j - 1) × FENCE, j × FENCE]``)."""
+    q = np.asarray(q, np.int64)
+    n = keys.shape[0]
+    j = np.searchsorted(fence.astype(np.int64), q, "left")
+    lo = np.maximum(j - 1, 0) * FENCE
+    hi = np.minimum(j * FENCE, n)
+    for _ in range(FENCE.bit_length()):
+        act = lo < hi
+        if not act.any():
+            break
+        mid = (lo + hi) >> 1
+        less = keys[np.minimum(mid, n - 1)].astype(np.int64) < q
+        lo = np.where(act & less, mid + 1, lo)
+        hi = np.where(act & ~less, mid, hi)
+    return lo
 
 
 def _bucket_hits(
@@ -234,9 +275,18 @@ class Segment:
     own: npt.NDArray[np.int32]
     keys: tuple[npt.NDArray[np.uint32], ...]
     order: tuple[npt.NDArray[np.int32], ...]
+    _fences: dict[int, npt.NDArray[np.uint32]] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return int(self.own.shape[0])
+
+    def fence(self, t: int) -> npt.NDArray[np.uint32]:
+        """Table ``t``'s fence posts (``_fence``): made on first use, then kept (4 KB per 4 MB
+        of keys; a stored segment's pages are read once for them)."""
+        f = self._fences.get(t)
+        if f is None:
+            f = self._fences[t] = _fence(self.keys[t])
+        return f
 
 
 def make_segment(desc: npt.NDArray[np.uint8], owners: npt.NDArray[np.int64], params: CropParams) -> Segment:
@@ -296,7 +346,8 @@ def segment_votes(
             continue
         row: list[tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]] | None] = []
         for t in tables:
-            lo, size = _buckets(seg.keys[t], qk[t])
+            sparse = qk[t].shape[0] * SPARSE_QUERY < len(seg)
+            lo, size = _buckets(seg.keys[t], qk[t], seg.fence(t) if sparse else None)
             total[t] += size
             row.append((lo.astype(np.int32), size.astype(np.int32)))
         spans.append(row)
