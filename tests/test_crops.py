@@ -380,6 +380,22 @@ def test_the_index_caps_candidates_per_photo():
     assert len(idx.candidates(other)) == 0
 
 
+def test_two_keypoints_found_in_the_index_are_enough_to_check_a_pair():
+    """The hash tables find a heavy crop's keypoints in its original rarely (their descriptors
+    lie 15-30 bits apart): of the 150 crops bench/library_scale.py plants, 12 that verification
+    accepts had 0-2 keypoints found. A pair with two is checked; one is not."""
+    rng = np.random.default_rng(1)
+    lib = [quantise(rng.uniform(0, 500, (60, 2)), rng.integers(0, 256, (60, 16), dtype=np.uint8), 512, 384)
+           for _ in range(20)]
+    idx = CropIndex(CropParams())
+    idx.add(lib)
+    for shared, proposed in ((2, True), (1, False)):
+        desc = rng.integers(0, 256, (60, 16), dtype=np.uint8)
+        desc[:shared] = lib[7].desc[:shared]
+        cand = idx.candidates([quantise(rng.uniform(0, 500, (60, 2)), desc, 512, 384)])
+        assert (7 in cand.j.tolist()) is proposed
+
+
 def test_crop_links_and_originals():
     assert crop_links([(1, 0), (2, 0), (3, 2)]) == [(0, 1), (0, 2), (1, 2), (2, 3)]
     assert originals_of({"c": "b", "b": "a", "x": "elsewhere"}, ["a", "b", "c", "x"]) == {"c": "a", "b": "a"}
