@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where the planted crops of a ``bench/library_scale.py --keep DIR`` run are lost.
 
-    python bench/crop_losses.py DIR [--json]
+    python bench/crop_losses.py DIR [--param NAME=VALUE ...] [--json]
 
 Reads the state the run left (read-only): the new photos' features as the index keeps them and
 the crop index beside it, with the product's code and current ``CropParams``. For each of the
@@ -17,7 +17,8 @@ planted crops (``crop_NNNN.jpg``, of ``LNNNN.jpg``):
 
 And over the candidate pairs of the 1,000 new photos (each one's best-voted), those not from
 one original (a crop or copy of another photo, an unrelated new photo): how many the check
-accepts (false). The run's own figure (``crop_pairs_found``) can be higher: a crop is also found
+accepts (false). ``--param`` changes a ``CropParams`` field for the whole split (e.g.
+``--param guided_px=1.5 --param max_bucket=256``). The run's own figure (``crop_pairs_found``) can be higher: a crop is also found
 through its copy among the new photos.
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import json
 import re
 import sqlite3
@@ -115,9 +117,18 @@ def losses(state: Path, params: CropParams) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("dir", type=Path, help="a bench/library_scale.py --keep folder (after its run)")
+    ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="a CropParams field other than its default")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    res = losses(args.dir, CropParams())
+    base = CropParams()
+    changes = {}
+    for spec in args.param:
+        name, _, value = spec.partition("=")
+        if not hasattr(base, name):
+            ap.error(f"--param {spec}: CropParams has no field {name!r}")
+        changes[name] = type(getattr(base, name))(value)
+    res = losses(args.dir, dataclasses.replace(base, **changes))
     if args.json:
         print(json.dumps(res))
         return
