@@ -309,6 +309,26 @@ def test_check_crop_accepts_an_exact_crop_and_finds_its_frame():
     assert back is not None and back.inner == 0
 
 
+def test_check_crop_accepts_a_crop_whose_detail_sits_in_one_small_patch():
+    """A 16:9 band keeping the whole width of a portrait photo, its only detail in a patch
+    covering 0.9% of it (the rest sky): the similarity fitted there is a few percent off in
+    scale, so the band's far corners stick out 4-5% of the original's width (the make_crops set
+    had such a pair). It is a crop: accepted, the frame within tolerance."""
+    rng = np.random.default_rng(5)
+    outer, inner = (288, 512), (512, 288)
+    s = 288 / 512  # the band's working pixels onto the original's: the whole width
+    pc = np.column_stack([rng.uniform(380, 416, 12), rng.uniform(120, 156, 12)])  # the patch
+    c = pc.mean(axis=0)
+    err = 1.07  # the scale as fitted on the patch alone, about its centre
+    m = np.array([[s * err, 0, 0], [0, s * err, 0]])
+    m[:, 2] = np.array([c[0] * s, 180 + c[1] * s]) - m[:, :2] @ c  # the patch lands where it is
+    po = pc @ m[:, :2].T + m[:, 2]
+    corner = m[:, :2] @ [0, 0] + m[:, 2]
+    assert -0.06 * 288 < corner[0] < -0.04 * 288  # sticks out 4-6% of the original's width
+    got = check_crop(m, po, pc, outer, inner, CropParams(), po, pc)
+    assert got is not None and got.inner == 1
+
+
 @pytest.mark.parametrize("what", ["rotated", "outside", "whole", "clustered", "few", "parallax"])
 def test_check_crop_rejects_what_is_not_a_crop(what):
     params = CropParams()

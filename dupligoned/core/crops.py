@@ -112,8 +112,14 @@ class CropParams:
     max_rotation_deg: float = 3.0  # people crop, they do not rotate (EXIF turns are undone first)
     max_area_ratio: float = 0.9  # a crop keeps at most 90% of the frame (less: the hashes see it)
     min_scale: float = 0.25  # a crop keeps at least a quarter of each side: below, too little to tell
-    frame_tolerance: float = 0.04  # the crop's frame may stick out this share of the original's side
-    min_inlier_area: float = 0.01  # inliers' hull covers ≥ 1% of the crop: not one point
+    # The crop's frame may stick out this share of the original's side: a similarity fitted on
+    # inliers in one part of a crop puts its far corners a few percent off (the make_crops set's
+    # 16:9 band of a portrait photo, its whole width kept: corners 5.5% out at 4%).
+    frame_tolerance: float = 0.06
+    # Inliers' hull covers this share of the crop at least: not one point. A crop whose detail
+    # sits in one small patch (the same set: 8 inliers over 0.9%) passes at 0.5%; a shared logo
+    # or line of text fails the coverage check below (``min_inlier_cover``) and the appearance.
+    min_inlier_area: float = 0.005
     min_inlier_cover: float = 0.05  # ... and ≥ 5% of the hull of the keypoints each side has there
     thumb_px: int = 16  # side of the stored grey thumbnail (256 B) for the appearance check
     min_appearance_ncc: float = 0.85  # crop vs its place in the original: same pixels correlate > 0.9
