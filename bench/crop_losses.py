@@ -63,7 +63,7 @@ def stage(a: LocalFeatures, b: LocalFeatures, params: CropParams) -> str:
     return "the crop check"
 
 
-def losses(state: Path, params: CropParams) -> dict[str, Any]:
+def losses(state: Path, params: CropParams, per_crop: bool = False) -> dict[str, Any]:
     db = state / "state" / "index.db"
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     rows = con.execute("SELECT id, path FROM photos WHERE path LIKE '%/new/%' OR path LIKE '%/real/L%'").fetchall()
@@ -101,7 +101,7 @@ def losses(state: Path, params: CropParams) -> dict[str, Any]:
     neg = [(a, b) for a, b in cand if _origin(name[a]) is None or _origin(name.get(b, "")) != _origin(name[a])]
     false = [(name[a], name.get(b, str(b))) for a, b in neg if orb.match(feats[a], feats[b], params) is not None]
     ok = [p["verified"] == "ok" for p in per]
-    return {
+    out = {
         "crops": len(per),
         "verified": sum(ok),
         "candidate": sum(p["candidate"] for p in per),
@@ -112,6 +112,9 @@ def losses(state: Path, params: CropParams) -> dict[str, Any]:
                                    if k and not p["candidate"]],
         "other_candidate_pairs": len(neg), "other_accepted": len(false), "other_accepted_pairs": false[:10],
     }
+    if per_crop:
+        out["per_crop"] = per
+    return out
 
 
 def main() -> None:
@@ -119,6 +122,7 @@ def main() -> None:
     ap.add_argument("dir", type=Path, help="a bench/library_scale.py --keep folder (after its run)")
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                     help="a CropParams field other than its default")
+    ap.add_argument("--per-crop", action="store_true", help="also each crop's votes, rank and verdict")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     base = CropParams()
@@ -128,12 +132,15 @@ def main() -> None:
         if not hasattr(base, name):
             ap.error(f"--param {spec}: CropParams has no field {name!r}")
         changes[name] = type(getattr(base, name))(value)
-    res = losses(args.dir, dataclasses.replace(base, **changes))
+    res = losses(args.dir, dataclasses.replace(base, **changes), args.per_crop)
     if args.json:
         print(json.dumps(res))
         return
     for k, v in res.items():
-        print(f"{k:28s} {v}")
+        if k != "per_crop":
+            print(f"{k:28s} {v}")
+    for p in res.get("per_crop", []):
+        print(f"  {p['crop']}  votes {p['votes']:3d}  rank {p['rank']:4d}  pair votes {p['pair_votes']:3d}  {p['verified']}")
 
 
 if __name__ == "__main__":
