@@ -78,16 +78,14 @@ def _buckets(
     search reads one window of ``FENCE`` keys: a binary search over the whole array touches a
     dozen pages a key, and at 1M photos one photo's search read nearly every page of a stored
     segment's keys. Dense queries (a large batch) read every page anyway: numpy searches them."""
-    def find(q: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.int64]:
-        if fence is None:
-            return np.asarray(np.searchsorted(keys, q, "left"), np.int64)
-        return _lower_bound(keys, q, fence)
-
-    lo = find(qk)
+    # Queries in the keys' own dtype: numpy casts the whole sorted array to a wider one.
+    lo = np.searchsorted(keys, qk, "left") if fence is None else _lower_bound(keys, qk, fence)
     size = np.zeros(qk.shape[0], np.int64)
     if keys.shape[0]:
         there = keys[np.minimum(lo, keys.shape[0] - 1)] == qk
-        size[there] = find(qk[there].astype(np.int64) + 1) - lo[there]
+        end = (np.searchsorted(keys, qk[there], "right") if fence is None
+               else _lower_bound(keys, qk[there].astype(np.int64) + 1, fence))
+        size[there] = end - lo[there]
     return lo, size
 
 
