@@ -113,6 +113,26 @@ def test_the_window_between_fence_posts_holds_the_first_key_not_below_the_query(
         assert np.array_equal(got, np.searchsorted(keys, q, "left")), n
 
 
+def test_a_streamed_merge_of_segments_is_the_segment_of_all_their_descriptors() -> None:
+    """``merged_table`` sorts a key range at a time, yet gives exactly ``make_segment``'s keys
+    and order over the segments' descriptors one after another (ties too: a third of each
+    segment shares one descriptor, an empty segment among them)."""
+    params = CropParams()
+    rng = np.random.default_rng(11)
+    descs = []
+    for n in (900, 0, 4000, 3, 1200):
+        d = rng.integers(0, 256, (n, 16), dtype=np.uint8)
+        d[: n // 3] = d[0] if n else d[:0]
+        descs.append(d)
+    segs = [make_segment(d, np.arange(len(d)), params) for d in descs]
+    whole = make_segment(np.concatenate(descs), np.arange(sum(map(len, descs))), params)
+    for t in range(params.hash_tables):
+        chunks = list(crop_index.merged_table(segs, t, params.hash_bits, block=500))
+        assert len(chunks) == 13  # 6,103 keys in ranges of about 500
+        assert np.array_equal(np.concatenate([k for k, _ in chunks]), whole.keys[t])
+        assert np.array_equal(np.concatenate([o for _, o in chunks]), whole.order[t])
+
+
 def test_votes_answered_a_part_at_a_time_are_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
     """Many queries are searched in parts (the spans of one pass are bounded): same votes."""
     from dupligoned.core import crop_index
@@ -352,7 +372,7 @@ def test_status_and_the_page_estimate_the_time_left(tmp_path: Path) -> None:
 
 def test_a_daemons_store_merges_when_idle_not_in_a_search(tmp_path: Path) -> None:
     """With ``defer_merges`` (the daemon's), appending a session's batches does not merge small
-    segments (that cost a 1-photo session 0.8 s at 1M photos); ``merge_small`` does, with the
+    segments (that cost a 1-photo session 0.8 s at 1M photos); ``merge_step`` does, with the
     same answers; only a pile of them is merged at once."""
     params = CropParams(min_votes=2)
     feats = _synthetic(400, 3)
@@ -365,7 +385,51 @@ def test_a_daemons_store_merges_when_idle_not_in_a_search(tmp_path: Path) -> Non
     assert len(store.segments) == 10
     queries = list(range(301, 401))
     before = _store_votes(store, feats, queries, params)
-    assert store.merge_small() and len(store.segments) < 10
-    assert not store.merge_small()  # nothing left to merge
+    while store.merge_step():
+        pass
+    assert len(store.segments) < 10
+    assert not store.merge_step()  # nothing left to merge
     assert _store_votes(store, feats, queries, params) == before and len(before) > 100
+    store.close()
+
+
+def test_segments_merge_by_size_tiers_a_step_at_a_time_with_the_same_answers(tmp_path: Path) -> None:
+    """A daemon's store merges ``fanout`` segments of one size tier into one of the next, a
+    bounded step at a time: searches between steps, a close in the middle (its ``.tmp`` file
+    gone) and a reopened store all give the answers of the unmerged store."""
+    params = CropParams(min_votes=2)
+    feats = _synthetic(400, 5)
+    idx = _library(tmp_path, feats)
+    folder = crop_store.store_path(idx.path)
+
+    def opened() -> CropStore:
+        s = CropStore(folder, idx, params)
+        s.base_photos, s.fanout, s.defer_merges = 20, 4, True  # tiers: 20-79 photos, 80-319, ...
+        return s
+
+    store = opened()
+    assert store.rebuild_step() and store.ready
+    for a in range(1, 301, 25):  # 12 sessions of 25 photos: 12 segments of tier 1
+        _append(store, idx, feats, list(range(a, a + 25)))
+    assert [crop_store.tier(m.photos, 20, 4) for m in store._mapped] == [1] * 12
+    queries = list(range(301, 401))
+    want = _store_votes(store, feats, queries, params)
+    assert len(want) > 100
+    assert store.merge_step(budget_s=0.0) and store._job is not None  # one piece of work
+    assert list(folder.glob("*.tmp")) and len(store.segments) == 12
+    assert _store_votes(store, feats, queries, params) == want
+    store.close()  # in the middle of a merge
+    assert not list(folder.glob("*.tmp"))
+    store = opened()
+    assert store.ready and len(store.segments) == 12 and _store_votes(store, feats, queries, params) == want
+    steps = 0
+    while store.merge_step(budget_s=0.0):
+        steps += 1
+        assert _store_votes(store, feats, queries, params) == want
+    # 12 of tier 1 -> 3 of tier 2 (100 photos each): fewer than 4 of a tier, nothing more due.
+    assert [m.photos for m in store._mapped] == [100, 100, 100] and steps > 3 * 6
+    assert not list(folder.glob("*.tmp")) and len(list(folder.glob("seg-*.bin"))) == 3
+    store.close()
+    store = opened()
+    assert store.ready and store.photos == 300 and _store_votes(store, feats, queries, params) == want
     store.close()

@@ -21,17 +21,25 @@ Files:
 from elsewhere, or a store copied from another machine, does not match and is rebuilt.
 Memory: a segment's pages are released (``MADV_DONTNEED``) once a query is done with them, so
 the daemon's resident memory holds one segment's touched pages at a time, not the store.
+
+Segments are merged by size tiers, as log-structured stores do: ``FANOUT`` segments of one
+tier make one of the next (32,000 photos, 128,000, 512,000, ...), so 1M photos sit in about 7
+segments, not 31. Every search looks in every segment: on a machine whose memory cannot hold
+the store, each look is a read from disk. A daemon merges a step at a time while nothing
+waits (``merge_step``); the merge streams (``core.crop_index.merged_table``), its memory
+bounded whatever the segments' size, into a ``.tmp`` file that a crash leaves as a stray.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import mmap
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +48,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dupligoned.adapters.index import Index
-from dupligoned.core.crop_index import Segment, make_segment
+from dupligoned.core.crop_index import Segment, make_segment, merged_table
 from dupligoned.core.crops import DESC_BYTES, CropParams, descriptors_of_blobs
 
 log = logging.getLogger("dupligone.crop_store")
@@ -49,8 +57,10 @@ VERSION = 1
 MANIFEST = "manifest.json"
 META_KEY = "crop_store_id"
 SEGMENT_PHOTOS = 32_000  # a rebuilt segment: ~3M descriptors, 190 MB on disk, ~0.5 GB to sort
-MERGE_BELOW = 32_000  # segments smaller than this are merged ...
-MERGE_COUNT = 8  # ... once there are this many of them
+MERGE_COUNT = 8  # segments smaller than SEGMENT_PHOTOS are merged once there are this many
+FANOUT = 4  # larger segments: this many of one size tier are merged into one of the next
+MERGE_STEP_S = 0.25  # a daemon's merge step stops after about this long (``merge_step``)
+WRITE_ROWS = 1 << 20  # descriptors copied per write of a streamed merge (~20 MB)
 REBUILD_BLOCK = 4_000  # photos read from the index per rebuild step
 
 
@@ -66,6 +76,21 @@ class _Mapped:
     descriptors: int
     mm: mmap.mmap | None
     seg: Segment
+
+
+@dataclass
+class _MergeJob:
+    """A streamed merge under way: ``parts`` into ``name`` (written as ``name.tmp``)."""
+
+    parts: list[_Mapped]
+    name: str
+    work: Generator[None, None, None]
+
+
+def tier(photos: int, base: int = SEGMENT_PHOTOS, fanout: int = FANOUT) -> int:
+    """A segment's size tier: 0 below ``base`` photos, then 1 + log base ``fanout`` of its
+    multiple of ``base`` (1: up to 4×, 2: up to 16×, ...)."""
+    return 0 if photos < base else 1 + int(math.log(photos / base, fanout) + 1e-9)
 
 
 def _params_key(params: CropParams) -> list[int]:
@@ -120,8 +145,10 @@ class CropStore:
         self.folder = Path(folder)
         self.index = index
         self.params = params
-        self.defer_merges = False  # a daemon merges small segments when idle (``merge_small``)
+        self.defer_merges = False  # a daemon merges small segments when idle (``merge_step``)
+        self.base_photos, self.fanout = SEGMENT_PHOTOS, FANOUT  # the size tiers (``tier``)
         self._mapped: list[_Mapped] = []
+        self._job: _MergeJob | None = None
         self.manifest: dict[str, Any] = {}
         self.folder.mkdir(parents=True, exist_ok=True)
         reason = self._load()
@@ -193,6 +220,7 @@ class CropStore:
                 p.unlink(missing_ok=True)
 
     def _unmap(self) -> None:
+        self._cancel_merge()
         old, self._mapped = self._mapped, []
         for m in old:
             if m.mm is not None:
@@ -241,46 +269,133 @@ class CropStore:
         at most a duplicate (harmless: votes count each photo once). Small segments are merged.
         """
         self._add_segment(desc, owners, photos)
-        small = [k for k, m in enumerate(self._mapped) if m.photos < MERGE_BELOW]
-        # A daemon defers merging to its idle moments (``merge_small``), not inside a session's
+        busy = {id(m) for m in self._job.parts} if self._job else set()
+        small = [k for k, m in enumerate(self._mapped) if m.photos < self.base_photos and id(m) not in busy]
+        # A daemon defers merging to its idle moments (``merge_step``), not inside a session's
         # search — unless small segments pile up.
         if len(small) >= (4 * MERGE_COUNT if self.defer_merges else MERGE_COUNT):
             self._merge(small)
 
-    def merge_small(self) -> bool:
-        """Merge the small segments when there are enough of them. Returns whether it did."""
-        small = [k for k, m in enumerate(self._mapped) if m.photos < MERGE_BELOW]
-        if len(small) < MERGE_COUNT:
+    def _merge_candidates(self) -> list[int]:
+        """The segments to merge next: every small one once there are ``MERGE_COUNT``; else the
+        ``fanout`` smallest of the lowest tier holding that many."""
+        small = [k for k, m in enumerate(self._mapped) if m.photos < self.base_photos]
+        if len(small) >= MERGE_COUNT:
+            return small
+        by_tier: dict[int, list[int]] = {}
+        for k, m in enumerate(self._mapped):
+            if m.photos >= self.base_photos:
+                by_tier.setdefault(tier(m.photos, self.base_photos, self.fanout), []).append(k)
+        for t in sorted(by_tier):
+            ks = sorted(by_tier[t], key=lambda k: self._mapped[k].photos)[: self.fanout]
+            if len(ks) == self.fanout and sum(self._mapped[k].descriptors for k in ks) < 2**31:
+                return sorted(ks)
+        return []
+
+    def merge_step(self, budget_s: float = MERGE_STEP_S) -> bool:
+        """Go on with merging for about ``budget_s`` seconds (a merge is started when segments
+        are due, ``_merge_candidates``). Returns whether there was anything to do. Searches in
+        between use the segments as they were until a merge is done."""
+        if not self.ready:
             return False
-        self._merge(small)
+        if self._job is None:
+            which = self._merge_candidates()
+            if not which:
+                return False
+            parts = [self._mapped[k] for k in which]
+            name = self._new_file()
+            self._job = _MergeJob(parts, name, self._merge_work(parts, self.folder / (name + ".tmp")))
+        job = self._job
+        t0 = time.perf_counter()
+        for _ in job.work:
+            if time.perf_counter() - t0 >= budget_s:
+                return True
+        self._job = None
+        self._replace(job.parts, job.name, self.folder / (job.name + ".tmp"))
         return True
 
-    def _merge(self, which: Sequence[int]) -> None:
+    def merge_all(self) -> None:
+        """Merge until no tier is due (a rebuilt store's 32,000-photo segments, at once)."""
+        while self.merge_step(budget_s=3600.0):
+            pass
+
+    def _merge_work(self, parts: list[_Mapped], tmp: Path) -> Generator[None, None, None]:
+        """Write the merge of ``parts`` into ``tmp`` in the segment file's layout, a bounded
+        piece at a time (a ``yield`` after each): descriptors and owners copied, then per table
+        its keys and order from ``merged_table``."""
+        segs = [p.seg for p in parts]
+        m = sum(len(s) for s in segs)
+        tables = self.params.hash_tables
         t0 = time.perf_counter()
-        parts = [self._mapped[k] for k in which]
-        desc = np.concatenate([np.ascontiguousarray(p.seg.words).astype(">u8").view(np.uint8).reshape(-1, DESC_BYTES)
-                               for p in parts])
-        own = np.concatenate([np.asarray(p.seg.own, np.int64) for p in parts])
-        photos = sum(p.photos for p in parts)
-        seg = make_segment(desc, own, self.params)
-        name = self._new_file()
-        if len(seg):
-            _write_segment(self.folder / name, seg)
-        mm, mapped = _map_segment(self.folder / name, len(seg), self.params.hash_tables)
-        first = min(which)
-        keep = [m for k, m in enumerate(self._mapped) if k not in set(which)]
-        keep.insert(first, _Mapped(name, photos, len(seg), mm, mapped))
-        gone = list(parts)
+        with open(tmp, "wb") as fh:
+            fh.truncate(m * (DESC_BYTES + 4 + 8 * tables))
+            for p in parts:
+                for a in range(0, len(p.seg), WRITE_ROWS):
+                    fh.write(np.ascontiguousarray(p.seg.words[a : a + WRITE_ROWS], "<u8").tobytes())
+                    yield
+            for p in parts:
+                for a in range(0, len(p.seg), WRITE_ROWS):
+                    fh.write(np.ascontiguousarray(p.seg.own[a : a + WRITE_ROWS], "<i4").tobytes())
+            self._let_go(parts)
+            yield
+            keys_at = m * (DESC_BYTES + 4)
+            for t in range(tables):
+                k_at, o_at = keys_at + 4 * m * t, keys_at + 4 * m * (tables + t)
+                for keys, order in merged_table(segs, t, self.params.hash_bits):
+                    os.pwrite(fh.fileno(), keys.astype("<u4").tobytes(), k_at)
+                    os.pwrite(fh.fileno(), order.astype("<i4").tobytes(), o_at)
+                    k_at += 4 * keys.shape[0]
+                    o_at += 4 * order.shape[0]
+                    self._let_go(parts)
+                    yield
+            fh.flush()
+            os.fsync(fh.fileno())
+        log.info("crop index: merged %d segments (%d photos) in %.1f s of work", len(parts),
+                 sum(p.photos for p in parts), time.perf_counter() - t0)
+
+    @staticmethod
+    def _let_go(parts: Sequence[_Mapped]) -> None:
+        for p in parts:
+            if p.mm is not None:
+                p.mm.madvise(mmap.MADV_DONTNEED)
+
+    def _cancel_merge(self) -> None:
+        job, self._job = self._job, None
+        if job is not None:
+            job.work.close()  # closes the file
+            (self.folder / (job.name + ".tmp")).unlink(missing_ok=True)
+
+    def _replace(self, parts: Sequence[_Mapped], name: str, written: Path) -> None:
+        """Put the segment file ``written`` (``parts`` merged) in their place: renamed, mapped,
+        in the manifest; then the parts' files go."""
+        m = sum(p.descriptors for p in parts)
+        if m:
+            os.replace(written, self.folder / name)
+        else:
+            written.unlink(missing_ok=True)
+        mm, mapped = _map_segment(self.folder / name, m, self.params.hash_tables)
+        gone = {id(p) for p in parts}
+        first = min(k for k, x in enumerate(self._mapped) if id(x) in gone)
+        keep = [x for x in self._mapped if id(x) not in gone]
+        keep.insert(first, _Mapped(name, sum(p.photos for p in parts), m, mm, mapped))
         self._mapped = keep
         self._sync_manifest()
-        for p in gone:
+        for p in parts:
             if p.mm is not None:
                 try:
                     p.mm.close()
                 except BufferError:
                     pass
             (self.folder / p.file).unlink(missing_ok=True)
-        log.info("crop index: merged %d segments (%d photos) in %.1f s", len(parts), photos, time.perf_counter() - t0)
+
+    def _merge(self, which: Sequence[int]) -> None:
+        """Merge segments ``which`` at once (a pile of small ones, while a session appends)."""
+        parts = [self._mapped[k] for k in which]
+        name = self._new_file()
+        tmp = self.folder / (name + ".tmp")
+        for _ in self._merge_work(parts, tmp):
+            pass
+        self._replace(parts, name, tmp)
 
     # ------------------------------------------------------------ rebuild
 

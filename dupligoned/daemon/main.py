@@ -580,15 +580,15 @@ class Daemon:
 
     def crop_index_step(self) -> bool:
         """One bounded step of rebuilding the crop index, when it is being rebuilt; else, when
-        nothing waits, a merge of its small segments."""
+        nothing waits, a step of merging its segments (``CropStore.merge_step``)."""
         store = self.crop_store
         if store is None:
             return False
         if store.ready:
-            # Small segments (a session's batches) are merged while nothing waits.
+            # Segments (a session's batches, a rebuild's blocks) are merged while nothing waits.
             if self._close_due is None and not sessions.ready_to_cluster(self.index) and \
                     not self.index.scalar("SELECT 1 FROM photos WHERE status = 'queued' LIMIT 1"):
-                return bool(store.merge_small())
+                return bool(store.merge_step())
             return False
         done = store.rebuild_step()
         prog = store.progress()
