@@ -394,9 +394,9 @@ def test_a_daemons_store_merges_when_idle_not_in_a_search(tmp_path: Path) -> Non
 
 
 def test_segments_merge_by_size_tiers_a_step_at_a_time_with_the_same_answers(tmp_path: Path) -> None:
-    """A daemon's store merges ``fanout`` segments of one size tier into one of the next, a
-    bounded step at a time: searches between steps, a close in the middle (its ``.tmp`` file
-    gone) and a reopened store all give the answers of the unmerged store."""
+    """A daemon's store merges ``fanout`` segments of one size tier into one of the next, no
+    larger than ``max_merged``, a bounded step at a time: searches between steps, a close in
+    the middle (its ``.tmp`` file gone) and a reopened store all give the unmerged answers."""
     params = CropParams(min_votes=2)
     feats = _synthetic(400, 5)
     idx = _library(tmp_path, feats)
@@ -404,32 +404,37 @@ def test_segments_merge_by_size_tiers_a_step_at_a_time_with_the_same_answers(tmp
 
     def opened() -> CropStore:
         s = CropStore(folder, idx, params)
-        s.base_photos, s.fanout, s.defer_merges = 20, 4, True  # tiers: 20-79 photos, 80-319, ...
+        # Tiers: 16-63 photos, 64-255, ...; merged segments no larger than 80 photos.
+        s.base_photos, s.fanout, s.max_merged, s.defer_merges = 16, 4, 80, True
         return s
 
     store = opened()
     assert store.rebuild_step() and store.ready
-    for a in range(1, 301, 25):  # 12 sessions of 25 photos: 12 segments of tier 1
-        _append(store, idx, feats, list(range(a, a + 25)))
-    assert [crop_store.tier(m.photos, 20, 4) for m in store._mapped] == [1] * 12
+    for a in range(1, 289, 18):  # 16 sessions of 18 photos: 16 segments of tier 1
+        _append(store, idx, feats, list(range(a, a + 18)))
+    assert [crop_store.tier(m.photos, 16, 4) for m in store._mapped] == [1] * 16
     queries = list(range(301, 401))
     want = _store_votes(store, feats, queries, params)
     assert len(want) > 100
     assert store.merge_step(budget_s=0.0) and store._job is not None  # one piece of work
-    assert list(folder.glob("*.tmp")) and len(store.segments) == 12
+    assert list(folder.glob("*.tmp")) and len(store.segments) == 16
     assert _store_votes(store, feats, queries, params) == want
     store.close()  # in the middle of a merge
     assert not list(folder.glob("*.tmp"))
     store = opened()
-    assert store.ready and len(store.segments) == 12 and _store_votes(store, feats, queries, params) == want
+    assert store.ready and len(store.segments) == 16 and _store_votes(store, feats, queries, params) == want
     steps = 0
     while store.merge_step(budget_s=0.0):
         steps += 1
         assert _store_votes(store, feats, queries, params) == want
-    # 12 of tier 1 -> 3 of tier 2 (100 photos each): fewer than 4 of a tier, nothing more due.
-    assert [m.photos for m in store._mapped] == [100, 100, 100] and steps > 3 * 6
-    assert not list(folder.glob("*.tmp")) and len(list(folder.glob("seg-*.bin"))) == 3
+    # 16 of tier 1 -> 4 of tier 2 (72 photos each), which together would pass max_merged.
+    assert [m.photos for m in store._mapped] == [72] * 4 and steps > 4 * 6
+    assert [crop_store.tier(m.photos, 16, 4) for m in store._mapped] == [2] * 4
+    assert not list(folder.glob("*.tmp")) and len(list(folder.glob("seg-*.bin"))) == 4
     store.close()
     store = opened()
-    assert store.ready and store.photos == 300 and _store_votes(store, feats, queries, params) == want
+    assert store.ready and store.photos == 288 and _store_votes(store, feats, queries, params) == want
+    store.max_merged = 300
+    store.merge_all()  # allowed larger, the four make one
+    assert [m.photos for m in store._mapped] == [288] and _store_votes(store, feats, queries, params) == want
     store.close()

@@ -23,8 +23,8 @@ Memory: a segment's pages are released (``MADV_DONTNEED``) once a query is done 
 the daemon's resident memory holds one segment's touched pages at a time, not the store.
 
 Segments are merged by size tiers, as log-structured stores do: ``FANOUT`` segments of one
-tier make one of the next (32,000 photos, 128,000, 512,000, ...), so 1M photos sit in about 7
-segments, not 31. Every search looks in every segment: on a machine whose memory cannot hold
+tier make one of the next (32,000 photos, then 128,000; no larger: ``MAX_MERGED_PHOTOS``), so
+1M photos sit in about 11 segments, not 38. Every search looks in every segment: on a machine whose memory cannot hold
 the store, each look is a read from disk. A daemon merges a step at a time while nothing
 waits (``merge_step``); the merge streams (``core.crop_index.merged_table``), its memory
 bounded whatever the segments' size, into a ``.tmp`` file that a crash leaves as a stray.
@@ -58,7 +58,11 @@ MANIFEST = "manifest.json"
 META_KEY = "crop_store_id"
 SEGMENT_PHOTOS = 32_000  # a rebuilt segment: ~3M descriptors, 190 MB on disk, ~0.5 GB to sort
 MERGE_COUNT = 8  # segments smaller than SEGMENT_PHOTOS are merged once there are this many
-FANOUT = 4  # larger segments: this many of one size tier are merged into one of the next
+FANOUT = 4  # larger segments: this many of one size tier are merged into one of the next ...
+# ... up to this size: a dense search (a batch of new photos) touches most pages of a
+# segment before they are let go, ~60 bytes a descriptor: a 512,000-photo segment left 3.2 GB
+# resident at 1M photos, a 128,000-photo one (12M descriptors) about 0.7 GB.
+MAX_MERGED_PHOTOS = 4 * SEGMENT_PHOTOS
 MERGE_STEP_S = 0.25  # a daemon's merge step stops after about this long (``merge_step``)
 WRITE_ROWS = 1 << 20  # descriptors copied per write of a streamed merge (~20 MB)
 REBUILD_BLOCK = 4_000  # photos read from the index per rebuild step
@@ -146,7 +150,8 @@ class CropStore:
         self.index = index
         self.params = params
         self.defer_merges = False  # a daemon merges small segments when idle (``merge_step``)
-        self.base_photos, self.fanout = SEGMENT_PHOTOS, FANOUT  # the size tiers (``tier``)
+        self.base_photos, self.fanout = SEGMENT_PHOTOS, FANOUT  # the size tiers (``tier``) ...
+        self.max_merged = MAX_MERGED_PHOTOS  # ... merged no larger than this
         self._mapped: list[_Mapped] = []
         self._job: _MergeJob | None = None
         self.manifest: dict[str, Any] = {}
@@ -278,7 +283,8 @@ class CropStore:
 
     def _merge_candidates(self) -> list[int]:
         """The segments to merge next: every small one once there are ``MERGE_COUNT``; else the
-        ``fanout`` smallest of the lowest tier holding that many."""
+        ``fanout`` smallest of the lowest tier holding that many, if together they are no
+        larger than ``max_merged``."""
         small = [k for k, m in enumerate(self._mapped) if m.photos < self.base_photos]
         if len(small) >= MERGE_COUNT:
             return small
@@ -288,7 +294,8 @@ class CropStore:
                 by_tier.setdefault(tier(m.photos, self.base_photos, self.fanout), []).append(k)
         for t in sorted(by_tier):
             ks = sorted(by_tier[t], key=lambda k: self._mapped[k].photos)[: self.fanout]
-            if len(ks) == self.fanout and sum(self._mapped[k].descriptors for k in ks) < 2**31:
+            if len(ks) == self.fanout and sum(self._mapped[k].photos for k in ks) <= self.max_merged \
+                    and sum(self._mapped[k].descriptors for k in ks) < 2**31:
                 return sorted(ks)
         return []
 

@@ -334,8 +334,8 @@ def segment_votes(
     The rule of ``CropIndex.votes``: a query keypoint votes once for each photo owning a
     descriptor within ``match_bits`` of one of its descriptors in a shared bucket; a bucket holding more than
     ``CropParams.bucket_cap`` of all the segments' descriptors is a stop word; ``query_ids`` are not paired
-    with themselves. ``release(s)`` is called each time segment ``s`` is done with for a
-    while, so that a caller holding memory-mapped files can let their pages go.
+    with themselves. ``release(s)`` is called each time a table of segment ``s`` is done with
+    for a while, so that a caller holding memory-mapped files can let their pages go.
     """
     empty = Pairs(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))
     counts = np.array([len(f) * (1 + f.alt.shape[0]) for f in features], np.int64)
@@ -374,16 +374,15 @@ def segment_votes(
             lo, size = _buckets(seg.keys[t], qk[t], seg.fence(t) if sparse else None)
             total[t] += size
             row.append((lo.astype(np.int32), size.astype(np.int32)))
+            if release is not None:
+                release(s)  # a table at a time: a large segment's keys are 4 bytes a descriptor each
         spans.append(row)
-        if release is not None:
-            release(s)
     cap = params.bucket_cap(sum(len(seg) for seg in segments))
     full = [total[t] > cap for t in tables]  # stop words, over all segments
     # ... then the descriptors in them.
     hit_q: list[npt.NDArray[np.int64]] = []
     hit_lib: list[npt.NDArray[np.int64]] = []
     for s, seg in enumerate(segments):
-        touched = False
         for t in tables:
             sp = spans[s][t]
             if sp is None:
@@ -395,10 +394,9 @@ def segment_votes(
                                     params.match_bits)
             hit_q.append(hq)
             hit_lib.append(hlib)
-            touched = True
+            if release is not None:
+                release(s)
         spans[s] = [None for _ in tables]
-        if release is not None and touched:
-            release(s)
     if not hit_q:
         return empty
     hq, lib = kp[np.concatenate(hit_q)], np.concatenate(hit_lib)
