@@ -96,12 +96,17 @@ def test_a_few_photos_search_a_large_segment_through_its_fence_posts() -> None:
     whole = CropIndex(params)
     whole.add(feats)
     seg = make_segment(np.concatenate([f.desc for f in feats]), np.repeat(np.arange(600), [len(f) for f in feats]), params)
+    scanned: list[int] = []
     for q in (3, 250, 599):
         query = feats[q].without_alt()
         assert len(query) * crop_index.SPARSE_QUERY < len(seg)
         want = whole.votes([query], np.array([q]))
-        assert len(want) > 0 and _triples(segment_votes([query], [seg], params, np.array([q]))) == _triples(want)
+        got = segment_votes([query], [seg], params, np.array([q]), scan=scanned.append)
+        assert len(want) > 0 and _triples(got) == _triples(want)
     assert sorted(seg._fences) == list(range(params.hash_tables))
+    assert scanned == []  # nothing read ahead for a sparse query: its pages are a few
+    segment_votes([f.without_alt() for f in feats[:100]], [seg], params, scan=scanned.append)
+    assert scanned == [0]  # a dense one reads most of them: asked ahead
 
 
 def test_the_window_between_fence_posts_holds_the_first_key_not_below_the_query() -> None:
@@ -406,6 +411,7 @@ def test_segments_merge_by_size_tiers_a_step_at_a_time_with_the_same_answers(tmp
         s = CropStore(folder, idx, params)
         # Tiers: 16-63 photos, 64-255, ...; merged segments no larger than 80 photos.
         s.base_photos, s.fanout, s.max_merged, s.defer_merges = 16, 4, 80, True
+        s.merge_keys = 1000  # a table merged in pieces: fence posts across their edges
         return s
 
     store = opened()
@@ -426,13 +432,20 @@ def test_segments_merge_by_size_tiers_a_step_at_a_time_with_the_same_answers(tmp
     steps = 0
     while store.merge_step(budget_s=0.0):
         steps += 1
-        assert _store_votes(store, feats, queries, params) == want
+        if steps % 7 == 0:  # searches between steps (now and then: each costs a second)
+            assert _store_votes(store, feats, queries, params) == want
     # 16 of tier 1 -> 4 of tier 2 (72 photos each), which together would pass max_merged.
     assert [m.photos for m in store._mapped] == [72] * 4 and steps > 4 * 6
     assert [crop_store.tier(m.photos, 16, 4) for m in store._mapped] == [2] * 4
     assert not list(folder.glob("*.tmp")) and len(list(folder.glob("seg-*.bin"))) == 4
+    assert len(list(folder.glob("seg-*.fence"))) == 4  # the merged segments' fence posts, kept
     store.close()
     store = opened()
+    # Mapped with their fence posts read from disk (not made from the keys): what _fence makes.
+    for seg in store.segments:
+        assert sorted(seg._fences) == list(range(params.hash_tables))
+        for t in range(params.hash_tables):
+            assert np.array_equal(seg._fences[t], crop_index._fence(seg.keys[t]))
     assert store.ready and store.photos == 288 and _store_votes(store, feats, queries, params) == want
     store.max_merged = 300
     store.merge_all()  # allowed larger, the four make one

@@ -328,6 +328,7 @@ def segment_votes(
     params: CropParams,
     query_ids: npt.NDArray[np.int64] | None = None,
     release: Callable[[int], None] | None = None,
+    scan: Callable[[int], None] | None = None,
 ) -> Pairs:
     """(query position, photo id, votes) of query photos against stored segments.
 
@@ -335,7 +336,9 @@ def segment_votes(
     descriptor within ``match_bits`` of one of its descriptors in a shared bucket; a bucket holding more than
     ``CropParams.bucket_cap`` of all the segments' descriptors is a stop word; ``query_ids`` are not paired
     with themselves. ``release(s)`` is called each time a table of segment ``s`` is done with
-    for a while, so that a caller holding memory-mapped files can let their pages go.
+    for a while, so that a caller holding memory-mapped files can let their pages go;
+    ``scan(s)`` before segment ``s`` is searched densely (most of its pages will be read), so
+    that such a caller can have them read ahead in large pieces.
     """
     empty = Pairs(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))
     counts = np.array([len(f) * (1 + f.alt.shape[0]) for f in features], np.int64)
@@ -349,7 +352,7 @@ def segment_votes(
         parts = []
         for a in range(0, len(features), chunk):
             v = segment_votes(features[a : a + chunk], segments, params,
-                              None if query_ids is None else np.asarray(query_ids)[a : a + chunk], release)
+                              None if query_ids is None else np.asarray(query_ids)[a : a + chunk], release, scan)
             parts.append(Pairs(v.i + a, v.j, v.dist))
         return Pairs(np.concatenate([v.i for v in parts]), np.concatenate([v.j for v in parts]),
                      np.concatenate([v.dist for v in parts]))
@@ -369,8 +372,10 @@ def segment_votes(
             spans.append([None for _ in tables])
             continue
         row: list[tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]] | None] = []
+        sparse = qk[0].shape[0] * SPARSE_QUERY < len(seg)
+        if not sparse and scan is not None:
+            scan(s)
         for t in tables:
-            sparse = qk[t].shape[0] * SPARSE_QUERY < len(seg)
             lo, size = _buckets(seg.keys[t], qk[t], seg.fence(t) if sparse else None)
             total[t] += size
             row.append((lo.astype(np.int32), size.astype(np.int32)))
