@@ -96,17 +96,24 @@ def test_a_few_photos_search_a_large_segment_through_its_fence_posts() -> None:
     whole = CropIndex(params)
     whole.add(feats)
     seg = make_segment(np.concatenate([f.desc for f in feats]), np.repeat(np.arange(600), [len(f) for f in feats]), params)
-    scanned: list[int] = []
+    told: list[tuple[int, bool]] = []
     for q in (3, 250, 599):
         query = feats[q].without_alt()
         assert len(query) * crop_index.SPARSE_QUERY < len(seg)
         want = whole.votes([query], np.array([q]))
-        got = segment_votes([query], [seg], params, np.array([q]), scan=scanned.append)
+        got = segment_votes([query], [seg], params, np.array([q]), access=lambda s, d: told.append((s, d)))
         assert len(want) > 0 and _triples(got) == _triples(want)
     assert sorted(seg._fences) == list(range(params.hash_tables))
-    assert scanned == []  # nothing read ahead for a sparse query: its pages are a few
-    segment_votes([f.without_alt() for f in feats[:100]], [seg], params, scan=scanned.append)
-    assert scanned == [0]  # a dense one reads most of them: asked ahead
+    assert told == [(0, True)] * 3  # a small segment: one photo touches much of it, read ahead
+    # In a large one, one photo's search touches a few scattered pages (read only those), a
+    # batch's touches most of them (worth reading ahead in large pieces).
+    rng = np.random.default_rng(8)
+    big = make_segment(rng.integers(0, 256, (600_000, 16), dtype=np.uint8), np.arange(600_000) // 60, params)
+    assert len(big) > 60 * crop_index.READ_AHEAD_SHARE * crop_index.FENCE
+    told.clear()
+    segment_votes([feats[0].without_alt()], [seg, big], params, access=lambda s, d: told.append((s, d)))
+    segment_votes([f.without_alt() for f in feats[:100]], [big], params, access=lambda s, d: told.append((s, d)))
+    assert told == [(0, True), (1, False), (0, True)]
 
 
 def test_the_window_between_fence_posts_holds_the_first_key_not_below_the_query() -> None:

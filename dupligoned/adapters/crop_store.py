@@ -27,7 +27,7 @@ the daemon's resident memory holds one segment's touched pages at a time, not th
 Segments are mapped ``MADV_RANDOM``: a few photos' search reads scattered 4-KB pages, and the
 kernel's read-ahead made each such fault read 128 KB (0.86 ms against 0.065 ms a page from
 disk here): one photo's search took 5.5 s at 1M photos on a machine whose memory cannot hold
-the store. A dense search (a batch of photos) asks for the whole segment first (``read_ahead``).
+the store. A dense search (a batch of photos) has the whole segment read ahead (``access``).
 
 Segments are merged by size tiers, as log-structured stores do: ``FANOUT`` segments of one
 tier make one of the next (32,000 photos, then 128,000; no larger: ``MAX_MERGED_PHOTOS``), so
@@ -281,13 +281,17 @@ class CropStore:
             if mm is not None:
                 mm.madvise(mmap.MADV_DONTNEED)
 
-    def read_ahead(self, s: int) -> None:
-        """Segment ``s`` is about to be read nearly whole: have the kernel read it in large
-        pieces (its mapping is ``MADV_RANDOM``: else one 4-KB read a page)."""
+    def access(self, s: int, dense: bool) -> None:
+        """Segment ``s`` is about to be searched: ``dense``, read nearly whole (have the kernel
+        read it ahead in large pieces), or not (read only the pages touched, 4 KB each)."""
         if 0 <= s < len(self._mapped):
             mm = self._mapped[s].mm
             if mm is not None:
-                mm.madvise(mmap.MADV_WILLNEED)
+                if dense:
+                    mm.madvise(mmap.MADV_NORMAL)
+                    mm.madvise(mmap.MADV_WILLNEED)
+                else:
+                    mm.madvise(mmap.MADV_RANDOM)
 
     # ------------------------------------------------------------ writes
 

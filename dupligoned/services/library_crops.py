@@ -154,7 +154,7 @@ def candidates(index: Index, store: CropStore, qids: list[int], qfeats: list[Loc
     n_store = len(store.segments)
     v = segment_votes(qfeats, [*store.segments, batch_seg], params, np.asarray(qids, np.int64),
                       release=lambda s: store.release(s) if s < n_store else None,
-                      scan=lambda s: store.read_ahead(s) if s < n_store else None)
+                      access=lambda s, dense: store.access(s, dense) if s < n_store else None)
     # Ties by path, so the choice does not depend on ids (as the one-shot scan does).
     voted = v.dist >= params.min_votes
     info = index.photo_paths_widths(np.unique(v.j[voted]).tolist() + list(qids))
