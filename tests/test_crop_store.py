@@ -173,7 +173,7 @@ def _library(tmp_path: Path, feats: list[LocalFeatures]) -> Index:
 
 def _store_votes(store: CropStore, feats: list[LocalFeatures], ids: list[int], params: CropParams) -> list:
     return _triples(segment_votes([feats[i - 1] for i in ids], store.segments, params, np.array(ids),
-                                  release=store.release))
+                                  release=store.release, access=store.access))  # as the daemon searches
 
 
 def _append(store: CropStore, idx: Index, feats: list[LocalFeatures], ids: list[int]) -> None:
@@ -454,6 +454,17 @@ def test_segments_merge_by_size_tiers_a_step_at_a_time_with_the_same_answers(tmp
         for t in range(params.hash_tables):
             assert np.array_equal(seg._fences[t], crop_index._fence(seg.keys[t]))
     assert store.ready and store.photos == 288 and _store_votes(store, feats, queries, params) == want
+    store.close()
+    # A store written before fence posts were kept: its first search makes and keeps them.
+    for f in folder.glob("seg-*.fence"):
+        f.unlink()
+    store = opened()
+    assert not any(seg.fenced for seg in store.segments)
+    assert _store_votes(store, feats, queries, params) == want
+    assert len(list(folder.glob("seg-*.fence"))) == 4
+    store.close()
+    store = opened()
+    assert all(seg.fenced for seg in store.segments)  # read from disk this time
     store.max_merged = 300
     store.merge_all()  # allowed larger, the four make one
     assert [m.photos for m in store._mapped] == [288] and _store_votes(store, feats, queries, params) == want

@@ -283,6 +283,11 @@ class Segment:
     def __len__(self) -> int:
         return int(self.own.shape[0])
 
+    @property
+    def fenced(self) -> bool:
+        """Whether every table's fence posts are made (or were given)."""
+        return len(self._fences) == len(self.keys)
+
     def fence(self, t: int) -> npt.NDArray[np.uint32]:
         """Table ``t``'s fence posts (``_fence``): made on first use, then kept (4 KB per 4 MB
         of keys; a stored segment's pages are read once for them)."""
