@@ -391,20 +391,20 @@ class CropStore:
         tables = self.params.hash_tables
         fences: list[list[npt.NDArray[np.uint32]]] = [[] for _ in range(tables)]
         t0 = time.perf_counter()
-        for p in parts:  # read in order: large pieces, not the 4-KB pages of a search
-            if p.mm is not None:
-                p.mm.madvise(mmap.MADV_SEQUENTIAL)
+        self._in_order(parts)
         with open(tmp, "wb") as fh:
             fh.truncate(m * (DESC_BYTES + 4 + 8 * tables))
             for p in parts:
                 for a in range(0, len(p.seg), WRITE_ROWS):
                     fh.write(np.ascontiguousarray(p.seg.words[a : a + WRITE_ROWS], "<u8").tobytes())
                     yield
+                    self._in_order(parts)
             for p in parts:
                 for a in range(0, len(p.seg), WRITE_ROWS):
                     fh.write(np.ascontiguousarray(p.seg.own[a : a + WRITE_ROWS], "<i4").tobytes())
             self._let_go(parts)
             yield
+            self._in_order(parts)
             keys_at = m * (DESC_BYTES + 4)
             for t in range(tables):
                 k_at, o_at = keys_at + 4 * m * t, keys_at + 4 * m * (tables + t)
@@ -417,11 +417,20 @@ class CropStore:
                     o_at += 4 * order.shape[0]
                     self._let_go(parts)
                     yield
+                    self._in_order(parts)
             fh.flush()
             os.fsync(fh.fileno())
         _write_fences(tmp.with_suffix(""), [np.concatenate(f) if f else np.empty(0, np.uint32) for f in fences])
         log.info("crop index: merged %d segments (%d photos) in %.1f s of work", len(parts),
                  sum(p.photos for p in parts), time.perf_counter() - t0)
+
+    @staticmethod
+    def _in_order(parts: Sequence[_Mapped]) -> None:
+        """A merge reads its parts in order: large pieces, not a search's 4-KB pages (again
+        after each step: a search in between advised them its own way)."""
+        for p in parts:
+            if p.mm is not None:
+                p.mm.madvise(mmap.MADV_SEQUENTIAL)
 
     @staticmethod
     def _let_go(parts: Sequence[_Mapped]) -> None:
