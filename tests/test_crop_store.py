@@ -434,7 +434,11 @@ def test_segments_merge_by_size_tiers_a_step_at_a_time_with_the_same_answers(tmp
     assert _store_votes(store, feats, queries, params) == want
     store.close()  # in the middle of a merge
     assert not list(folder.glob("*.tmp"))
+    # What a crash in the middle of one leaves: its part-written file and fence posts.
+    (folder / "seg-000999.bin.tmp").write_bytes(b"x" * 100)
+    (folder / "seg-000999.fence").write_bytes(b"x" * 8)
     store = opened()
+    assert not (folder / "seg-000999.bin.tmp").exists() and not (folder / "seg-000999.fence").exists()
     assert store.ready and len(store.segments) == 16 and _store_votes(store, feats, queries, params) == want
     steps = 0
     while store.merge_step(budget_s=0.0):
