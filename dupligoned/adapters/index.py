@@ -602,6 +602,34 @@ class Index:
             conn.execute("UPDATE folders SET offline_since = ?, offline_reason = ? WHERE id = ?",
                          (since, reason if since is not None else None, folder_id))
 
+    def abandon_transaction(self) -> None:
+        """Roll back a transaction a failed write left open (the disk full), if any."""
+        if self.conn.in_transaction:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+
+    def any_queued(self) -> bool:
+        """Does any photo wait for analysis?"""
+        return self.scalar("SELECT 1 FROM photos WHERE status = 'queued' LIMIT 1") is not None
+
+    def queued_count(self) -> int:
+        return int(self.scalar("SELECT COUNT(*) FROM photos WHERE status = 'queued'") or 0)
+
+    def has_live_photo(self, path: str) -> bool:
+        """Does the index hold ``path`` as a photo that is not gone?"""
+        return self.scalar("SELECT 1 FROM photos WHERE path = ? AND status != 'gone'", (path,)) is not None
+
+    def first_scan_done_at(self, folder_id: int) -> float | None:
+        v = self.scalar("SELECT first_scan_done_at FROM folders WHERE id = ?", (folder_id,))
+        return None if v is None else float(v)
+
+    def session_token_state(self, session_id: int) -> tuple[str, float | None] | None:
+        """A session's token and when it closed (None while open); None if there is no such session."""
+        row = self.one("SELECT token, closed_at FROM sessions WHERE id = ?", (session_id,))
+        return None if row is None else (str(row["token"]), None if row["closed_at"] is None else float(row["closed_at"]))
+
     def has_live_photos_under(self, folder: str) -> bool:
         """Does the index hold a photo (not gone) under ``folder``? A range over ``photos_path``."""
         lo = folder.rstrip(os.sep) + os.sep

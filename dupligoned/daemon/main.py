@@ -284,11 +284,7 @@ class Daemon:
         log.warning("%s", ls.line())
         self.holders.clear()  # the workers are stopped on purpose: no crash to count
         self.stop_workers(graceful=False)
-        if self.index.conn.in_transaction:
-            try:
-                self.index.conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
+        self.index.abandon_transaction()
 
     def resume(self) -> None:
         assert self.paused is not None
@@ -411,8 +407,7 @@ class Daemon:
         for f in self.ingest.folders:
             if self.stopping:
                 return
-            done = self.index.scalar("SELECT first_scan_done_at FROM folders WHERE id = ?", (f.id,))
-            if done is not None:
+            if self.index.first_scan_done_at(f.id) is not None:
                 known.append(f)
                 continue
             self.scan_folder(f)
@@ -437,7 +432,7 @@ class Daemon:
         if not self._scans:
             return False
         scan, t0 = self._scans[0]
-        first = self.index.scalar("SELECT first_scan_done_at FROM folders WHERE id = ?", (scan.folder.id,)) is None
+        first = self.index.first_scan_done_at(scan.folder.id) is None
         if scan.step(SCAN_STEP_S):
             self._scans.pop(0)
             log.info("scanned %s in %.1f s (%d steps): %s", scan.folder.path, time.perf_counter() - t0, scan.steps,
@@ -466,12 +461,11 @@ class Daemon:
                 # Files under the new name we did not know (moved in from outside) are scanned.
                 if ing.folder_of(ev.dest) is not None:
                     for p in _files_under(ev.dest):
-                        if ing.wants(p) and ing.index.scalar(
-                                "SELECT 1 FROM photos WHERE path = ? AND status != 'gone'", (p,)) is None:
+                        if ing.wants(p) and not ing.index.has_live_photo(p):
                             self.tracker.touch(p, now)
                 return
             self.tracker.forget(ev.src)
-            if ing.index.scalar("SELECT 1 FROM photos WHERE path = ? AND status != 'gone'", (ev.src,)):
+            if ing.index.has_live_photo(ev.src):
                 ing.file_moved(ev.src, ev.dest)
             elif ing.wants(ev.dest):
                 # A file renamed from a landing name (``x.jpg.part``, rsync's ``.x.jpg.Ab12Cd``)
@@ -540,10 +534,10 @@ class Daemon:
                 break
             t0 = time.perf_counter()
             n = cluster.cluster_session(self.index, sid, lib, self.settings, eps=eps, crops=crops)
-            row = self.index.one("SELECT token, closed_at FROM sessions WHERE id = ?", (sid,))
-            log.info("session %s clustered: %d groups (%.1f s)%s", str(row["token"] if row else "?")[:6] + "…", n,
+            state = self.index.session_token_state(sid)
+            log.info("session %s clustered: %d groups (%.1f s)%s", (state[0] if state else "?")[:6] + "…", n,
                      time.perf_counter() - t0,
-                     "; preliminary, the session is still open" if row and row["closed_at"] is None else "")
+                     "; preliminary, the session is still open" if state and state[1] is None else "")
         _release_memory()
         return len(ready)
 
@@ -554,7 +548,7 @@ class Daemon:
         store = self.crop_store
         if store is None or not store.ready or not orb.crops_enabled() or \
                 self.index.crop_pending_count() < EARLY_CROP_BATCH or \
-                not self.index.scalar("SELECT 1 FROM photos WHERE status = 'queued' LIMIT 1"):
+                not self.index.any_queued():
             return False
         library_crops.search_pending(self.index, store=store, workers=self.cfg.queue.workers or os.cpu_count() or 1)
         return True
@@ -568,7 +562,7 @@ class Daemon:
             return
         self._progress_at = now
         self._applied = [(t, n) for t, n in self._applied if now - t <= 60.0]
-        queued = int(self.index.scalar("SELECT COUNT(*) FROM photos WHERE status = 'queued'") or 0)
+        queued = self.index.queued_count()
         span = now - self._applied[0][0] if self._applied else 0.0
         rate = sum(n for _, n in self._applied) / span if span >= 1.0 else None
         with self.index.tx() as conn:
@@ -587,7 +581,7 @@ class Daemon:
         if store.ready:
             # Segments (a session's batches, a rebuild's blocks) are merged while nothing waits.
             if self._close_due is None and not sessions.ready_to_cluster(self.index) and \
-                    not self.index.scalar("SELECT 1 FROM photos WHERE status = 'queued' LIMIT 1"):
+                    not self.index.any_queued():
                 return bool(store.merge_step())
             return False
         done = store.rebuild_step()
@@ -607,7 +601,7 @@ class Daemon:
         The crop index keeps a remade photo's old descriptors beside its new ones (harmless but
         for their room and time): once the pass is over and everything is searched, it is
         rebuilt. ``meta.crop_features_remade`` remembers across restarts that it must be."""
-        if not orb.crops_enabled() or self.index.scalar("SELECT 1 FROM photos WHERE status = 'queued' LIMIT 1"):
+        if not orb.crops_enabled() or self.index.any_queued():
             return 0
         if self._backfill_done:
             if self._remade is None:
@@ -704,9 +698,7 @@ class Daemon:
             busy |= self.backfill_step() > 0
             self.check_workers(now)
             if self.mirrors.mirrors:
-                busy_analysing = self.index.conn.execute(
-                    "SELECT 1 FROM photos WHERE status = 'queued' LIMIT 1").fetchone() is not None
-                self.mirrors.tick(now, analysis_busy=busy_analysing)
+                self.mirrors.tick(now, analysis_busy=self.index.any_queued())
         return busy
 
     def loop_guarded(self, now: float) -> bool:
