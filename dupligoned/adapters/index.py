@@ -602,6 +602,44 @@ class Index:
             conn.execute("UPDATE folders SET offline_since = ?, offline_reason = ? WHERE id = ?",
                          (since, reason if since is not None else None, folder_id))
 
+    # --- what the web handlers and the daemon's tasks ask of single rows
+
+    def session_count(self) -> int:
+        return int(self.scalar("SELECT COUNT(*) FROM sessions") or 0)
+
+    def photo_file(self, photo_id: int) -> tuple[str, str, str] | None:
+        """A photo's (path, format, status), or None when the index has no such photo."""
+        row = self.one("SELECT path, format, status FROM photos WHERE id = ?", (photo_id,))
+        return None if row is None else (str(row["path"]), str(row["format"]), str(row["status"]))
+
+    def thumb_of(self, photo_id: int) -> str | None:
+        """A photo's thumbnail (its name in the thumbnail cache), if it has one."""
+        v = self.scalar("SELECT thumb FROM photos WHERE id = ?", (photo_id,))
+        return str(v) if v else None
+
+    def session_by_token(self, token: str) -> tuple[int, str, float | None] | None:
+        """A session's (id, kind, reviewed_at), or None."""
+        row = self.one("SELECT id, kind, reviewed_at FROM sessions WHERE token = ?", (token,))
+        return None if row is None else (int(row["id"]), str(row["kind"]), row["reviewed_at"])
+
+    def folder_id(self, path: str) -> int | None:
+        v = self.scalar("SELECT id FROM folders WHERE path = ?", (path,))
+        return None if v is None else int(v)
+
+    def note_session_added(self, token: str, at: float) -> None:
+        """Files arrived in the session ``token`` at ``at``: it stays open while they keep coming."""
+        with self.tx() as conn:
+            conn.execute("UPDATE sessions SET last_added_at = ? WHERE token = ?", (at, token))
+
+    def session_photo_count(self, token: str) -> int:
+        """Photos the index holds in the session ``token`` (any status)."""
+        return int(self.scalar("SELECT COUNT(*) FROM photos p JOIN sessions s ON s.id = p.session_id "
+                               "WHERE s.token = ?", (token,)) or 0)
+
+    def mirror_failures(self, name: str) -> int | None:
+        v = self.scalar("SELECT failures FROM mirrors WHERE name = ?", (name,))
+        return None if v is None else int(v)
+
     def abandon_transaction(self) -> None:
         """Roll back a transaction a failed write left open (the disk full), if any."""
         if self.conn.in_transaction:

@@ -141,7 +141,7 @@ class MirrorRunner:
                 n = mirror.drain(m.index, m.sync, stop=self._stop,
                                  pause=lambda: self._give_way(name, time.time(), m.index))
             except MirrorError as exc:
-                failures = int(m.index.scalar("SELECT failures FROM mirrors WHERE name = ?", (name,)) or 1)
+                failures = m.index.mirror_failures(name) or 1
                 delay = min(self.backoff_max_s, self.backoff_first_s * 2 ** (failures - 1))
                 m.retry_at = time.time() + delay
                 log.warning("mirror %s: %s; retrying in %.0f s", name, exc, delay)

@@ -395,8 +395,7 @@ def _engine_callback(engine: JinjaTemplateEngine) -> None:
 @get("/healthz", opt={"public": True}, tags=["health"])
 async def healthz(request: Request[Any, Any, Any]) -> dict[str, Any]:
     """Liveness: the server answers and the index can be read. Needs no login."""
-    n = _state(request).index.scalar("SELECT COUNT(*) FROM sessions")
-    return {"ok": True, "version": __version__, "sessions": int(n or 0)}
+    return {"ok": True, "version": __version__, "sessions": _state(request).index.session_count()}
 
 
 @get("/login", opt={"public": True}, include_in_schema=False)
@@ -466,14 +465,14 @@ async def preview(
     _id(photo_id)
     if not st.signer.preview_ok(photo_id, exp, sig):
         raise PermissionDeniedException("this preview link is invalid or has expired; reload the page")
-    row = st.index.one("SELECT path, format, status FROM photos WHERE id = ?", (photo_id,))
-    if row is None or row["status"] == "gone":
+    row = st.index.photo_file(photo_id)
+    if row is None or row[2] == "gone":
         raise NotFoundException("no such photo")
-    path = os.path.realpath(row["path"])
+    path = os.path.realpath(row[0])
     if not any(path.startswith(r + os.sep) for r in st.roots) or not os.path.isfile(path):
         raise NotFoundException("no such photo")
     headers = {"cache-control": "private, max-age=300"}
-    media = BROWSER_FORMATS.get(str(row["format"]).upper())
+    media = BROWSER_FORMATS.get(row[1].upper())
     if media is None:  # HEIC, TIFF, AVIF: shown as a JPEG made on the fly
         data = await asyncio.to_thread(_as_jpeg, path, st.cfg.analysis.max_pixels)
         return Response(data, media_type="image/jpeg", headers=headers)
@@ -497,11 +496,11 @@ def _as_jpeg(path: str, max_pixels: int) -> bytes:
 async def thumb(request: Request[Any, Any, Any], photo_id: FromPath[int]) -> File:
     """A photo's thumbnail from the thumbnail cache."""
     st = _state(request)
-    rel = st.index.scalar("SELECT thumb FROM photos WHERE id = ?", (_id(photo_id),))
+    rel = st.index.thumb_of(_id(photo_id))
     if not rel:
         raise NotFoundException("no thumbnail for this photo")
     try:
-        path = st.thumbs.path(str(rel))
+        path = st.thumbs.path(rel)
     except ValueError:
         raise NotFoundException("no thumbnail for this photo") from None
     return File(path, media_type="image/jpeg", content_disposition_type="inline",
@@ -516,8 +515,8 @@ async def diff_image(request: Request[Any, Any, Any], a: FromPath[int], b: FromP
     st = _state(request)
     paths = []
     for pid in (a, b):
-        row = st.index.one("SELECT path, status FROM photos WHERE id = ?", (pid,))
-        path = os.path.realpath(row["path"]) if row is not None and row["status"] != "gone" else ""
+        row = st.index.photo_file(pid)
+        path = os.path.realpath(row[0]) if row is not None and row[2] != "gone" else ""
         if not path or not any(path.startswith(r + os.sep) for r in st.roots) or not os.path.isfile(path):
             raise NotFoundException("no such photo")
         paths.append(path)
@@ -736,8 +735,8 @@ async def _receive_files(request: Request[Any, Any, Any], token: FromPath[str] |
         checked.append((f, uploads.check(f.filename or "", head, size, max_bytes)))
     if token is not None:
         _token(token)
-        row = st.index.one("SELECT id, kind, reviewed_at FROM sessions WHERE token = ?", (token,))
-        if row is None or row["kind"] != "upload":
+        known = st.index.session_by_token(token)
+        if known is None or known[1] != "upload":
             raise NotFoundException("no such upload session")
     inbox_folder = str(st.cfg.inbox_path)
     if token is not None:
@@ -750,15 +749,13 @@ async def _receive_files(request: Request[Any, Any, Any], token: FromPath[str] |
         raise uploads.UploadRefused(
             f"too many photos in one upload: the limit is {st.cfg.web.max_upload_files} ([web] max_upload_files)", 413)
     if token is None:
-        fid = st.index.scalar("SELECT id FROM folders WHERE path = ?", (os.path.realpath(inbox_folder),))
-        token = sessions.create_upload_session(st.index, time.time(), int(fid) if fid is not None else None)
+        token = sessions.create_upload_session(st.index, time.time(), st.index.folder_id(os.path.realpath(inbox_folder)))
     folder = os.path.join(inbox_folder, token)
     out = []
     for f, fmt in checked:
         stored = await asyncio.to_thread(uploads.store, f.file, folder, f.filename or "", fmt)
         out.append({"name": stored.name, "size_bytes": stored.size_bytes, "format": stored.format})
-    with st.index.tx() as conn:  # keep the session open while files keep coming
-        conn.execute("UPDATE sessions SET last_added_at = ? WHERE token = ?", (time.time(), token))
+    st.index.note_session_added(token, time.time())  # kept open while files keep coming
     return token, out
 
 
@@ -801,9 +798,7 @@ async def close_finished_uploads(st: WebState) -> None:
             try:
                 folder = os.path.join(str(st.cfg.inbox_path), token)
                 files = [n for n in os.listdir(folder) if not n.startswith(".")] if os.path.isdir(folder) else []
-                known = st.index.scalar("SELECT COUNT(*) FROM photos p JOIN sessions s ON s.id = p.session_id "
-                                        "WHERE s.token = ?", (token,))
-                if int(known or 0) >= len(files) or time.monotonic() > give_up_at:
+                if st.index.session_photo_count(token) >= len(files) or time.monotonic() > give_up_at:
                     sessions.close_session(st.index, token, time.time())
                     del st.pending_close[token]
             except Exception:  # noqa: BLE001 - never let the loop die; try again next round
