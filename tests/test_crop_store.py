@@ -473,3 +473,29 @@ def test_segments_merge_by_size_tiers_a_step_at_a_time_with_the_same_answers(tmp
     store.merge_all()  # allowed larger, the four make one
     assert [m.photos for m in store._mapped] == [288] and _store_votes(store, feats, queries, params) == want
     store.close()
+
+
+def test_a_search_goes_on_when_fence_posts_cannot_be_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store without fence posts makes them at its first search; when the disk refuses to
+    keep them (full), the search still answers, with them in memory."""
+    params = CropParams(min_votes=2)
+    feats = _synthetic(300, 9)
+    idx = _library(tmp_path, feats)
+    folder = crop_store.store_path(idx.path)
+    store = CropStore(folder, idx, params)
+    assert store.rebuild_step() and store.ready
+    _append(store, idx, feats, list(range(1, 201)))
+    queries = list(range(201, 301))
+    want = _store_votes(store, feats, queries, params)
+    store.close()
+    for f in folder.glob("seg-*.fence"):
+        f.unlink()
+
+    def full(path: Path, fences: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(crop_store, "_write_fences", full)
+    store = CropStore(folder, idx, params)
+    assert _store_votes(store, feats, queries, params) == want and len(want) > 50
+    assert all(seg.fenced for seg in store.segments) and not list(folder.glob("seg-*.fence"))
+    store.close()

@@ -291,8 +291,12 @@ class CropStore:
                 # Written before fence posts were kept: made once, the keys read in order (at
                 # 1M photos 3.6 GB; a page at a time, as a search reads, took a minute), kept.
                 mm.madvise(mmap.MADV_SEQUENTIAL)
-                _write_fences(self.folder / m.file, [m.seg.fence(t) for t in range(len(m.seg.keys))])
+                fences = [m.seg.fence(t) for t in range(len(m.seg.keys))]
                 self.release(s)
+                try:
+                    _write_fences(self.folder / m.file, fences)
+                except OSError as exc:  # a full disk: kept in memory, written at a later start
+                    log.warning("crop index: fence posts of %s not written: %s", m.file, exc)
             if mm is not None:
                 if dense:
                     mm.madvise(mmap.MADV_NORMAL)
