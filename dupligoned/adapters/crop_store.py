@@ -31,10 +31,10 @@ the store. A dense search (a batch of photos) has the whole segment read ahead (
 
 Segments are merged by size tiers, as log-structured stores do: ``FANOUT`` segments of one
 tier make one of the next (32,000 photos, then 128,000; no larger: ``MAX_MERGED_PHOTOS``), so
-1M photos sit in about 11 segments, not 38. Every search looks in every segment: on a machine whose memory cannot hold
-the store, each look is a read from disk. A daemon merges a step at a time while nothing
-waits (``merge_step``); the merge streams (``core.crop_index.merged_table``), its memory
-bounded whatever the segments' size, into a ``.tmp`` file that a crash leaves as a stray.
+1M photos sit in about 11 segments, not 38. Every search looks in every segment: on a machine
+whose memory cannot hold the store, each look is a read from disk. A daemon merges a step at a
+time while nothing waits (``merge_step``); the merge streams (``core.crop_index.merged_table``),
+its memory bounded whatever the segments' size, into a ``.tmp`` file a crash leaves as a stray.
 """
 
 from __future__ import annotations
@@ -102,6 +102,14 @@ def tier(photos: int, base: int = SEGMENT_PHOTOS, fanout: int = FANOUT) -> int:
     """A segment's size tier: 0 below ``base`` photos, then 1 + log base ``fanout`` of its
     multiple of ``base`` (1: up to 4×, 2: up to 16×, ...)."""
     return 0 if photos < base else 1 + int(math.log(photos / base, fanout) + 1e-9)
+
+
+def _close(m: _Mapped) -> None:
+    if m.mm is not None:
+        try:
+            m.mm.close()
+        except BufferError:
+            pass  # an array still points into it: the mapping goes with it
 
 
 def _params_key(params: CropParams) -> list[int]:
@@ -265,11 +273,7 @@ class CropStore:
         self._cancel_merge()
         old, self._mapped = self._mapped, []
         for m in old:
-            if m.mm is not None:
-                try:
-                    m.mm.close()
-                except BufferError:
-                    pass  # an array still points into it: the mapping goes with it
+            _close(m)
 
     def close(self) -> None:
         self._unmap()
@@ -411,14 +415,12 @@ class CropStore:
             self._in_order(parts)
             keys_at = m * (DESC_BYTES + 4)
             for t in range(tables):
-                k_at, o_at = keys_at + 4 * m * t, keys_at + 4 * m * (tables + t)
+                done = 0  # keys of this table written: the next piece's first place in it
                 for keys, order in merged_table(segs, t, self.params.hash_bits, self.merge_keys):
-                    os.pwrite(fh.fileno(), keys.astype("<u4").tobytes(), k_at)
-                    os.pwrite(fh.fileno(), order.astype("<i4").tobytes(), o_at)
-                    at = (k_at - keys_at - 4 * m * t) // 4  # this piece's first place in the table
-                    fences[t].append(keys[-at % FENCE :: FENCE])
-                    k_at += 4 * keys.shape[0]
-                    o_at += 4 * order.shape[0]
+                    os.pwrite(fh.fileno(), keys.astype("<u4").tobytes(), keys_at + 4 * (m * t + done))
+                    os.pwrite(fh.fileno(), order.astype("<i4").tobytes(), keys_at + 4 * (m * (tables + t) + done))
+                    fences[t].append(keys[-done % FENCE :: FENCE])
+                    done += keys.shape[0]
                     self._let_go(parts)
                     yield
                     self._in_order(parts)
@@ -468,11 +470,7 @@ class CropStore:
         self._mapped = keep
         self._sync_manifest()
         for p in parts:
-            if p.mm is not None:
-                try:
-                    p.mm.close()
-                except BufferError:
-                    pass
+            _close(p)
             (self.folder / p.file).unlink(missing_ok=True)
             _fence_path(self.folder / p.file).unlink(missing_ok=True)
 

@@ -617,10 +617,10 @@ class Index:
         v = self.scalar("SELECT thumb FROM photos WHERE id = ?", (photo_id,))
         return str(v) if v else None
 
-    def session_by_token(self, token: str) -> tuple[int, str, float | None] | None:
-        """A session's (id, kind, reviewed_at), or None."""
-        row = self.one("SELECT id, kind, reviewed_at FROM sessions WHERE token = ?", (token,))
-        return None if row is None else (int(row["id"]), str(row["kind"]), row["reviewed_at"])
+    def session_kind(self, token: str) -> str | None:
+        """The kind of the session ``token`` (``first_scan``, ``burst``, ``upload``), or None."""
+        v = self.scalar("SELECT kind FROM sessions WHERE token = ?", (token,))
+        return None if v is None else str(v)
 
     def folder_id(self, path: str) -> int | None:
         v = self.scalar("SELECT id FROM folders WHERE path = ?", (path,))

@@ -735,8 +735,7 @@ async def _receive_files(request: Request[Any, Any, Any], token: FromPath[str] |
         checked.append((f, uploads.check(f.filename or "", head, size, max_bytes)))
     if token is not None:
         _token(token)
-        known = st.index.session_by_token(token)
-        if known is None or known[1] != "upload":
+        if st.index.session_kind(token) != "upload":
             raise NotFoundException("no such upload session")
     inbox_folder = str(st.cfg.inbox_path)
     if token is not None:
